@@ -1,0 +1,1 @@
+//! dmsg proto
