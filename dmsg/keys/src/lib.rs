@@ -323,7 +323,7 @@ impl SeedDerivation {
         let h = sha256(seed);
         let a = scalar_from_hash(sha256(&h));
         let inner_b = scalar_from_hash(sha256(&sha256(&h))).public_key();
-        let tweak = Scalar::from_be_bytes(a.secret_bytes()).unwrap_or(Scalar::ONE);
+        let tweak = Scalar::from_be_bytes(a.to_secret_bytes()).unwrap_or(Scalar::ONE);
         // a and B are valid and n is prime, so a·B is a valid point.
         let e = inner_b
             .mul_tweak(&tweak)
@@ -339,7 +339,7 @@ impl SeedDerivation {
         let seed2 = sha256(&buf2);
         SeedDerivation {
             h,
-            inner_sk: a.secret_bytes(),
+            inner_sk: a.to_secret_bytes(),
             inner_pk: inner_b.serialize(),
             inner_ecdh_point: e,
             seed1,

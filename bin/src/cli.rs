@@ -1,0 +1,32 @@
+//! The command line: global flags and the subcommand tree.
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// skymesh: a Kademlia DHT node and DMSG relay for the Skywire overlay network.
+#[derive(Debug, Parser)]
+#[command(name = "skymesh", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Only log errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+}
+
+/// Every subcommand. Each variant's arguments live next to its `run` in `commands/`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generate a secp256k1 key pair (random, or deterministic from --seed like the Go tools).
+    Keygen(commands::keygen::Args),
+}
