@@ -1,1 +1,112 @@
-//! tests harness
+//! Harness for skymesh's end-to-end tests: real `skymesh` processes, real sockets on 127.0.0.1,
+//! real `redis-server` instances. Nothing here is mocked.
+//!
+//! - [`skymesh_bin`] finds (and if needed builds) the `skymesh` binary of this workspace.
+//! - [`Proc`] runs a process and kills it on drop, so a failing test leaves nothing behind.
+//! - [`free_port`] picks a free loopback TCP port.
+#![deny(missing_docs)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Path of the workspace's `skymesh` binary, built with the same profile as the running test.
+///
+/// `cargo test --workspace` does not build other packages' binaries for this crate, so the first
+/// call runs `cargo build -p skymesh-bin --bin skymesh` (cargo's lock makes this safe while other
+/// tests run). Set `SKYMESH_BIN` to test a binary built elsewhere.
+pub fn skymesh_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("SKYMESH_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test-exe> -> target/<profile>/skymesh
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "skymesh-bin", "--bin", "skymesh"]);
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the skymesh binary");
+        assert!(status.success(), "building the skymesh binary failed");
+        let bin = profile_dir.join("skymesh");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Runs `skymesh ARGS…` to completion with the given stdin and returns its output.
+pub fn run_skymesh(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(skymesh_bin())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn skymesh");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for skymesh")
+}
+
+/// A child process that is killed (and reaped) when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    /// The running child.
+    pub child: Child,
+    /// A label for diagnostics.
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout/stderr inherited unless the caller configured them.
+    pub fn spawn(name: &str, cmd: &mut Command) -> std::io::Result<Proc> {
+        Ok(Proc {
+            child: cmd.spawn()?,
+            name: name.to_string(),
+        })
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
