@@ -110,3 +110,106 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind an ephemeral loopback port")
 }
+
+/// A private `redis-server` on a free loopback port, with its data in a temp dir, killed on drop.
+///
+/// Fails loudly (panics with an install hint) when `redis-server` is not installed: a test that
+/// needs Redis must never pass by skipping.
+#[derive(Debug)]
+pub struct RedisServer {
+    proc: Option<Proc>,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with AOF persistence and `appendfsync always`, so that every write Redis
+    /// acknowledged survives a SIGKILL of the server.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir for redis");
+        let port = free_port();
+        let mut s = RedisServer {
+            proc: None,
+            port,
+            dir,
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        let bin = which_redis();
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(self.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let proc = Proc::spawn("redis-server", &mut cmd).expect("spawn redis-server");
+        self.proc = Some(proc);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server did not listen on 127.0.0.1:{} within 10 s",
+            self.port
+        );
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILLs the server (no shutdown save; AOF keeps acknowledged writes).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+fn which_redis() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = PathBuf::from(dir).join("redis-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    for p in [
+        "/usr/bin/redis-server",
+        "/usr/local/bin/redis-server",
+        "/usr/sbin/redis-server",
+    ] {
+        if std::path::Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!(
+        "redis-server is not installed: this test needs a real Redis (apt-get install -y redis-server)"
+    );
+}
