@@ -1,1 +1,50 @@
-//! dht
+//! skymesh DHT data model and stores: signed items, their acceptance rules, and the stores that
+//! hold them. Pure code: no tokio, no sockets, no clock reads (time is a parameter).
+//!
+//! # Module map
+//!
+//! | Module | Owns |
+//! |---|---|
+//! | [`item`] | [`Item`] (pk, salt, seq, value, optional writer, sig), [`Target`] = SHA256(pk ‖ salt), signed bytes, signing, the binary encoding and its never-panicking decoder |
+//! | [`salt`] | [`Salt`] (≤ 64 bytes) and the registry of known salts ([`SaltKind`]) |
+//! | [`value`] | one versioned, typed, canonically encoded value format per known salt ([`Value`]) |
+//! | [`rules`] | **the** acceptance decision ([`rules::admit`]): sizes, trusted writers, seq, value, signature, quota, capacity |
+//! | [`seq`] | [`SeqClock`]: seqs for our own items that never go backwards across restarts |
+//! | [`store`] | the [`Store`] trait, cursors/pages, events; backends [`MemoryStore`] and `RedbStore` |
+//! | [`config`] | [`Config`] and its `DEFAULT_*` constants |
+//! | [`error`] | [`PutError`], [`BackendError`] |
+//! | [`time`] | [`Timestamp`] (Unix ms, passed in) |
+//!
+//! # Where things happen
+//!
+//! - A byte string becomes an item only in [`Item::decode`]; a value only in [`Value::decode`].
+//! - An item is accepted or refused only in [`rules::admit`] (every store calls it).
+//! - No socket is touched in this crate; the networked node lives elsewhere and drives a
+//!   [`Store`] from its swarm loop (hence the synchronous API, see [`store`]).
+//!
+//! Formats are specified in `docs/protocols/items.md`; stores in `docs/stores.md`.
+//!
+//! Based on skywire `pkg/dht` (`item.go`, `store.go`, `fullnode_advert.go`), with its known bugs
+//! fixed: seqs that restart at 1, unauthenticated mirror writes, several shapes per salt,
+//! unbounded stores.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod item;
+pub mod rules;
+pub mod salt;
+pub mod seq;
+pub mod store;
+pub mod time;
+pub mod value;
+
+pub use config::Config;
+pub use error::{BackendError, CapacityLimit, PutError};
+pub use item::{DecodeError, Item, SignError, Target};
+pub use rules::{Decision, InvalidItem};
+pub use salt::{Salt, SaltKind};
+pub use seq::SeqClock;
+pub use store::{Cursor, Expired, MemoryStore, Page, PutOutcome, Store, StoreEvent, StoreStats};
+pub use time::Timestamp;
+pub use value::{Value, ValueError};

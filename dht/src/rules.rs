@@ -1,0 +1,216 @@
+//! Acceptance rules, in one place. Every store calls [`admit`] and nothing else decides whether
+//! an item is stored.
+//!
+//! Order of checks (cheap first, so a flood of junk costs little):
+//!
+//! 1. sizes: value ≤ [`Config::effective_max_value_len`] (salt ≤ 64 holds by type);
+//! 2. writer: an item with a `writer` must name a key on [`Config::trusted_writers`] other than
+//!    the subject key ([`InvalidItem::UntrustedWriter`], [`InvalidItem::SelfDelegation`]);
+//! 3. seq against the stored item at the same target ([`decide`]): no stored item → insert;
+//!    strictly higher seq → replace; equal seq and an identical item (every field, signature
+//!    included) → [`Decision::Unchanged`], an idempotent no-op that only refreshes the item's
+//!    TTL (no signature check needed: the stored copy was verified); lower seq →
+//!    [`PutError::Stale`]; equal seq but different → [`PutError::SeqConflict`] (first writer wins,
+//!    as in the Go node, but now reported);
+//! 4. value: parses with its salt's format ([`crate::value`]) and matches the subject key;
+//! 5. signature: by [`Item::signer`] over [`Item::signed_bytes`];
+//! 6. per-key quota: a *new* target for a key already holding [`Config::max_items_per_key`]
+//!    targets is refused ([`PutError::Quota`]);
+//! 7. capacity: a new item beyond [`Config::max_items`], or any write that would take the stored
+//!    bytes beyond [`Config::max_bytes`], is refused ([`PutError::Capacity`]). The store never
+//!    evicts to make room: refusing is visible and cannot be abused to push others' items out.
+//!
+//! Deliberate differences from the Go node: no "mirror put" that skips checks (the Go
+//! `PutMirror` let any key overwrite any slot); delegated writes exist only through the signed
+//! writer envelope and the allowlist.
+
+use keys::{PubKey, SigError};
+
+use crate::config::Config;
+use crate::error::{CapacityLimit, PutError};
+use crate::item::Item;
+use crate::value::{Value, ValueError};
+
+/// Why an item is invalid in itself (independent of what is stored).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidItem {
+    /// The value is longer than the configured limit.
+    #[error("value is {len} bytes, at most {max} accepted")]
+    ValueTooLarge {
+        /// Value length.
+        len: usize,
+        /// Effective limit.
+        max: usize,
+    },
+    /// The writer is not on the trusted-writer allowlist.
+    #[error("writer {writer} is not trusted to write for {subject}")]
+    UntrustedWriter {
+        /// The writer key.
+        writer: PubKey,
+        /// The subject key it tried to write for.
+        subject: PubKey,
+    },
+    /// The writer equals the subject; owner items carry no writer (one encoding per item).
+    #[error("writer equals subject {pk}")]
+    SelfDelegation {
+        /// The key.
+        pk: PubKey,
+    },
+    /// The value does not parse for its salt, or contradicts the subject key.
+    #[error("bad value: {source}")]
+    Value {
+        /// Why.
+        #[source]
+        source: ValueError,
+    },
+    /// The signature does not verify against the signer.
+    #[error("bad signature by {signer}: {source}")]
+    Signature {
+        /// Expected signer ([`Item::signer`]).
+        signer: PubKey,
+        /// Why.
+        #[source]
+        source: SigError,
+    },
+}
+
+/// What a store must do with an admitted item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No item at the target: store it.
+    Insert,
+    /// Replace the stored item, which had `previous_seq`.
+    Replace {
+        /// Seq of the item being replaced.
+        previous_seq: u64,
+    },
+    /// The identical item is stored: refresh its TTL, nothing else.
+    Unchanged,
+}
+
+/// What the store holds now, as far as the rules need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Items in the store.
+    pub items: u64,
+    /// Encoded bytes of all items.
+    pub bytes: u64,
+    /// Targets held by the new item's subject key.
+    pub key_items: u32,
+}
+
+/// Checks an item on its own: sizes, writer, value format, signature (steps 1, 2, 4, 5). Returns
+/// the decoded value.
+pub fn validate(cfg: &Config, item: &Item) -> Result<Value, InvalidItem> {
+    check_static(cfg, item)?;
+    check_value_and_signature(item)
+}
+
+fn check_static(cfg: &Config, item: &Item) -> Result<(), InvalidItem> {
+    let max = cfg.effective_max_value_len();
+    if item.value.len() > max {
+        return Err(InvalidItem::ValueTooLarge {
+            len: item.value.len(),
+            max,
+        });
+    }
+    if let Some(writer) = item.writer {
+        if writer == item.pk {
+            return Err(InvalidItem::SelfDelegation { pk: writer });
+        }
+        if !cfg.trusted_writers.contains(&writer) {
+            return Err(InvalidItem::UntrustedWriter {
+                writer,
+                subject: item.pk,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_value_and_signature(item: &Item) -> Result<Value, InvalidItem> {
+    let value = Value::decode(&item.salt, &item.value)
+        .and_then(|v| v.check_subject(&item.pk).map(|()| v))
+        .map_err(|source| InvalidItem::Value { source })?;
+    item.verify_signature()
+        .map_err(|source| InvalidItem::Signature {
+            signer: item.signer(),
+            source,
+        })?;
+    Ok(value)
+}
+
+/// The seq rule alone (step 3): how `new` relates to the `stored` item at the same target.
+pub fn decide(stored: Option<&Item>, new: &Item) -> Result<Decision, PutError> {
+    let Some(stored) = stored else {
+        return Ok(Decision::Insert);
+    };
+    if new.seq > stored.seq {
+        return Ok(Decision::Replace {
+            previous_seq: stored.seq,
+        });
+    }
+    if new.seq == stored.seq {
+        if new == stored {
+            return Ok(Decision::Unchanged);
+        }
+        return Err(PutError::SeqConflict {
+            target: new.target(),
+            seq: new.seq,
+        });
+    }
+    Err(PutError::Stale {
+        target: new.target(),
+        stored_seq: stored.seq,
+        offered_seq: new.seq,
+    })
+}
+
+/// The whole acceptance decision for putting `item` into a store that holds `stored` at the
+/// item's target and has `usage`. Every backend calls this and only this.
+pub fn admit(
+    cfg: &Config,
+    item: &Item,
+    stored: Option<&Item>,
+    usage: &Usage,
+) -> Result<Decision, PutError> {
+    let target = || item.target();
+    check_static(cfg, item).map_err(|source| PutError::Invalid {
+        target: target(),
+        source: Box::new(source),
+    })?;
+    let decision = decide(stored, item)?;
+    if decision == Decision::Unchanged {
+        return Ok(decision);
+    }
+    check_value_and_signature(item).map_err(|source| PutError::Invalid {
+        target: target(),
+        source: Box::new(source),
+    })?;
+    let new_len = item.encoded_len() as u64;
+    let old_len = stored.map_or(0, |s| s.encoded_len() as u64);
+    if decision == Decision::Insert {
+        if usage.key_items >= cfg.max_items_per_key {
+            return Err(PutError::Quota {
+                pk: item.pk,
+                max: cfg.max_items_per_key,
+            });
+        }
+        if usage.items >= cfg.max_items {
+            return Err(PutError::Capacity {
+                limit: CapacityLimit::Items { max: cfg.max_items },
+            });
+        }
+    }
+    let bytes_after = usage.bytes.saturating_sub(old_len).saturating_add(new_len);
+    if bytes_after > cfg.max_bytes {
+        return Err(PutError::Capacity {
+            limit: CapacityLimit::Bytes {
+                max: cfg.max_bytes,
+                needed: bytes_after,
+            },
+        });
+    }
+    Ok(decision)
+}

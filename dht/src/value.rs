@@ -1,0 +1,480 @@
+//! Value formats: one fixed, versioned, typed format per known salt, each with exactly one
+//! canonical encoding. Unknown salts carry opaque bytes.
+//!
+//! # Encoding: canonical JSON
+//!
+//! Every typed value is a JSON object whose first field is `"v": 1` (the format version), with
+//! the fields in the order listed in `docs/protocols/items.md`, no whitespace, integers only (no
+//! floats), strings in serde_json's compact escaping (only `"`, `\` and control characters
+//! escaped; everything else raw UTF-8), keys as 66-char lowercase hex. Decoding is strict:
+//!
+//! 1. the object's `v` must be [`FORMAT_VERSION`] (checked first, so a future `v: 2` is reported
+//!    as [`ValueError::Version`], not as a field error);
+//! 2. the object must parse into the struct with `deny_unknown_fields` (no unknown, missing or
+//!    duplicate fields, right types);
+//! 3. the bounds of [`ValueFormat::validate`] must hold;
+//! 4. re-encoding the parsed value must give back the input bytes exactly; otherwise
+//!    [`ValueError::NonCanonical`]. This one check rules out whitespace, key reordering, escaped
+//!    characters that need no escaping, `1.0` for `1`, and so on.
+//!
+//! So for every accepted `b`, `encode(decode(b)) == b`, and for every value `x`,
+//! `decode(encode(x)) == x`.
+//!
+//! Why JSON rather than a compact binary: values are small (an advert is ~200 bytes), the Go
+//! services already produce and consume JSON values, operators read them with `skymesh item
+//! sign/verify` and `redis-cli` without a decoder, and canonical-ness is enforced by a single
+//! re-encode comparison instead of a hand-written codec per format. The item envelope itself
+//! (where the volume is) is binary (see [`crate::item`]).
+
+use keys::PubKey;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::salt::{Salt, SaltKind};
+
+/// The `v` every format currently carries.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Most listen addresses in a [`FullnodeAdvert`] or a service entry. A node with more interfaces
+/// publishes its reachable ones; 16 covers IPv4+IPv6 × TCP/QUIC × a few NICs.
+pub const MAX_ADDRS: usize = 16;
+/// Longest address string (bytes): a multiaddr with DNS name and /p2p suffix fits in 256.
+pub const MAX_ADDR_LEN: usize = 256;
+/// Most protocol names in a [`DmsgServerEntry`].
+pub const MAX_PROTOCOLS: usize = 16;
+/// Longest short name (protocol, transport kind, service kind, version, label; bytes).
+pub const MAX_NAME_LEN: usize = 64;
+/// Most delegated servers in a [`DmsgClientEntry`]; DMSG clients use 1–3, the Go cap was 10.
+pub const MAX_DELEGATED: usize = 16;
+/// Most transports in [`TransportEntries`]. A busy visor has tens; the value size limit
+/// (64 KiB ≈ 300 entries of ~200 bytes) usually binds first, this bound holds when it is raised.
+pub const MAX_TRANSPORTS: usize = 512;
+/// Most services in [`ServiceEntries`].
+pub const MAX_SERVICES: usize = 64;
+
+/// Why a value does not parse for its salt.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The bytes are not JSON of the format's shape.
+    #[error("{salt}: not a valid value: {source}")]
+    Json {
+        /// Salt name.
+        salt: &'static str,
+        /// Parser error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `v` field is not [`FORMAT_VERSION`].
+    #[error("{salt}: unsupported value version {version}")]
+    Version {
+        /// Salt name.
+        salt: &'static str,
+        /// Version found.
+        version: u64,
+    },
+    /// The value parses but is not in its canonical encoding.
+    #[error("{salt}: value is not canonically encoded")]
+    NonCanonical {
+        /// Salt name.
+        salt: &'static str,
+    },
+    /// A list has too many entries.
+    #[error("{salt}: {field} has {len} entries, at most {max}")]
+    TooMany {
+        /// Salt name.
+        salt: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// Entries given.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A string is empty or too long.
+    #[error("{salt}: {field} is {len} bytes, allowed {min}..={max}")]
+    BadLength {
+        /// Salt name.
+        salt: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// Length given.
+        len: usize,
+        /// Minimum.
+        min: usize,
+        /// Maximum.
+        max: usize,
+    },
+    /// `available_sessions` exceeds `max_sessions`.
+    #[error("{salt}: available_sessions {available} above max_sessions {max}")]
+    Sessions {
+        /// Salt name.
+        salt: &'static str,
+        /// Declared available sessions.
+        available: u32,
+        /// Declared maximum.
+        max: u32,
+    },
+    /// The value names a key that must be the item's subject key but is not.
+    #[error("{salt}: {field} {found} is not the item's key {subject}")]
+    SubjectMismatch {
+        /// Salt name.
+        salt: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// Key in the value.
+        found: PubKey,
+        /// The item's subject key.
+        subject: PubKey,
+    },
+}
+
+/// A typed value format bound to one salt.
+pub trait ValueFormat: Serialize + DeserializeOwned + Sized {
+    /// The salt this format belongs to.
+    const KIND: SaltKind;
+
+    /// Bounds beyond the JSON shape.
+    fn validate(&self) -> Result<(), ValueError>;
+
+    /// Checks the value against the item's subject key (keys the value must repeat).
+    fn check_subject(&self, _subject: &PubKey) -> Result<(), ValueError> {
+        Ok(())
+    }
+
+    /// The canonical encoding.
+    fn encode(&self) -> Vec<u8> {
+        // Serialising these plain structs into a Vec cannot fail (no maps with non-string keys,
+        // no custom serialisers that error).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Strict decode (see the module doc).
+    fn decode(bytes: &[u8]) -> Result<Self, ValueError> {
+        let salt = Self::KIND.name();
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| ValueError::Json { salt, source })?;
+        if probe.v != u64::from(FORMAT_VERSION) {
+            return Err(ValueError::Version {
+                salt,
+                version: probe.v,
+            });
+        }
+        let value: Self =
+            serde_json::from_slice(bytes).map_err(|source| ValueError::Json { salt, source })?;
+        value.validate()?;
+        if value.encode() != bytes {
+            return Err(ValueError::NonCanonical { salt });
+        }
+        Ok(value)
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    v: u64,
+}
+
+fn check_len(
+    salt: SaltKind,
+    field: &'static str,
+    s: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ValueError> {
+    if s.len() < min || s.len() > max {
+        return Err(ValueError::BadLength {
+            salt: salt.name(),
+            field,
+            len: s.len(),
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_count<T>(
+    salt: SaltKind,
+    field: &'static str,
+    list: &[T],
+    max: usize,
+) -> Result<(), ValueError> {
+    if list.len() > max {
+        return Err(ValueError::TooMany {
+            salt: salt.name(),
+            field,
+            len: list.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// What a node does in the DHT (advertised in [`FullnodeAdvert`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Stores everything it is allowed to, serves sync.
+    Full,
+    /// Stores its share of the keyspace only.
+    Regular,
+    /// Writes items for services into a shared store.
+    Mirror,
+}
+
+/// `fullnode`: a node advertising itself (replaces Go's `{pk, stored_items, full_node, ts}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullnodeAdvert {
+    /// Format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    /// Addresses the node listens on (multiaddr or `host:port` text), ≤ [`MAX_ADDRS`], each
+    /// 1..=[`MAX_ADDR_LEN`] bytes.
+    pub listen: Vec<String>,
+    /// The node's role.
+    pub role: Role,
+    /// When the node started serving, Unix milliseconds.
+    pub since: u64,
+}
+
+impl ValueFormat for FullnodeAdvert {
+    const KIND: SaltKind = SaltKind::Fullnode;
+    fn validate(&self) -> Result<(), ValueError> {
+        check_count(Self::KIND, "listen", &self.listen, MAX_ADDRS)?;
+        for a in &self.listen {
+            check_len(Self::KIND, "listen", a, 1, MAX_ADDR_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+/// `dmsg-server`: a DMSG server's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsgServerEntry {
+    /// Format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    /// The server's key; must equal the item's subject key.
+    pub pk: PubKey,
+    /// TCP address `host:port`, 1..=[`MAX_ADDR_LEN`] bytes.
+    pub address: String,
+    /// Session limit.
+    pub max_sessions: u32,
+    /// Free sessions now (≤ `max_sessions`).
+    pub available_sessions: u32,
+    /// Whether the server also serves as a DHT bootstrap node.
+    pub dht_bootstrap: bool,
+    /// Protocols spoken (e.g. `dmsg`), ≤ [`MAX_PROTOCOLS`], each 1..=[`MAX_NAME_LEN`] bytes.
+    pub protocols: Vec<String>,
+}
+
+impl ValueFormat for DmsgServerEntry {
+    const KIND: SaltKind = SaltKind::DmsgServer;
+    fn validate(&self) -> Result<(), ValueError> {
+        check_len(Self::KIND, "address", &self.address, 1, MAX_ADDR_LEN)?;
+        if self.available_sessions > self.max_sessions {
+            return Err(ValueError::Sessions {
+                salt: Self::KIND.name(),
+                available: self.available_sessions,
+                max: self.max_sessions,
+            });
+        }
+        check_count(Self::KIND, "protocols", &self.protocols, MAX_PROTOCOLS)?;
+        for p in &self.protocols {
+            check_len(Self::KIND, "protocols", p, 1, MAX_NAME_LEN)?;
+        }
+        Ok(())
+    }
+    fn check_subject(&self, subject: &PubKey) -> Result<(), ValueError> {
+        if self.pk != *subject {
+            return Err(ValueError::SubjectMismatch {
+                salt: Self::KIND.name(),
+                field: "pk",
+                found: self.pk,
+                subject: *subject,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `dmsg`: a DMSG client's entry (the servers it can be reached through).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsgClientEntry {
+    /// Format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    /// Servers the client holds sessions with, ≤ [`MAX_DELEGATED`]. Empty = not reachable.
+    pub delegated_servers: Vec<PubKey>,
+}
+
+impl ValueFormat for DmsgClientEntry {
+    const KIND: SaltKind = SaltKind::Dmsg;
+    fn validate(&self) -> Result<(), ValueError> {
+        check_count(
+            Self::KIND,
+            "delegated_servers",
+            &self.delegated_servers,
+            MAX_DELEGATED,
+        )
+    }
+}
+
+/// One transport of a visor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportEntry {
+    /// Transport id (a UUID as text in Skywire), 1..=[`MAX_NAME_LEN`] bytes.
+    pub id: String,
+    /// Both edge keys; one of them must be the item's subject key.
+    pub edges: [PubKey; 2],
+    /// Transport type (`stcpr`, `sudph`, `dmsg`, …), 1..=[`MAX_NAME_LEN`] bytes.
+    pub kind: String,
+    /// Free-form label, 0..=[`MAX_NAME_LEN`] bytes.
+    pub label: String,
+}
+
+/// `tp`: every transport of the subject visor (the whole list; `[]` = none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportEntries {
+    /// Format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    /// The transports, ≤ [`MAX_TRANSPORTS`].
+    pub transports: Vec<TransportEntry>,
+}
+
+impl ValueFormat for TransportEntries {
+    const KIND: SaltKind = SaltKind::Tp;
+    fn validate(&self) -> Result<(), ValueError> {
+        check_count(Self::KIND, "transports", &self.transports, MAX_TRANSPORTS)?;
+        for t in &self.transports {
+            check_len(Self::KIND, "id", &t.id, 1, MAX_NAME_LEN)?;
+            check_len(Self::KIND, "kind", &t.kind, 1, MAX_NAME_LEN)?;
+            check_len(Self::KIND, "label", &t.label, 0, MAX_NAME_LEN)?;
+        }
+        Ok(())
+    }
+    fn check_subject(&self, subject: &PubKey) -> Result<(), ValueError> {
+        for t in &self.transports {
+            if !t.edges.contains(subject) {
+                return Err(ValueError::SubjectMismatch {
+                    salt: Self::KIND.name(),
+                    field: "edges",
+                    found: t.edges[0],
+                    subject: *subject,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One service a visor offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    /// Service type (`vpn`, `skysocks`, `visor`, …), 1..=[`MAX_NAME_LEN`] bytes.
+    pub kind: String,
+    /// Port on the overlay.
+    pub port: u16,
+    /// Reachable addresses, ≤ [`MAX_ADDRS`], each 1..=[`MAX_ADDR_LEN`] bytes.
+    pub addrs: Vec<String>,
+    /// Service version, 0..=[`MAX_NAME_LEN`] bytes.
+    pub version: String,
+}
+
+/// `svc`: every service of the subject visor (the whole list; `[]` = none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntries {
+    /// Format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    /// The services, ≤ [`MAX_SERVICES`].
+    pub services: Vec<ServiceEntry>,
+}
+
+impl ValueFormat for ServiceEntries {
+    const KIND: SaltKind = SaltKind::Svc;
+    fn validate(&self) -> Result<(), ValueError> {
+        check_count(Self::KIND, "services", &self.services, MAX_SERVICES)?;
+        for s in &self.services {
+            check_len(Self::KIND, "kind", &s.kind, 1, MAX_NAME_LEN)?;
+            check_len(Self::KIND, "version", &s.version, 0, MAX_NAME_LEN)?;
+            check_count(Self::KIND, "addrs", &s.addrs, MAX_ADDRS)?;
+            for a in &s.addrs {
+                check_len(Self::KIND, "addrs", a, 1, MAX_ADDR_LEN)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A decoded value of any salt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Value {
+    /// `fullnode`
+    Fullnode(FullnodeAdvert),
+    /// `dmsg-server`
+    DmsgServer(DmsgServerEntry),
+    /// `dmsg`
+    Dmsg(DmsgClientEntry),
+    /// `tp`
+    Tp(TransportEntries),
+    /// `svc`
+    Svc(ServiceEntries),
+    /// Any other salt: the bytes as they are.
+    Opaque(Vec<u8>),
+}
+
+impl Value {
+    /// Decodes `bytes` with the format of `salt` (opaque for unknown salts).
+    pub fn decode(salt: &Salt, bytes: &[u8]) -> Result<Value, ValueError> {
+        Ok(match salt.kind() {
+            Some(SaltKind::Fullnode) => Value::Fullnode(FullnodeAdvert::decode(bytes)?),
+            Some(SaltKind::DmsgServer) => Value::DmsgServer(DmsgServerEntry::decode(bytes)?),
+            Some(SaltKind::Dmsg) => Value::Dmsg(DmsgClientEntry::decode(bytes)?),
+            Some(SaltKind::Tp) => Value::Tp(TransportEntries::decode(bytes)?),
+            Some(SaltKind::Svc) => Value::Svc(ServiceEntries::decode(bytes)?),
+            None => Value::Opaque(bytes.to_vec()),
+        })
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Value::Fullnode(v) => v.encode(),
+            Value::DmsgServer(v) => v.encode(),
+            Value::Dmsg(v) => v.encode(),
+            Value::Tp(v) => v.encode(),
+            Value::Svc(v) => v.encode(),
+            Value::Opaque(b) => b.clone(),
+        }
+    }
+
+    /// The salt kind, `None` for opaque values.
+    pub fn kind(&self) -> Option<SaltKind> {
+        match self {
+            Value::Fullnode(_) => Some(SaltKind::Fullnode),
+            Value::DmsgServer(_) => Some(SaltKind::DmsgServer),
+            Value::Dmsg(_) => Some(SaltKind::Dmsg),
+            Value::Tp(_) => Some(SaltKind::Tp),
+            Value::Svc(_) => Some(SaltKind::Svc),
+            Value::Opaque(_) => None,
+        }
+    }
+
+    /// Checks keys inside the value against the item's subject key.
+    pub fn check_subject(&self, subject: &PubKey) -> Result<(), ValueError> {
+        match self {
+            Value::Fullnode(v) => v.check_subject(subject),
+            Value::DmsgServer(v) => v.check_subject(subject),
+            Value::Dmsg(v) => v.check_subject(subject),
+            Value::Tp(v) => v.check_subject(subject),
+            Value::Svc(v) => v.check_subject(subject),
+            Value::Opaque(_) => Ok(()),
+        }
+    }
+}
