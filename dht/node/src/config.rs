@@ -1,0 +1,166 @@
+//! Node configuration. Required values go through [`Config::new`]; everything else has a
+//! `DEFAULT_*` constant below, each with the reason for its value.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keys::SecKey;
+use libp2p::Multiaddr;
+
+use crate::metrics::Metrics;
+use crate::role::{Reachability, Role};
+
+/// Kademlia protocol id: our own, so skymesh never joins (or pollutes) the IPFS DHT.
+pub const KAD_PROTOCOL: &str = "/skymesh/kad/1.0.0";
+
+/// Commands queued to the actor before callers wait (back-pressure): 256 is far above what an
+/// admin API or a publisher issues concurrently, and small enough to bound memory.
+pub const DEFAULT_COMMAND_QUEUE: usize = 256;
+
+/// Retry bootstrap this often until one bootstrap peer has answered (Go node: 30 s).
+pub const DEFAULT_BOOTSTRAP_RETRY: Duration = Duration::from_secs(30);
+
+/// Re-run bootstrap this often once a peer has answered (Go node: 5 min); keeps the routing
+/// table fresh and finds new full nodes.
+pub const DEFAULT_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// A full node publishes its `fullnode` advert this often (Go node: 5 min).
+pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// An advert counts as fresh this long after its timestamp: six missed periods (Go node: 30 min).
+pub const DEFAULT_ADVERT_FRESH: Duration = Duration::from_secs(30 * 60);
+
+/// Own items are re-put this often: well inside the 2 h lifetime storing nodes give an item, so
+/// two republish attempts fail before anything expires.
+pub const DEFAULT_REPUBLISH_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
+/// Time limit for one Kademlia query (iterative lookup or put): 30 s; on a healthy network a
+/// lookup takes a few round trips, far below this.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time limit for one 1-RTT read request to a full node: 5 s, then the read falls back to an
+/// iterative lookup.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Full nodes asked in parallel by one read (the highest valid seq among their answers wins).
+pub const DEFAULT_READ_FANOUT: usize = 3;
+
+/// A lookup stops once this many *remote* valid copies have been seen (highest seq wins);
+/// more copies cost latency, fewer let one stale responder decide.
+pub const DEFAULT_LOOKUP_QUORUM: usize = 2;
+
+/// Inbound requests (kad PutRecord, `/skymesh/get/1`) allowed per peer per
+/// [`DEFAULT_LIMIT_WINDOW`]: 600/min is 10/s, plenty for a well-behaved node.
+pub const DEFAULT_MAX_REQUESTS_PER_PEER: u32 = 600;
+
+/// Items accepted into the store from one peer per [`DEFAULT_LIMIT_WINDOW`]: a publisher has a
+/// handful of slots refreshed every minute or so; 120/min leaves room for relaying nodes.
+pub const DEFAULT_MAX_ITEMS_PER_PEER: u32 = 120;
+
+/// Window of the per-peer limits.
+pub const DEFAULT_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Concurrent inbound+outbound `/skymesh/get/1` streams per connection: bounds memory per peer.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: usize = 32;
+
+/// Metrics gauges (peers, routing table, items by salt) are refreshed this often.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Store expiry sweep interval: a minute is fine-grained against a 2 h item lifetime.
+pub const DEFAULT_EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Idle connections are kept this long: reads to full nodes reuse the connection (1 RTT
+/// instead of TCP + Noise + yamux set-up).
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Kademlia replication factor `k` (libp2p and Go node: 20).
+pub const DEFAULT_REPLICATION_FACTOR: usize = 20;
+
+/// Largest kad message: 1 MiB, room for one item at the 64 KiB value limit many times over.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
+
+/// Configuration of one node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The node's key: DMSG key, libp2p identity and item signer.
+    pub secret_key: SecKey,
+    /// Role of the node.
+    pub role: Role,
+    /// Reachability (decides the kad mode of a regular node). Default [`Reachability::Auto`].
+    pub reachability: Reachability,
+    /// Addresses to listen on. Default: `/ip4/127.0.0.1/tcp/0`.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers, each ending in `/p2p/<peer id>`. Default none.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Directory of the persistent store; `None` keeps items in memory. Default `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Store configuration (quotas, value limit, TTL). Default: the dht crate's defaults.
+    pub store: dht::Config,
+    /// Metrics to record into. Default: unregistered metrics.
+    pub metrics: Metrics,
+    /// See [`DEFAULT_COMMAND_QUEUE`].
+    pub command_queue: usize,
+    /// See [`DEFAULT_BOOTSTRAP_RETRY`].
+    pub bootstrap_retry: Duration,
+    /// See [`DEFAULT_BOOTSTRAP_INTERVAL`].
+    pub bootstrap_interval: Duration,
+    /// See [`DEFAULT_ADVERT_INTERVAL`].
+    pub advert_interval: Duration,
+    /// See [`DEFAULT_ADVERT_FRESH`].
+    pub advert_fresh: Duration,
+    /// See [`DEFAULT_REPUBLISH_INTERVAL`].
+    pub republish_interval: Duration,
+    /// See [`DEFAULT_QUERY_TIMEOUT`].
+    pub query_timeout: Duration,
+    /// See [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`DEFAULT_READ_FANOUT`].
+    pub read_fanout: usize,
+    /// See [`DEFAULT_LOOKUP_QUORUM`].
+    pub lookup_quorum: usize,
+    /// See [`DEFAULT_MAX_REQUESTS_PER_PEER`].
+    pub max_requests_per_peer: u32,
+    /// See [`DEFAULT_MAX_ITEMS_PER_PEER`].
+    pub max_items_per_peer: u32,
+    /// See [`DEFAULT_LIMIT_WINDOW`].
+    pub limit_window: Duration,
+    /// See [`DEFAULT_REPLICATION_FACTOR`].
+    pub replication_factor: usize,
+    /// See [`DEFAULT_IDLE_CONNECTION_TIMEOUT`].
+    pub idle_connection_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with every optional value at its default.
+    pub fn new(secret_key: SecKey, role: Role) -> Config {
+        Config {
+            secret_key,
+            role,
+            reachability: Reachability::Auto,
+            listen: vec![loopback_any_port()],
+            bootstrap: Vec::new(),
+            data_dir: None,
+            store: dht::Config::default(),
+            metrics: Metrics::default(),
+            command_queue: DEFAULT_COMMAND_QUEUE,
+            bootstrap_retry: DEFAULT_BOOTSTRAP_RETRY,
+            bootstrap_interval: DEFAULT_BOOTSTRAP_INTERVAL,
+            advert_interval: DEFAULT_ADVERT_INTERVAL,
+            advert_fresh: DEFAULT_ADVERT_FRESH,
+            republish_interval: DEFAULT_REPUBLISH_INTERVAL,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            read_fanout: DEFAULT_READ_FANOUT,
+            lookup_quorum: DEFAULT_LOOKUP_QUORUM,
+            max_requests_per_peer: DEFAULT_MAX_REQUESTS_PER_PEER,
+            max_items_per_peer: DEFAULT_MAX_ITEMS_PER_PEER,
+            limit_window: DEFAULT_LIMIT_WINDOW,
+            replication_factor: DEFAULT_REPLICATION_FACTOR,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+        }
+    }
+}
+
+fn loopback_any_port() -> Multiaddr {
+    Multiaddr::from(std::net::Ipv4Addr::LOCALHOST).with(libp2p::multiaddr::Protocol::Tcp(0))
+}

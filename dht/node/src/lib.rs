@@ -1,0 +1,45 @@
+//! skymesh networked DHT node: libp2p Kademlia over the item model of the `dht` crate.
+//!
+//! The `dht` crate (`skymesh-dht`) owns items, acceptance rules and stores and has no sockets;
+//! this crate owns the network, like quinn over quinn-proto.
+//!
+//! # Components
+//!
+//! | Module | Owns |
+//! |---|---|
+//! | [`node`] | [`Node`] handle + the actor owning the `Swarm` (kad, identify, ping, `/skymesh/get/1`); put, get, bootstrap, adverts, republish |
+//! | [`store`] | [`ItemStore`]: the kad `RecordStore` over a dht [`dht::Store`]; where a record is checked and admitted |
+//! | [`codec`] | wire format of the one-round-trip read protocol `/skymesh/get/1` |
+//! | [`identity`] | secp256k1 key ↔ libp2p `Keypair` / `PeerId` |
+//! | [`role`] | [`Role`] (full, regular) and [`Reachability`] → kad mode |
+//! | [`config`] | [`Config`] and `DEFAULT_*` constants |
+//! | [`limits`] | per-peer fixed-window limiter |
+//! | [`metrics`] | prometheus-client metrics `skymesh_dht_*` |
+//! | [`error`] | error enums of the public operations |
+//!
+//! # Where things happen
+//!
+//! - Sockets are touched only by the libp2p swarm inside the actor in [`node`].
+//! - A record from the network becomes an item only in [`ItemStore::check`] (decode, target match,
+//!   [`dht::rules::validate`]) and is stored only through [`dht::Store::put`]
+//!   ([`dht::rules::admit`]).
+//!
+//! Protocols are specified in `docs/protocols/dht.md`; roles in `docs/roles.md`.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod limits;
+pub mod metrics;
+pub mod node;
+pub mod role;
+pub mod store;
+
+pub use config::Config;
+pub use error::{GetError, IdentityError, PutError, SpawnError};
+pub use metrics::Metrics;
+pub use node::{Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath};
+pub use role::{Reachability, Role};
+pub use store::ItemStore;

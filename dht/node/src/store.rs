@@ -1,0 +1,250 @@
+//! The node's item store seen from libp2p kad: a `RecordStore` over the dht crate's [`Store`].
+//!
+//! Every record that enters goes through [`dht::rules::admit`] (inside [`Store::put`]); kad's own
+//! insertion paths are closed:
+//!
+//! - inbound PutRecord: `StoreInserts::FilterBoth` hands the record to the actor, which checks
+//!   it ([`ItemStore::check`]) and calls [`ItemStore::insert`];
+//! - caching of lookup results, replication and republication are off in the kad config, so
+//!   [`RecordStore::records`] can be empty (the owner republishes instead, see `node.rs`);
+//! - `put_record` (which stores locally first) is never called; the node uses `put_record_to`.
+//!
+//! Provider records are not used by skymesh and are refused.
+//!
+//! Reads (`get`) answer kad's inbound GetRecord from the local store. The store is synchronous
+//! and local (memory or an embedded redb file); it never does network I/O, so the swarm loop
+//! only ever waits on a local B-tree read or an fsync'd write.
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use dht::{Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp};
+use libp2p::kad::store::{self, RecordStore};
+use libp2p::kad::{ProviderRecord, Record, RecordKey};
+
+/// Why bytes offered as a record are not an acceptable item for the key they came under.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The record key is not a 32-byte target.
+    #[error("record key is {len} bytes, not a 32-byte target")]
+    KeyLength {
+        /// Length of the key.
+        len: usize,
+    },
+    /// The value does not decode as an item.
+    #[error("not an item: {0}")]
+    Decode(#[from] dht::DecodeError),
+    /// The item belongs to another target than the one asked for (a foreign item).
+    #[error("item for {found} returned for {asked}")]
+    WrongTarget {
+        /// Target asked for.
+        asked: Target,
+        /// Target of the item.
+        found: Target,
+    },
+    /// The item is invalid in itself (size, writer, value, signature).
+    #[error("invalid item: {0}")]
+    Invalid(#[from] dht::InvalidItem),
+}
+
+/// The store of one node.
+pub struct ItemStore {
+    inner: Box<dyn Store + Send>,
+}
+
+impl std::fmt::Debug for ItemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemStore")
+            .field("stats", &self.inner.stats())
+            .finish()
+    }
+}
+
+/// The current wall-clock time as the dht crate wants it.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// The 32-byte target of a kad record key.
+pub fn target_of(key: &RecordKey) -> Result<Target, CheckError> {
+    let bytes: [u8; 32] = key.as_ref().try_into().map_err(|_| CheckError::KeyLength {
+        len: key.as_ref().len(),
+    })?;
+    Ok(Target::from_bytes(bytes))
+}
+
+/// The kad record key of a target.
+pub fn record_key(target: &Target) -> RecordKey {
+    RecordKey::new(target.as_bytes())
+}
+
+impl ItemStore {
+    /// A memory store (`dir == None`) or the persistent redb store in `dir`.
+    pub fn open(dir: Option<&Path>, cfg: dht::Config) -> Result<ItemStore, dht::BackendError> {
+        let inner: Box<dyn Store + Send> = match dir {
+            None => Box::new(MemoryStore::new(cfg)),
+            Some(dir) => {
+                // The redb backend of the dht crate is not available yet: memory until it is.
+                tracing::warn!(dir = %dir.display(), "persistent store not available yet; using memory");
+                Box::new(MemoryStore::new(cfg))
+            }
+        };
+        Ok(ItemStore { inner })
+    }
+
+    /// The store's acceptance configuration.
+    pub fn config(&self) -> &dht::Config {
+        self.inner.config()
+    }
+
+    /// Decodes `bytes` offered for `target` and checks it on its own: right target, valid size,
+    /// writer, value and signature. Says nothing about seq (see [`ItemStore::insert`]).
+    pub fn check(&self, target: &Target, bytes: &[u8]) -> Result<Item, CheckError> {
+        let item = Item::decode(bytes)?;
+        let found = item.target();
+        if found != *target {
+            return Err(CheckError::WrongTarget {
+                asked: *target,
+                found,
+            });
+        }
+        dht::rules::validate(self.inner.config(), &item)?;
+        Ok(item)
+    }
+
+    /// Puts an item through the acceptance rules.
+    pub fn insert(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
+        self.inner.put(item, now)
+    }
+
+    /// The item at `target` (a backend failure is logged and reads as absent).
+    pub fn get(&self, target: &Target) -> Option<Item> {
+        match self.inner.get(target) {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "store read failed");
+                None
+            }
+        }
+    }
+
+    /// Every item with `salt` (at most `max`), in change order.
+    pub fn with_salt(&self, salt: &Salt, max: usize) -> Vec<Item> {
+        let mut out = Vec::new();
+        let mut cursor = Cursor::START;
+        while out.len() < max {
+            match self.inner.list_since(Some(salt), cursor, max - out.len()) {
+                Ok(page) => {
+                    let more = page.has_more && !page.items.is_empty();
+                    out.extend(page.items);
+                    cursor = page.next_cursor;
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store list failed");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of items per salt (salt as lossy UTF-8). Walks the change log page by page; used
+    /// by `info` and the metrics refresh, never per request.
+    pub fn counts_by_salt(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        let mut cursor = Cursor::START;
+        loop {
+            match self
+                .inner
+                .list_since(None, cursor, dht::store::MAX_LIST_LIMIT)
+            {
+                Ok(page) => {
+                    for item in &page.items {
+                        *out.entry(String::from_utf8_lossy(item.salt.as_bytes()).into_owned())
+                            .or_insert(0) += 1;
+                    }
+                    cursor = page.next_cursor;
+                    if !page.has_more || page.items.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store list failed");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Items stored.
+    pub fn len(&self) -> u64 {
+        self.inner.stats().items
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes expired items; returns how many.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        match self.inner.expire(now) {
+            Ok(v) => v.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "store expiry failed");
+                0
+            }
+        }
+    }
+}
+
+impl RecordStore for ItemStore {
+    type RecordsIter<'a> = std::iter::Empty<Cow<'a, Record>>;
+    type ProvidedIter<'a> = std::iter::Empty<Cow<'a, ProviderRecord>>;
+
+    fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
+        let target = target_of(k).ok()?;
+        let item = ItemStore::get(self, &target)?;
+        Some(Cow::Owned(Record::new(k.clone(), item.encode())))
+    }
+
+    fn put(&mut self, r: Record) -> store::Result<()> {
+        // Only reachable if a kad path we keep closed is opened; still checked in full.
+        let target = target_of(&r.key).map_err(|_| store::Error::MaxRecords)?;
+        let item = self
+            .check(&target, &r.value)
+            .map_err(|_| store::Error::ValueTooLarge)?;
+        self.insert(item, now())
+            .map(|_| ())
+            .map_err(|_| store::Error::MaxRecords)
+    }
+
+    fn remove(&mut self, _k: &RecordKey) {
+        // Items leave only through expiry or replacement by a higher seq; kad only calls this for
+        // records whose kad `expires` passed, and ours carry none.
+    }
+
+    fn records(&self) -> Self::RecordsIter<'_> {
+        std::iter::empty()
+    }
+
+    fn add_provider(&mut self, _record: ProviderRecord) -> store::Result<()> {
+        Err(store::Error::MaxProvidedKeys)
+    }
+
+    fn providers(&self, _key: &RecordKey) -> Vec<ProviderRecord> {
+        Vec::new()
+    }
+
+    fn provided(&self) -> Self::ProvidedIter<'_> {
+        std::iter::empty()
+    }
+
+    fn remove_provider(&mut self, _k: &RecordKey, _p: &libp2p::PeerId) {}
+}

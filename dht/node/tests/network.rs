@@ -1,0 +1,292 @@
+//! A real network on 127.0.0.1 in one process: 3 full + 27 regular nodes over TCP + Noise +
+//! yamux. Deterministic enough for a 2-core CI: no timing asserts, everything polled with
+//! generous deadlines.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use dht::{Item, Salt, Target};
+use dhtnode::{Config, Node, Reachability, ReadMode, ReadPath, Role};
+use futures::future::join_all;
+use keys::SecKey;
+use tokio::task::JoinHandle;
+
+const FULL: usize = 3;
+const REGULAR: usize = 27;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+struct TestNode {
+    /// Index at spawn (the value each node puts names it).
+    idx: usize,
+    node: Node,
+    sk: SecKey,
+    task: JoinHandle<()>,
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn config(
+    sk: &SecKey,
+    role: Role,
+    reach: Reachability,
+    bootstrap: Vec<libp2p::Multiaddr>,
+) -> Config {
+    let mut cfg = Config::new(sk.clone(), role);
+    cfg.reachability = reach;
+    cfg.bootstrap = bootstrap;
+    // Faster convergence than production; nothing below asserts on timing.
+    cfg.advert_interval = Duration::from_secs(3);
+    cfg.bootstrap_retry = Duration::from_secs(2);
+    cfg
+}
+
+/// Full node 0 bootstraps nobody; everyone else bootstraps from node 0 (full nodes 1 and 2 also
+/// from each other's predecessor). Regular nodes alternate between server and client mode.
+async fn spawn_network() -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for i in 0..FULL + REGULAR {
+        let sk = SecKey::generate();
+        let bootstrap = match i {
+            0 => vec![],
+            _ => vec![nodes[0].node.listen_addrs()[0].clone()],
+        };
+        let (role, reach) = if i < FULL {
+            (Role::Full, Reachability::Public)
+        } else if i % 2 == 0 {
+            (Role::Regular, Reachability::Public)
+        } else {
+            (Role::Regular, Reachability::Private)
+        };
+        let (node, task) = Node::spawn(config(&sk, role, reach, bootstrap))
+            .await
+            .unwrap();
+        nodes.push(TestNode {
+            idx: i,
+            node,
+            sk,
+            task,
+        });
+    }
+    nodes
+}
+
+async fn poll_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn salt() -> Salt {
+    Salt::new(b"test".to_vec()).unwrap()
+}
+
+async fn wait_full_nodes(nodes: &[TestNode], min: usize) {
+    poll_until("every node to know the full nodes", || async {
+        let counts = join_all(nodes.iter().map(|n| n.node.find_full_nodes())).await;
+        counts
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.len() >= if i < FULL { min - 1 } else { min })
+    })
+    .await;
+}
+
+async fn put_all(nodes: &[TestNode]) {
+    for n in nodes {
+        let report = n
+            .node
+            .put(salt(), format!("value of node {}", n.idx).into_bytes())
+            .await
+            .unwrap();
+        assert!(report.seq > 0);
+    }
+}
+
+/// Every node reads `count` items put by others (i+1, i+2, …) until all are found.
+async fn read_all(nodes: &[TestNode], writers: &[usize], count: usize) {
+    poll_until("every node to read items put by others", || async {
+        let checks = nodes.iter().enumerate().map(|(i, reader)| async move {
+            let mut ok = true;
+            for k in 1..=count {
+                let w = writers[(i + k) % writers.len()];
+                let pk = nodes[w].sk.pubkey();
+                let got = reader.node.get(&pk, &salt()).await.unwrap();
+                match got {
+                    Some(item) => {
+                        assert_eq!(item.pk, pk);
+                        let expected = format!("value of node {}", nodes[w].idx);
+                        assert_eq!(item.value, expected.into_bytes());
+                    }
+                    None => ok = false,
+                }
+            }
+            ok
+        });
+        join_all(checks).await.into_iter().all(|b| b)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_put_get_kill_full_and_refuse_bad_items() {
+    init_tracing();
+    let mut nodes = spawn_network().await;
+    wait_full_nodes(&nodes, FULL).await;
+
+    // Every node can get an item put by any other: each node puts one item, and each node
+    // reads every other node's item.
+    put_all(&nodes).await;
+    let writers: Vec<usize> = (0..nodes.len()).collect();
+    read_all(&nodes, &writers, nodes.len() - 1).await;
+
+    // The 1-RTT path is the one used: a regular node's read is answered by a full node.
+    let out = nodes[FULL]
+        .node
+        .get_with(&nodes[FULL + 1].sk.pubkey(), &salt(), ReadMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(out.path, ReadPath::FullNode);
+
+    // An iterative lookup alone also finds items.
+    let out = nodes[FULL + 2]
+        .node
+        .get_with(&nodes[FULL + 5].sk.pubkey(), &salt(), ReadMode::LookupOnly)
+        .await
+        .unwrap();
+    assert!(out.item.is_some(), "lookup-only read failed: {out:?}");
+
+    // Kill full node 0 (also everyone's bootstrap peer): reads still work.
+    let dead = nodes.remove(0);
+    dead.node.shutdown().await;
+    dead.task.await.unwrap();
+    let writers: Vec<usize> = (0..nodes.len()).collect();
+    read_all(&nodes, &writers, 5).await;
+    // The dead node's own item survives on the other nodes.
+    let dead_pk = dead.sk.pubkey();
+    poll_until("the dead full node's item", || async {
+        nodes[FULL + 3]
+            .node
+            .get(&dead_pk, &salt())
+            .await
+            .unwrap()
+            .is_some_and(|i| i.value == b"value of node 0")
+    })
+    .await;
+
+    // Bad items, sent by a "malicious" node bypassing its own checks, against the victim's slot.
+    let victim = &nodes[FULL + 4];
+    let victim_pk = victim.sk.pubkey();
+    let target = Target::of(&victim_pk, &salt());
+    let genuine = victim.node.get(&victim_pk, &salt()).await.unwrap().unwrap();
+    let attacker_sk = SecKey::generate();
+    // forged: the victim's slot, a higher seq, signed by the attacker
+    let mut forged =
+        Item::sign(&attacker_sk, salt(), genuine.seq + 100, b"forged".to_vec()).unwrap();
+    forged.pk = victim_pk;
+    // foreign: the attacker's own valid item offered under the victim's target
+    let foreign = Item::sign(&attacker_sk, salt(), genuine.seq + 100, b"foreign".to_vec()).unwrap();
+    // stale: validly signed by the victim, but a lower seq
+    let stale = Item::sign(&victim.sk, salt(), genuine.seq - 1, b"stale".to_vec()).unwrap();
+    // oversized: validly signed by the victim, higher seq, value over the 64 KiB limit
+    let oversized =
+        Item::sign(&victim.sk, salt(), genuine.seq + 200, vec![b'x'; 70 * 1024]).unwrap();
+    let attacker = &nodes[FULL + 6].node;
+    for bad in [&forged, &foreign, &stale, &oversized] {
+        let acks = attacker.put_raw_unchecked(target, bad.encode()).await;
+        assert!(
+            acks > 0,
+            "the bad record must reach peers for the test to mean anything"
+        );
+    }
+    // The local put path refuses them too.
+    for bad in [&forged, &stale, &oversized] {
+        assert!(attacker.put_item(bad.clone()).await.is_err());
+    }
+    // Give the deliveries time to be processed, then check every node's store and lookups.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (i, n) in nodes.iter().enumerate() {
+        let local = n
+            .node
+            .get_with(&victim_pk, &salt(), ReadMode::LocalOnly)
+            .await
+            .unwrap()
+            .item;
+        if let Some(item) = local {
+            assert_eq!(item, genuine, "node {i} stored a bad item");
+        }
+        for mode in [ReadMode::Auto, ReadMode::LookupOnly] {
+            let got = n.node.get_with(&victim_pk, &salt(), mode).await.unwrap();
+            assert_eq!(
+                got.item.as_ref(),
+                Some(&genuine),
+                "node {i} {mode:?} returned {got:?}"
+            );
+        }
+    }
+
+    for n in nodes {
+        n.node.shutdown().await;
+        n.task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_reports_role_peers_and_items() {
+    init_tracing();
+    let sk0 = SecKey::generate();
+    let (full, t0) = Node::spawn(config(&sk0, Role::Full, Reachability::Public, vec![]))
+        .await
+        .unwrap();
+    let sk1 = SecKey::generate();
+    let boot = vec![full.listen_addrs()[0].clone()];
+    let (reg, t1) = Node::spawn(config(&sk1, Role::Regular, Reachability::Auto, boot))
+        .await
+        .unwrap();
+    poll_until("the regular node to find the full node", || async {
+        reg.find_full_nodes().await == vec![full.peer_id()]
+    })
+    .await;
+    reg.put(salt(), b"hello".to_vec()).await.unwrap();
+    poll_until("the full node to hold the item", || async {
+        full.info().await.unwrap().items.get("test") == Some(&1)
+    })
+    .await;
+    let info = reg.info().await.unwrap();
+    assert_eq!(info.role, Role::Regular);
+    assert_eq!(info.public_key, sk1.pubkey().to_hex());
+    assert_eq!(
+        info.peer_id,
+        dhtnode::identity::peer_id(&sk1.pubkey())
+            .unwrap()
+            .to_string()
+    );
+    assert!(info.peers >= 1);
+    assert!(info.last_bootstrap.is_some());
+    assert_eq!(info.full_nodes, vec![full.peer_id().to_string()]);
+    // The full node advertised itself and the regular node learnt the advert.
+    let advert = reg
+        .get(&sk0.pubkey(), &Salt::of_kind(dht::SaltKind::Fullnode))
+        .await
+        .unwrap();
+    assert!(advert.is_some());
+    for (n, t) in [(reg, t1), (full, t0)] {
+        n.shutdown().await;
+        t.await.unwrap();
+    }
+}
