@@ -10,7 +10,7 @@
 //! | [`value`] | one versioned, typed, canonically encoded value format per known salt ([`Value`]) |
 //! | [`rules`] | **the** acceptance decision ([`rules::admit`]): sizes, trusted writers, seq, value, signature, quota, capacity |
 //! | [`seq`] | [`SeqClock`]: seqs for our own items that never go backwards across restarts |
-//! | [`store`] | the [`Store`] trait, cursors/pages, events; backends [`MemoryStore`] and `RedbStore` |
+//! | [`store`] | the [`Store`] trait, cursors/pages, events; backends [`MemoryStore`] and [`RedbStore`] |
 //! | [`config`] | [`Config`] and its `DEFAULT_*` constants |
 //! | [`error`] | [`PutError`], [`BackendError`] |
 //! | [`time`] | [`Timestamp`] (Unix ms, passed in) |
@@ -45,6 +45,8 @@ pub use item::{DecodeError, Item, SignError, Target};
 pub use rules::{Decision, InvalidItem};
 pub use salt::{Salt, SaltKind};
 pub use seq::SeqClock;
-pub use store::{Cursor, Expired, MemoryStore, Page, PutOutcome, Store, StoreEvent, StoreStats};
+pub use store::{
+    Cursor, Expired, MemoryStore, Page, PutOutcome, RedbStore, Store, StoreEvent, StoreStats,
+};
 pub use time::Timestamp;
 pub use value::{Value, ValueError};

@@ -1,6 +1,6 @@
 //! The store abstraction: put (through [`crate::rules::admit`]), get by target, list in change
 //! order from a cursor, expiry, quotas and capacity. Backends: [`MemoryStore`] and
-//! `RedbStore` (the persistent default).
+//! [`RedbStore`] (the persistent default).
 //!
 //! # Synchronous on purpose
 //!
@@ -28,8 +28,10 @@
 //! converts into a [`StoreEvent`] for sync, mirror and metrics consumers.
 
 mod memory;
+mod redb_store;
 
 pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
 
 use keys::PubKey;
 
@@ -215,11 +217,11 @@ pub trait Store {
 
     /// Stores `item` if [`crate::rules::admit`] accepts it; `now` becomes its refresh time.
     /// When this returns `Ok`, the write is as durable as the backend promises (fsync'd for
-    /// `RedbStore`).
+    /// [`RedbStore`]).
     fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError>;
 
     /// Puts several items; each gets its own verdict. Backends may commit them together (one
-    /// fsync for the batch in `RedbStore`); an `Err` means nothing of the batch is durable.
+    /// fsync for the batch in [`RedbStore`]); an `Err` means nothing of the batch is durable.
     fn put_batch(
         &mut self,
         items: Vec<Item>,

@@ -1,0 +1,438 @@
+#![allow(clippy::unwrap_used)]
+//! Value formats (round trip, canonical-ness) and every acceptance rule.
+use std::collections::BTreeSet;
+
+use dht::rules::{self, Decision, Usage};
+use dht::value::{
+    DmsgClientEntry, DmsgServerEntry, FullnodeAdvert, Role, ServiceEntries, ServiceEntry,
+    TransportEntries, TransportEntry, ValueFormat,
+};
+use dht::{CapacityLimit, Config, InvalidItem, Item, PutError, Salt, SaltKind, Value, ValueError};
+use keys::{PubKey, SecKey};
+use proptest::prelude::*;
+
+fn sk(seed: &str) -> SecKey {
+    SecKey::from_seed(seed.as_bytes())
+}
+
+fn pk(seed: &str) -> PubKey {
+    sk(seed).pubkey()
+}
+
+fn fullnode() -> FullnodeAdvert {
+    FullnodeAdvert {
+        v: 1,
+        listen: vec!["/ip4/1.2.3.4/tcp/4001".into()],
+        role: Role::Full,
+        since: 1_790_000_000_000,
+    }
+}
+
+fn server(owner: PubKey) -> DmsgServerEntry {
+    DmsgServerEntry {
+        v: 1,
+        pk: owner,
+        address: "1.2.3.4:8081".into(),
+        max_sessions: 2048,
+        available_sessions: 2000,
+        dht_bootstrap: true,
+        protocols: vec!["dmsg".into()],
+    }
+}
+
+fn samples(owner: PubKey) -> Vec<(SaltKind, Vec<u8>)> {
+    vec![
+        (SaltKind::Fullnode, fullnode().encode()),
+        (SaltKind::DmsgServer, server(owner).encode()),
+        (
+            SaltKind::Dmsg,
+            DmsgClientEntry {
+                v: 1,
+                delegated_servers: vec![pk("s1"), pk("s2")],
+            }
+            .encode(),
+        ),
+        (
+            SaltKind::Tp,
+            TransportEntries {
+                v: 1,
+                transports: vec![TransportEntry {
+                    id: "3f1c2e".into(),
+                    edges: [owner, pk("peer")],
+                    kind: "stcpr".into(),
+                    label: String::new(),
+                }],
+            }
+            .encode(),
+        ),
+        (
+            SaltKind::Svc,
+            ServiceEntries {
+                v: 1,
+                services: vec![ServiceEntry {
+                    kind: "vpn".into(),
+                    port: 44,
+                    addrs: vec!["5.6.7.8:44".into()],
+                    version: "1.3.0".into(),
+                }],
+            }
+            .encode(),
+        ),
+    ]
+}
+
+#[test]
+fn fixed_encodings() {
+    assert_eq!(
+        String::from_utf8(fullnode().encode()).unwrap(),
+        r#"{"v":1,"listen":["/ip4/1.2.3.4/tcp/4001"],"role":"full","since":1790000000000}"#
+    );
+    let d = DmsgClientEntry {
+        v: 1,
+        delegated_servers: vec![],
+    };
+    assert_eq!(d.encode(), br#"{"v":1,"delegated_servers":[]}"#);
+}
+
+#[test]
+fn every_format_round_trips_and_is_canonical() {
+    let owner = pk("owner");
+    for (kind, bytes) in samples(owner) {
+        let salt = Salt::of_kind(kind);
+        let v = Value::decode(&salt, &bytes).unwrap();
+        assert_eq!(v.kind(), Some(kind));
+        assert_eq!(v.encode(), bytes, "{kind:?}");
+        v.check_subject(&owner).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        // Non-canonical spellings of the same value are refused.
+        let spaced = text.replacen(':', ": ", 1);
+        let trailing = format!("{text}\n");
+        let leading = format!(" {text}");
+        for bad in [spaced, trailing, leading] {
+            assert!(
+                matches!(
+                    Value::decode(&salt, bad.as_bytes()),
+                    Err(ValueError::NonCanonical { .. })
+                ),
+                "{kind:?}: {bad}"
+            );
+        }
+        // Unknown field, missing field, other version, not JSON.
+        let unknown = format!("{},\"x\":1}}", &text[..text.len() - 1]);
+        assert!(matches!(
+            Value::decode(&salt, unknown.as_bytes()),
+            Err(ValueError::Json { .. })
+        ));
+        assert!(matches!(
+            Value::decode(&salt, br#"{"v":1}"#),
+            Err(ValueError::Json { .. })
+        ));
+        let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
+        assert!(matches!(
+            Value::decode(&salt, v2.as_bytes()),
+            Err(ValueError::Version { version: 2, .. })
+        ));
+        assert!(Value::decode(&salt, b"\xff").is_err());
+    }
+    // Reordered keys, escaped characters that need no escaping, float for an integer.
+    let fsalt = Salt::of_kind(SaltKind::Fullnode);
+    for bad in [
+        r#"{"listen":["/ip4/1.2.3.4/tcp/4001"],"v":1,"role":"full","since":1790000000000}"#,
+        r#"{"v":1,"listen":["\/ip4/1.2.3.4/tcp/4001"],"role":"full","since":1790000000000}"#,
+        r#"{"v":1,"listen":["/ip4/1.2.3.4/tcp/4001"],"role":"full","since":1790000000000.0}"#,
+        r#"{"v":1,"v":1,"listen":[],"role":"full","since":1}"#,
+    ] {
+        assert!(Value::decode(&fsalt, bad.as_bytes()).is_err(), "{bad}");
+    }
+    // Unknown salts are opaque.
+    let o = Salt::new(b"whatever".to_vec()).unwrap();
+    assert_eq!(
+        Value::decode(&o, b"\x00\xff").unwrap(),
+        Value::Opaque(vec![0, 0xff])
+    );
+}
+
+#[test]
+fn format_bounds_and_subject_checks() {
+    let owner = pk("owner");
+    let mut s = server(owner);
+    s.available_sessions = 3000;
+    assert!(matches!(
+        DmsgServerEntry::decode(&s.encode()),
+        Err(ValueError::Sessions { .. })
+    ));
+    let s = server(pk("someone-else"));
+    let v = DmsgServerEntry::decode(&s.encode()).unwrap();
+    assert!(matches!(
+        v.check_subject(&owner),
+        Err(ValueError::SubjectMismatch { .. })
+    ));
+    let d = DmsgClientEntry {
+        v: 1,
+        delegated_servers: vec![pk("s"); 17],
+    };
+    assert!(matches!(
+        DmsgClientEntry::decode(&d.encode()),
+        Err(ValueError::TooMany { .. })
+    ));
+    let mut f = fullnode();
+    f.listen = vec![String::new()];
+    assert!(matches!(
+        FullnodeAdvert::decode(&f.encode()),
+        Err(ValueError::BadLength { .. })
+    ));
+    let t = TransportEntries {
+        v: 1,
+        transports: vec![TransportEntry {
+            id: "x".into(),
+            edges: [pk("a"), pk("b")],
+            kind: "stcpr".into(),
+            label: String::new(),
+        }],
+    };
+    let tv = TransportEntries::decode(&t.encode()).unwrap();
+    assert!(tv.check_subject(&owner).is_err());
+    assert!(tv.check_subject(&pk("b")).is_ok());
+}
+
+proptest! {
+    #[test]
+    fn fullnode_round_trip(
+        listen in proptest::collection::vec("[ -~é\u{1F600}\"\\\\\n]{1,40}", 0..16),
+        since in any::<u64>(),
+        role in prop_oneof![Just(Role::Full), Just(Role::Regular), Just(Role::Mirror)],
+    ) {
+        let x = FullnodeAdvert { v: 1, listen, role, since };
+        let b = x.encode();
+        let back = FullnodeAdvert::decode(&b).unwrap();
+        prop_assert_eq!(&back, &x);
+        prop_assert_eq!(back.encode(), b);
+    }
+
+    #[test]
+    fn svc_round_trip(kind in "[a-z]{1,10}", port in any::<u16>(), version in "[0-9.]{0,8}",
+                      addrs in proptest::collection::vec("[ -~]{1,30}", 0..4)) {
+        let x = ServiceEntries { v: 1, services: vec![ServiceEntry { kind, port, addrs, version }] };
+        let b = x.encode();
+        prop_assert_eq!(ServiceEntries::decode(&b).unwrap(), x);
+    }
+
+    #[test]
+    fn accepted_value_bytes_are_canonical(b in proptest::collection::vec(any::<u8>(), 0..200), k in 0usize..5) {
+        let salt = Salt::of_kind(SaltKind::ALL[k]);
+        if let Ok(v) = Value::decode(&salt, &b) {
+            prop_assert_eq!(v.encode(), b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acceptance rules
+
+fn dmsg_item(signer: &SecKey, seq: u64) -> Item {
+    let v = DmsgClientEntry {
+        v: 1,
+        delegated_servers: vec![pk("s1")],
+    };
+    Item::sign(signer, Salt::of_kind(SaltKind::Dmsg), seq, v.encode()).unwrap()
+}
+
+fn usage() -> Usage {
+    Usage::default()
+}
+
+fn invalid(r: Result<Decision, PutError>) -> InvalidItem {
+    match r {
+        Err(PutError::Invalid { source, .. }) => *source,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn rule_insert_replace_idempotent_stale_conflict() {
+    let cfg = Config::default();
+    let a = sk("alice");
+    let i5 = dmsg_item(&a, 5);
+    assert_eq!(
+        rules::admit(&cfg, &i5, None, &usage()).unwrap(),
+        Decision::Insert
+    );
+    let i6 = dmsg_item(&a, 6);
+    assert_eq!(
+        rules::admit(&cfg, &i6, Some(&i5), &usage()).unwrap(),
+        Decision::Replace { previous_seq: 5 }
+    );
+    assert_eq!(
+        rules::admit(&cfg, &i5, Some(&i5), &usage()).unwrap(),
+        Decision::Unchanged
+    );
+    assert!(matches!(
+        rules::admit(&cfg, &i5, Some(&i6), &usage()),
+        Err(PutError::Stale {
+            stored_seq: 6,
+            offered_seq: 5,
+            ..
+        })
+    ));
+    let other = Item::sign(
+        &a,
+        Salt::of_kind(SaltKind::Dmsg),
+        5,
+        br#"{"v":1,"delegated_servers":[]}"#.to_vec(),
+    )
+    .unwrap();
+    assert!(matches!(
+        rules::admit(&cfg, &other, Some(&i5), &usage()),
+        Err(PutError::SeqConflict { seq: 5, .. })
+    ));
+}
+
+#[test]
+fn rule_signature_value_size() {
+    let cfg = Config::default();
+    let a = sk("alice");
+    let mut forged = dmsg_item(&a, 5);
+    forged.seq = 6;
+    assert!(matches!(
+        invalid(rules::admit(&cfg, &forged, None, &usage())),
+        InvalidItem::Signature { .. }
+    ));
+    // Someone else's signature on alice's slot.
+    let mut stolen = dmsg_item(&sk("mallory"), 5);
+    stolen.pk = a.pubkey();
+    assert!(matches!(
+        invalid(rules::admit(&cfg, &stolen, None, &usage())),
+        InvalidItem::Signature { .. }
+    ));
+    let bad_value = Item::sign(&a, Salt::of_kind(SaltKind::Dmsg), 1, b"[]".to_vec()).unwrap();
+    assert!(matches!(
+        invalid(rules::admit(&cfg, &bad_value, None, &usage())),
+        InvalidItem::Value { .. }
+    ));
+    let wrong_subject = Item::sign(
+        &a,
+        Salt::of_kind(SaltKind::DmsgServer),
+        1,
+        server(pk("x")).encode(),
+    )
+    .unwrap();
+    assert!(matches!(
+        invalid(rules::admit(&cfg, &wrong_subject, None, &usage())),
+        InvalidItem::Value { .. }
+    ));
+    let mut small = Config::default();
+    small.max_value_len = 10;
+    let big = Item::sign(&a, Salt::new(b"blob".to_vec()).unwrap(), 1, vec![0; 11]).unwrap();
+    assert!(matches!(
+        invalid(rules::admit(&small, &big, None, &usage())),
+        InvalidItem::ValueTooLarge { len: 11, max: 10 }
+    ));
+    let ok = Item::sign(&a, Salt::new(b"blob".to_vec()).unwrap(), 1, vec![0; 10]).unwrap();
+    rules::admit(&small, &ok, None, &usage()).unwrap();
+    // Default limit is 64 KiB.
+    let at = Item::sign(&a, Salt::new(b"blob".to_vec()).unwrap(), 1, vec![0; 65536]).unwrap();
+    rules::admit(&cfg, &at, None, &usage()).unwrap();
+    let over = Item::sign(&a, Salt::new(b"blob".to_vec()).unwrap(), 1, vec![0; 65537]).unwrap();
+    assert!(rules::admit(&cfg, &over, None, &usage()).is_err());
+}
+
+#[test]
+fn rule_trusted_writers() {
+    let tpd = sk("transport-discovery");
+    let visor = pk("visor");
+    let v = TransportEntries {
+        v: 1,
+        transports: vec![],
+    }
+    .encode();
+    let item = Item::sign_for(&tpd, visor, Salt::of_kind(SaltKind::Tp), 1, v.clone()).unwrap();
+    // Not on the allowlist: refused.
+    let cfg = Config::default();
+    assert!(matches!(
+        invalid(rules::admit(&cfg, &item, None, &usage())),
+        InvalidItem::UntrustedWriter { .. }
+    ));
+    let mut trusted = Config::default();
+    trusted.trusted_writers = BTreeSet::from([tpd.pubkey()]);
+    assert_eq!(
+        rules::admit(&trusted, &item, None, &usage()).unwrap(),
+        Decision::Insert
+    );
+    // The signature binds the subject: moving it to another subject fails.
+    let mut moved = item.clone();
+    moved.pk = pk("other-visor");
+    assert!(matches!(
+        invalid(rules::admit(&trusted, &moved, None, &usage())),
+        InvalidItem::Signature { .. }
+    ));
+    // Claiming a trusted writer without its key fails.
+    let mut claimed =
+        Item::sign_for(&sk("mallory"), visor, Salt::of_kind(SaltKind::Tp), 1, v).unwrap();
+    claimed.writer = Some(tpd.pubkey());
+    assert!(matches!(
+        invalid(rules::admit(&trusted, &claimed, None, &usage())),
+        InvalidItem::Signature { .. }
+    ));
+    // writer == subject is not a valid envelope.
+    let mut selfd = dmsg_item(&tpd, 1);
+    selfd.writer = Some(tpd.pubkey());
+    assert!(matches!(
+        invalid(rules::admit(&trusted, &selfd, None, &usage())),
+        InvalidItem::SelfDelegation { .. }
+    ));
+    // A trusted writer's item and the owner's own compete by seq only.
+    let own = Item::sign(
+        &sk("visor"),
+        Salt::of_kind(SaltKind::Tp),
+        2,
+        TransportEntries {
+            v: 1,
+            transports: vec![],
+        }
+        .encode(),
+    )
+    .unwrap();
+    assert!(matches!(
+        rules::admit(&trusted, &own, Some(&item), &usage()).unwrap(),
+        Decision::Replace { .. }
+    ));
+}
+
+#[test]
+fn rule_quota_and_capacity() {
+    let a = sk("alice");
+    let i = dmsg_item(&a, 1);
+    let mut cfg = Config::default();
+    cfg.max_items_per_key = 2;
+    let full_key = Usage {
+        key_items: 2,
+        ..Usage::default()
+    };
+    assert!(matches!(
+        rules::admit(&cfg, &i, None, &full_key),
+        Err(PutError::Quota { max: 2, .. })
+    ));
+    // Replacing within the quota is fine.
+    let i2 = dmsg_item(&a, 2);
+    rules::admit(&cfg, &i2, Some(&i), &full_key).unwrap();
+    cfg.max_items = 10;
+    let full = Usage {
+        items: 10,
+        ..Usage::default()
+    };
+    assert!(matches!(
+        rules::admit(&cfg, &i, None, &full),
+        Err(PutError::Capacity {
+            limit: CapacityLimit::Items { max: 10 }
+        })
+    ));
+    cfg.max_bytes = 100;
+    let e = rules::admit(&cfg, &i, None, &Usage::default()).unwrap_err();
+    assert!(matches!(
+        e,
+        PutError::Capacity {
+            limit: CapacityLimit::Bytes { max: 100, .. }
+        }
+    ));
+    assert!(!e.is_item_fault());
+}
