@@ -1,5 +1,7 @@
 //! One module per subcommand; `run` dispatches.
+pub(crate) mod dht;
 pub(crate) mod keygen;
+pub(crate) mod node;
 
 use crate::cli::Command;
 
@@ -7,5 +9,7 @@ use crate::cli::Command;
 pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keygen(args) => keygen::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Dht(args) => dht::run(args),
     }
 }

@@ -1,0 +1,157 @@
+//! `skymesh dht put|get|info --node URL …`: talk to a running `skymesh node` over its admin API.
+//!
+//! - `dht put --node URL --salt S --value TEXT`: the node signs with its own key and puts; prints
+//!   the put report (target, seq, acks) as JSON.
+//! - `dht get --node URL --pk PK --salt S`: prints the verified item as JSON (`pk`, `salt`, `seq`,
+//!   `value` as UTF-8 text when it is, else hex with `value_encoding: "hex"`); exit 1 when not
+//!   found.
+//! - `dht info --node URL [--json]`: role, peer id, listen addresses, peers, full nodes known,
+//!   items by salt, last bootstrap.
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Time limit for one admin API call: a get may fall back to an iterative lookup bounded by the
+/// node's 30 s query timeout.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Arguments of `skymesh dht`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: DhtCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DhtCommand {
+    /// Sign VALUE under SALT with the node's key and put it into the DHT.
+    Put {
+        /// Admin API base URL of the node, e.g. http://127.0.0.1:7801.
+        #[arg(long)]
+        node: String,
+        /// Salt (slot name).
+        #[arg(long)]
+        salt: String,
+        /// Value (text).
+        #[arg(long)]
+        value: String,
+    },
+    /// Read the item of (PK, SALT) through the node; exit 1 when not found.
+    Get {
+        /// Admin API base URL of the node.
+        #[arg(long)]
+        node: String,
+        /// Public key (hex).
+        #[arg(long)]
+        pk: String,
+        /// Salt (slot name).
+        #[arg(long)]
+        salt: String,
+    },
+    /// Show the node's state.
+    Info {
+        /// Admin API base URL of the node.
+        #[arg(long)]
+        node: String,
+        /// Print the JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `skymesh dht …`.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(run_async(args.command))
+}
+
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .context("HTTP client")?;
+    match cmd {
+        DhtCommand::Put { node, salt, value } => {
+            let res = client
+                .post(format!("{}/api/v1/put", base(&node)))
+                .json(&serde_json::json!({ "salt": salt, "value": value }))
+                .send()
+                .await
+                .with_context(|| format!("contacting {node}"))?;
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+            if !status.is_success() {
+                bail!("put failed ({status}): {}", body["error"]);
+            }
+            println!("{body}");
+        }
+        DhtCommand::Get { node, pk, salt } => {
+            let res = client
+                .get(format!("{}/api/v1/get", base(&node)))
+                .query(&[("pk", pk.as_str()), ("salt", salt.as_str())])
+                .send()
+                .await
+                .with_context(|| format!("contacting {node}"))?;
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+            if status == reqwest::StatusCode::NOT_FOUND {
+                bail!("not found");
+            }
+            if !status.is_success() {
+                bail!("get failed ({status}): {}", body["error"]);
+            }
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        DhtCommand::Info { node, json } => {
+            let res = client
+                .get(format!("{}/api/v1/info", base(&node)))
+                .send()
+                .await
+                .with_context(|| format!("contacting {node}"))?;
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+            if !status.is_success() {
+                bail!("info failed ({status}): {}", body["error"]);
+            }
+            if json {
+                println!("{body}");
+            } else {
+                print_info(&body);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_info(v: &serde_json::Value) {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+    println!("role:           {}", s("role"));
+    println!("public_key:     {}", s("public_key"));
+    println!("peer_id:        {}", s("peer_id"));
+    println!("kad_mode:       {}", s("kad_mode"));
+    println!("listen_addrs:");
+    for a in v["listen_addrs"].as_array().into_iter().flatten() {
+        println!("  {}", a.as_str().unwrap_or("-"));
+    }
+    println!("peers:          {}", v["peers"]);
+    println!("routing_table:  {}", v["routing_table"]);
+    println!("full_nodes:");
+    for a in v["full_nodes"].as_array().into_iter().flatten() {
+        println!("  {}", a.as_str().unwrap_or("-"));
+    }
+    println!("items:");
+    for (salt, n) in v["items"].as_object().into_iter().flatten() {
+        println!("  {salt}: {n}");
+    }
+    match v["last_bootstrap"].as_u64() {
+        Some(ms) => println!("last_bootstrap: {ms} (unix ms)"),
+        None => println!("last_bootstrap: never"),
+    }
+}

@@ -1,0 +1,316 @@
+//! `skymesh node --role full|regular --listen MULTIADDR --data DIR [--sk SK | --key FILE]
+//! [--bootstrap MULTIADDR]... --http 127.0.0.1:PORT`: the DHT daemon.
+//!
+//! The HTTP listener (axum) serves:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | `{"status":"ok"}` |
+//! | `GET /metrics` | Prometheus text (`skymesh_dht_*`, see `docs/metrics.md`) |
+//! | `GET /api/v1/info` | node info JSON (role, public_key, peer_id, listen_addrs, peers, full_nodes, items, …) |
+//! | `POST /api/v1/put` | body `{"salt": S, "value": TEXT}`: signs with the node key and puts; answers the put report |
+//! | `GET /api/v1/get?pk=PK&salt=S` | the verified item as JSON, 404 when not found |
+//!
+//! The admin API has no authentication: bind it to loopback (the default) only.
+//!
+//! Without `--sk`/`--key`, the node key is read from `DATA/node.key` (hex), created on first
+//! start, so a restarted node keeps its identity.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dhtnode::{Config, Node, Reachability, Role};
+use keys::SecKey;
+use libp2p::Multiaddr;
+use prometheus_client::registry::Registry;
+
+/// Reachability as a command-line value.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Reach {
+    /// Client mode until an external address is confirmed.
+    Auto,
+    /// Dialable: Kademlia server mode.
+    Public,
+    /// Not dialable: Kademlia client mode.
+    Private,
+}
+
+/// Arguments of `skymesh node`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Node role.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// libp2p listen address, e.g. /ip4/0.0.0.0/tcp/7800 (repeatable).
+    #[arg(long, required = true)]
+    listen: Vec<Multiaddr>,
+    /// Data directory (item store, node key).
+    #[arg(long)]
+    data: PathBuf,
+    /// Secret key in hex.
+    #[arg(
+        long,
+        env = "SKYMESH_SK",
+        hide_env_values = true,
+        conflicts_with = "key"
+    )]
+    sk: Option<String>,
+    /// File holding the secret key (hex, or `skymesh keygen` output, text or JSON).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Bootstrap peer, a multiaddr ending in /p2p/<peer id> (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// HTTP listener for /health, /metrics and the admin API.
+    #[arg(long, default_value = "127.0.0.1:7801")]
+    http: SocketAddr,
+    /// Reachability of a regular node (full nodes are always Kademlia servers).
+    #[arg(long, value_enum, default_value = "auto")]
+    reachability: Reach,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: dhtnode::role::UnknownRole| e.to_string())
+}
+
+/// Reads a secret key from text: bare hex, `skymesh keygen` text (`secret_key: …`) or JSON.
+pub(crate) fn parse_key_text(text: &str) -> anyhow::Result<SecKey> {
+    let text = text.trim();
+    let hex = if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).context("key file JSON")?;
+        v.get("secret_key")
+            .and_then(|s| s.as_str())
+            .context("key file JSON has no secret_key")?
+            .to_owned()
+    } else if let Some(line) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret_key:"))
+    {
+        line.trim().to_owned()
+    } else {
+        text.to_owned()
+    };
+    SecKey::from_hex(&hex).context("secret key")
+}
+
+fn load_or_create_key(data: &Path) -> anyhow::Result<SecKey> {
+    let path = data.join("node.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_key_text(&text).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let sk = SecKey::generate();
+            write_private(&path, &sk.to_hex())?;
+            tracing::info!(path = %path.display(), "created node key");
+            Ok(sk)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Runs the daemon until Ctrl-C / SIGTERM.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let sk = match (&args.sk, &args.key) {
+        (Some(hex), _) => SecKey::from_hex(hex.trim()).context("--sk")?,
+        (None, Some(file)) => parse_key_text(
+            &std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?,
+        )?,
+        (None, None) => load_or_create_key(&args.data)?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(serve(args, sk))
+}
+
+struct AppState {
+    node: Node,
+    registry: Registry,
+}
+
+async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let mut cfg = Config::new(sk, args.role);
+    cfg.listen = args.listen.clone();
+    cfg.bootstrap = args.bootstrap.clone();
+    cfg.data_dir = Some(args.data.clone());
+    cfg.metrics = dhtnode::Metrics::register(&mut registry);
+    cfg.reachability = match args.reachability {
+        Reach::Auto => Reachability::Auto,
+        Reach::Public => Reachability::Public,
+        Reach::Private => Reachability::Private,
+    };
+    let (node, task) = Node::spawn(cfg).await.context("starting the DHT node")?;
+    for a in node.listen_addrs() {
+        tracing::info!(addr = %a, "listening");
+    }
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("binding the HTTP listener {}", args.http))?;
+    tracing::info!(addr = %args.http, "admin API listening");
+    let state = Arc::new(AppState {
+        node: node.clone(),
+        registry,
+    });
+    let app = Router::new()
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(metrics))
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/put", post(put))
+        .route("/api/v1/get", get(get_item))
+        .with_state(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    server.await.context("HTTP server")?;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    task.await.context("node task")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": msg.to_string() })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &st.registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn info(State(st): State<Arc<AppState>>) -> Response {
+    match st.node.info().await {
+        Some(info) => Json(info).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "node is shut down"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PutBody {
+    salt: String,
+    value: String,
+}
+
+async fn put(State(st): State<Arc<AppState>>, Json(body): Json<PutBody>) -> Response {
+    let salt = match dht::Salt::new(body.salt.into_bytes()) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match st.node.put(salt, body.value.into_bytes()).await {
+        Ok(report) => Json(report).into_response(),
+        Err(dhtnode::PutError::Shutdown) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "node is shut down")
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct GetQuery {
+    pk: String,
+    salt: String,
+}
+
+async fn get_item(State(st): State<Arc<AppState>>, Query(q): Query<GetQuery>) -> Response {
+    let pk = match keys::PubKey::from_hex(&q.pk) {
+        Ok(pk) => pk,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("pk: {e}")),
+    };
+    let salt = match dht::Salt::new(q.salt.into_bytes()) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match st.node.get(&pk, &salt).await {
+        Ok(Some(item)) => Json(item_json(&item)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not found"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Bytes as UTF-8 text when they are, else hex; with the encoding used.
+fn text_or_hex(b: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(b) {
+        Ok(s) => (s.to_owned(), "utf8"),
+        Err(_) => (hex::encode(b), "hex"),
+    }
+}
+
+/// The JSON form of a verified item (also printed by `skymesh dht get`).
+pub(crate) fn item_json(item: &dht::Item) -> serde_json::Value {
+    let (value, value_encoding) = text_or_hex(&item.value);
+    let (salt, salt_encoding) = text_or_hex(item.salt.as_bytes());
+    serde_json::json!({
+        "pk": item.pk.to_hex(),
+        "salt": salt,
+        "salt_encoding": salt_encoding,
+        "seq": item.seq,
+        "value": value,
+        "value_encoding": value_encoding,
+        "writer": item.writer.map(|w| w.to_hex()),
+        "sig": item.sig.to_hex(),
+        "target": item.target().to_hex(),
+    })
+}
