@@ -29,6 +29,8 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Command {
     /// Generate a secp256k1 key pair (random, or deterministic from --seed like the Go tools).
     Keygen(commands::keygen::Args),
+    /// Sign or verify a DHT item (JSON in/out).
+    Item(commands::item::Args),
     /// Run a DHT node (daemon) with its HTTP admin API, /health and /metrics.
     Node(commands::node::Args),
     /// Talk to a running node: put, get, info.

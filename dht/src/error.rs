@@ -32,7 +32,7 @@ pub enum CapacityLimit {
 #[non_exhaustive]
 pub enum PutError {
     /// The item is invalid in itself (size, writer, value, signature).
-    #[error("invalid item for {target}: {source}")]
+    #[error("invalid item for {target}")]
     Invalid {
         /// The item's target.
         target: Target,
@@ -93,7 +93,7 @@ impl PutError {
 #[non_exhaustive]
 pub enum BackendError {
     /// The database file could not be opened or created.
-    #[error("cannot open store {path}: {source}")]
+    #[error("cannot open store {path}")]
     Open {
         /// File path.
         path: PathBuf,
@@ -102,7 +102,7 @@ pub enum BackendError {
         source: Box<redb::DatabaseError>,
     },
     /// A database operation failed.
-    #[error("store {op} failed: {source}")]
+    #[error("store {op} failed")]
     Db {
         /// What was being done.
         op: &'static str,
@@ -111,7 +111,7 @@ pub enum BackendError {
         source: Box<redb::Error>,
     },
     /// A stored record does not decode (the file was damaged or written by something else).
-    #[error("corrupt record in table {table}: {source}")]
+    #[error("corrupt record in table {table}")]
     Corrupt {
         /// Table name.
         table: &'static str,

@@ -159,7 +159,7 @@ pub enum SignError {
     },
     /// The signing primitive refused (only for an all-zero digest, which SHA-256 never yields
     /// in practice).
-    #[error("signing failed: {source}")]
+    #[error("signing failed")]
     Sign {
         /// Underlying error.
         #[source]
@@ -204,7 +204,7 @@ pub enum DecodeError {
         len: usize,
     },
     /// A key field is not a valid compressed point.
-    #[error("invalid {field} key: {source}")]
+    #[error("invalid {field} key")]
     Key {
         /// `pk` or `writer`.
         field: &'static str,

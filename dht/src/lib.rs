@@ -6,6 +6,7 @@
 //! | Module | Owns |
 //! |---|---|
 //! | [`item`] | [`Item`] (pk, salt, seq, value, optional writer, sig), [`Target`] = SHA256(pk ‖ salt), signed bytes, signing, the binary encoding and its never-panicking decoder |
+//! | [`json`] | the JSON form of an item (CLI and humans only) |
 //! | [`salt`] | [`Salt`] (≤ 64 bytes) and the registry of known salts ([`SaltKind`]) |
 //! | [`value`] | one versioned, typed, canonically encoded value format per known salt ([`Value`]) |
 //! | [`rules`] | **the** acceptance decision ([`rules::admit`]): sizes, trusted writers, seq, value, signature, quota, capacity |
@@ -32,6 +33,7 @@
 pub mod config;
 pub mod error;
 pub mod item;
+pub mod json;
 pub mod rules;
 pub mod salt;
 pub mod seq;

@@ -58,14 +58,14 @@ pub enum InvalidItem {
         pk: PubKey,
     },
     /// The value does not parse for its salt, or contradicts the subject key.
-    #[error("bad value: {source}")]
+    #[error("bad value")]
     Value {
         /// Why.
         #[source]
         source: ValueError,
     },
     /// The signature does not verify against the signer.
-    #[error("bad signature by {signer}: {source}")]
+    #[error("bad signature by {signer}")]
     Signature {
         /// Expected signer ([`Item::signer`]).
         signer: PubKey,

@@ -57,7 +57,7 @@ pub const MAX_SERVICES: usize = 64;
 #[non_exhaustive]
 pub enum ValueError {
     /// The bytes are not JSON of the format's shape.
-    #[error("{salt}: not a valid value: {source}")]
+    #[error("{salt}: not a valid value")]
     Json {
         /// Salt name.
         salt: &'static str,

@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 pub(crate) mod dht;
+pub(crate) mod item;
 pub(crate) mod keygen;
 pub(crate) mod node;
 
@@ -9,6 +10,7 @@ use crate::cli::Command;
 pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keygen(args) => keygen::run(args),
+        Command::Item(args) => item::run(args),
         Command::Node(args) => node::run(args),
         Command::Dht(args) => dht::run(args),
     }
