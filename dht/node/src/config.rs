@@ -92,7 +92,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Bootstrap peers, each ending in `/p2p/<peer id>`. Default none.
     pub bootstrap: Vec<Multiaddr>,
-    /// Directory of the persistent store; `None` keeps items in memory. Default `None`.
+    /// Directory of the persistent store (redb file [`crate::store::STORE_FILE`], created if
+    /// missing); `None` keeps items in memory. Default `None`.
     pub data_dir: Option<PathBuf>,
     /// Store configuration (quotas, value limit, TTL). Default: the dht crate's defaults.
     pub store: dht::Config,

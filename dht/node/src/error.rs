@@ -48,6 +48,15 @@ pub enum SpawnError {
         /// The address.
         addr: Multiaddr,
     },
+    /// The data directory could not be created.
+    #[error("creating the data directory {dir}: {source}")]
+    DataDir {
+        /// The data directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Opening the persistent store failed.
     #[error("opening the store in {dir}: {source}")]
     Store {

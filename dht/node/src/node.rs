@@ -376,6 +376,12 @@ impl Actor {
     async fn new(cfg: Config) -> Result<(Actor, Vec<Multiaddr>), SpawnError> {
         let keypair = identity::keypair(&cfg.secret_key)?;
         let local_peer = keypair.public().to_peer_id();
+        if let Some(dir) = &cfg.data_dir {
+            std::fs::create_dir_all(dir).map_err(|source| SpawnError::DataDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
         let store =
             ItemStore::open(cfg.data_dir.as_deref(), cfg.store.clone()).map_err(|source| {
                 SpawnError::Store {

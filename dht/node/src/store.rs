@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use dht::{Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp};
+use dht::{
+    Cursor, Item, MemoryStore, PutError, PutOutcome, RedbStore, Salt, Store, Target, Timestamp,
+};
 use libp2p::kad::store::{self, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 
@@ -48,6 +50,9 @@ pub enum CheckError {
     #[error("invalid item: {0}")]
     Invalid(#[from] dht::InvalidItem),
 }
+
+/// File name of the redb store inside the node's data directory.
+pub const STORE_FILE: &str = "items.redb";
 
 /// The store of one node.
 pub struct ItemStore {
@@ -85,11 +90,7 @@ impl ItemStore {
     pub fn open(dir: Option<&Path>, cfg: dht::Config) -> Result<ItemStore, dht::BackendError> {
         let inner: Box<dyn Store + Send> = match dir {
             None => Box::new(MemoryStore::new(cfg)),
-            Some(dir) => {
-                // The redb backend of the dht crate is not available yet: memory until it is.
-                tracing::warn!(dir = %dir.display(), "persistent store not available yet; using memory");
-                Box::new(MemoryStore::new(cfg))
-            }
+            Some(dir) => Box::new(RedbStore::open(dir.join(STORE_FILE), cfg)?),
         };
         Ok(ItemStore { inner })
     }
