@@ -189,6 +189,8 @@ pub enum Frame<'a> {
     },
     /// Session shutdown.
     GoAway {
+        /// Flags (yamux sends none; kept so decoding is lossless).
+        flags: Flags,
         /// Reason.
         code: GoAwayCode,
     },
@@ -209,7 +211,7 @@ impl Frame<'_> {
                 delta,
             } => Header::new(FrameType::WindowUpdate, flags, stream_id, delta),
             Frame::Ping { flags, opaque } => Header::new(FrameType::Ping, flags, 0, opaque),
-            Frame::GoAway { code } => Header::new(FrameType::GoAway, Flags::NONE, 0, code as u32),
+            Frame::GoAway { flags, code } => Header::new(FrameType::GoAway, flags, 0, code as u32),
         }
     }
 
@@ -272,7 +274,10 @@ pub fn decode_frame(buf: &[u8], max_data: u32) -> Result<Option<(Frame<'_>, usiz
                 2 => GoAwayCode::InternalError,
                 c => return Err(YamuxError::GoAwayReason(c)),
             };
-            Frame::GoAway { code }
+            Frame::GoAway {
+                flags: h.flags,
+                code,
+            }
         }
     };
     Ok(Some((frame, HEADER_LEN + h.body_len())))

@@ -168,7 +168,7 @@ proptest! {
             FrameType::Data => Frame::Data { stream_id, flags: Flags(flags), body: &body },
             FrameType::WindowUpdate => Frame::WindowUpdate { stream_id, flags: Flags(flags), delta: length },
             FrameType::Ping => Frame::Ping { flags: Flags(flags), opaque: length },
-            FrameType::GoAway => Frame::GoAway { code: match length % 3 {
+            FrameType::GoAway => Frame::GoAway { flags: Flags(flags), code: match length % 3 {
                 0 => GoAwayCode::Normal, 1 => GoAwayCode::ProtocolError, _ => GoAwayCode::InternalError } },
         };
         let mut out = Vec::new();

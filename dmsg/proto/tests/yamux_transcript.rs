@@ -87,6 +87,7 @@ fn yamux_headers() {
             assert_eq!(
                 frame,
                 Frame::GoAway {
+                    flags: Flags::NONE,
                     code: GoAwayCode::Normal
                 }
             );
