@@ -23,6 +23,23 @@
 //! - No socket is touched in this crate; the networked node lives elsewhere and drives a
 //!   [`Store`] from its swarm loop (hence the synchronous API, see [`store`]).
 //!
+//! # Using it from a node
+//!
+//! - Decode incoming bytes with [`Item::decode`]; put them with [`Store::put`] (or
+//!   [`Store::put_batch`] for a sync page) and map [`PutError`] to the wire's refusal
+//!   ([`PutError::is_item_fault`] tells "bad item" from "store full/broken").
+//! - Serve reads with [`Store::get`] by [`Target`] and bulk sync with [`Store::list_since`]
+//!   ([`Cursor`], [`Page`]); sweep with [`Store::expire`] on a timer.
+//! - Publish own items with [`Item::sign`] and a [`SeqClock`] seeded from the stored copy.
+//! - Open the persistent default with [`RedbStore::open`]; use [`MemoryStore`] in tests.
+//!
+//! # Synchronous API, and Redis
+//!
+//! Stores are synchronous because libp2p kad's `RecordStore` is synchronous and runs inside the
+//! swarm loop. The planned Redis backend will be a **sync cache fed from outside** (a task follows
+//! Redis and feeds a local store through a bounded channel via `put`), not an async store: the
+//! swarm never waits on the network and every item still passes [`rules::admit`]. See [`store`].
+//!
 //! Formats are specified in `docs/protocols/items.md`; stores in `docs/stores.md`.
 //!
 //! Based on skywire `pkg/dht` (`item.go`, `store.go`, `fullnode_advert.go`), with its known bugs
