@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 //! Figures for the data model and stores: items verified/s, store puts/s (memory; redb with an
-//! fsync per put and batched), list-from-cursor throughput.
+//! fsync per put, batched, and refresh-only re-puts), list-from-cursor throughput.
 //!
 //! Run: `cargo bench -p skymesh-dht --bench dht`
 use std::time::Duration;
@@ -98,6 +98,24 @@ fn bench(c: &mut Criterion) {
             |(_d, mut s, v)| {
                 for r in s.put_batch(v, now()).unwrap() {
                     r.unwrap();
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // Re-putting identical items (publishers' periodic refresh): no fsync, see RedbStore docs.
+    g.throughput(Throughput::Elements(per_put as u64));
+    let dir = tempfile::tempdir().unwrap();
+    let mut fresh = RedbStore::open(dir.path().join("r.redb"), cfg()).unwrap();
+    for r in fresh.put_batch(pool[..per_put].to_vec(), now()).unwrap() {
+        r.unwrap();
+    }
+    g.bench_function("redb_refresh", |b| {
+        b.iter_batched(
+            || pool[..per_put].to_vec(),
+            |v| {
+                for it in v {
+                    fresh.put(it, now()).unwrap();
                 }
             },
             BatchSize::PerIteration,

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! Crash safety of the redb store: a child process (this test binary re-invoked with an env var)
 //! puts items and prints `ack <i>` after each `put` returns Ok; the parent SIGKILLs it mid-way,
-//! reopens the file, and checks that every acknowledged item is there.
+//! reopens the file, and checks that every acknowledged item is there. Between puts the child
+//! also refreshes earlier items (non-fsync'd commits), so the kill can land on either kind.
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
@@ -35,6 +36,12 @@ fn crash_child_writer() {
     for i in 0..100_000u64 {
         s.put(item(i), Timestamp::from_unix_millis(i)).unwrap();
         writeln!(out, "ack {i}").unwrap();
+        out.flush().unwrap();
+        // A refresh of an earlier item: committed without fsync; must not endanger anything.
+        if i > 0 {
+            let r = s.put(item(i / 2), Timestamp::from_unix_millis(i)).unwrap();
+            assert!(matches!(r, dht::PutOutcome::Unchanged { .. }));
+        }
         out.flush().unwrap();
     }
 }

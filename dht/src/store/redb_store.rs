@@ -1,8 +1,10 @@
 //! [`RedbStore`]: the persistent default, one redb file per node.
 //!
-//! Durability: every [`Store::put`] is one redb write transaction committed with
-//! `Durability::Immediate` (fsync) before it returns `Ok`, so an acknowledged item survives a
-//! crash or `SIGKILL`. [`Store::put_batch`] commits the whole batch with one fsync.
+//! Durability: every [`Store::put`] that inserts or replaces an item is one redb write
+//! transaction committed with `Durability::Immediate` (fsync) before it returns `Ok`, so an
+//! acknowledged item survives a crash or `SIGKILL`. [`Store::put_batch`] commits the whole batch
+//! with one fsync. A put that only refreshes an identical item's TTL commits without fsync (see
+//! `relax`): the item was already durable; only its refresh time may roll back in a crash.
 //!
 //! Tables (all keys and values are byte strings laid out here; nothing is serde'd):
 //!
@@ -323,13 +325,22 @@ impl RedbStore {
     }
 }
 
+/// A transaction that only refreshed TTLs (or changed nothing) commits without fsync: losing it in
+/// a crash only moves refresh times back to the last durable commit (the items themselves were
+/// durable when first acknowledged), and the next durable commit persists it anyway. This keeps
+/// publishers' periodic re-puts (every 60 s per visor) from costing one fsync each.
+fn relax(txn: &mut redb::WriteTransaction) -> Result<(), BackendError> {
+    txn.set_durability(Durability::None)
+        .map_err(db_err("set durability"))
+}
+
 impl Store for RedbStore {
     fn config(&self) -> &Config {
         &self.cfg
     }
 
     fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
-        let txn = self.begin()?;
+        let mut txn = self.begin()?;
         let mut c = self.counters;
         let result = {
             let mut t = Tables::open(&txn)?;
@@ -337,6 +348,9 @@ impl Store for RedbStore {
         };
         match result {
             Ok(outcome) => {
+                if matches!(outcome, PutOutcome::Unchanged { .. }) {
+                    relax(&mut txn)?;
+                }
                 txn.commit().map_err(db_err("commit"))?;
                 self.counters = c;
                 Ok(outcome)
@@ -353,7 +367,7 @@ impl Store for RedbStore {
         items: Vec<Item>,
         now: Timestamp,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
-        let txn = self.begin()?;
+        let mut txn = self.begin()?;
         let mut c = self.counters;
         let mut out = Vec::with_capacity(items.len());
         {
@@ -366,6 +380,15 @@ impl Store for RedbStore {
                     r => out.push(r),
                 }
             }
+        }
+        let changed = out.iter().any(|r| {
+            matches!(
+                r,
+                Ok(PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. })
+            )
+        });
+        if !changed {
+            relax(&mut txn)?;
         }
         txn.commit().map_err(db_err("commit"))?;
         self.counters = c;
