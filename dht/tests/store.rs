@@ -307,3 +307,29 @@ fn redb_reopen_keeps_items_counters_and_change_sequence() {
     // Opening the same file twice in one process is refused, not corrupted.
     assert!(RedbStore::open(&path, Config::default()).is_err());
 }
+
+#[test]
+fn own_seq_survives_restart_even_when_the_clock_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.redb");
+    let me = sk(42);
+    let salt = Salt::new(b"fullnode-ish".to_vec()).unwrap();
+    let target = Target::of(&me.pubkey(), &salt);
+    let publish = |s: &mut RedbStore, now: u64| {
+        let high = s.get(&target).unwrap().map_or(0, |i| i.seq);
+        let mut clock = dht::SeqClock::new(high);
+        let seq = clock.next(t(now));
+        s.put(Item::sign(&me, salt.clone(), seq, vec![1]).unwrap(), t(now))
+            .unwrap();
+        seq
+    };
+    let first = {
+        let mut s = RedbStore::open(&path, Config::default()).unwrap();
+        publish(&mut s, 1_000_000)
+    };
+    // Restart with the wall clock 10 minutes behind: still a higher seq, accepted.
+    let mut s = RedbStore::open(&path, Config::default()).unwrap();
+    let second = publish(&mut s, 400_000);
+    assert!(second > first);
+    assert_eq!(s.get(&target).unwrap().unwrap().seq, second);
+}

@@ -41,9 +41,9 @@ use crate::item::{Item, Target};
 use crate::salt::Salt;
 use crate::time::Timestamp;
 
-/// Largest page [`Store::list_since`] returns; larger limits are clamped. 1000 matches the Go
-/// `GetItems` default; at ≤ 64 KiB per item a page stays below the sync layer's frame limits
-/// only together with its own byte budget.
+/// Largest page [`Store::list_since`] returns; larger limits are clamped, 0 counts as 1. 1000 is
+/// the Go `GetItems` default; at up to 64 KiB per item the sync layer must add its own byte
+/// budget per page on top of this count.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
 /// Position in a store's change sequence. [`Cursor::START`] lists from the beginning.
