@@ -22,7 +22,7 @@
 //!   string of only `0` characters (or empty) is the null key;
 //! * the signature string is kept exactly as posted (an upper-case one is echoed upper-case).
 //!
-//! # POST/DELETE order of checks ([`check_post`], [`check_delete`])
+//! # POST/DELETE order of checks ([`decode_body`], [`check_post_entry`], [`check_delete_entry`])
 //! decode (500) → production loopback check (422) → [`Entry::validate`] (422) → signature
 //! (401) → for POST with a stored entry, [`Entry::validate_iteration`] (422).
 //!
@@ -509,8 +509,14 @@ impl PostOutcome {
     }
 }
 
-fn decode_and_check(body: &[u8], policy: &DiscPolicy) -> Result<Entry, DiscRefusal> {
-    let e = Entry::from_json(body).map_err(DiscRefusal::Decode)?;
+/// Step 1 of POST and DELETE: decode the body (500 on failure). A server decodes once, looks up
+/// the stored entry by the decoded `static_pk`, then calls [`check_post_entry`] or
+/// [`check_delete_entry`].
+pub fn decode_body(body: &[u8]) -> Result<Entry, DiscRefusal> {
+    Entry::from_json(body).map_err(DiscRefusal::Decode)
+}
+
+fn check_common(e: &Entry, policy: &DiscPolicy) -> Result<(), DiscRefusal> {
     if policy.production
         && e.server
             .as_ref()
@@ -520,34 +526,52 @@ fn decode_and_check(body: &[u8], policy: &DiscPolicy) -> Result<Entry, DiscRefus
     }
     e.validate(Some(policy.now_ns))
         .map_err(DiscRefusal::Validation)?;
-    e.verify_signature()?;
-    Ok(e)
+    e.verify_signature()
 }
 
-/// The checks of `POST /dmsg-discovery/entry/`: decode, production loopback check, validation,
-/// signature, then iteration against `stored` (the entry currently stored under the decoded
-/// entry's static key, which the caller looks up with [`peek_static`]). On success the caller
-/// stores the returned entry (its [`Entry::canonical_json`] is what GET serves).
+/// Steps 2–6 of POST for an already decoded entry: production loopback check, validation,
+/// signature, then iteration against `stored` (the entry currently stored under
+/// `e.static_pk`). On success the caller stores `e` (its [`Entry::canonical_json`] is what GET
+/// serves) and answers 200 with [`PostOutcome::message`].
+pub fn check_post_entry(
+    e: &Entry,
+    stored: Option<&Entry>,
+    policy: &DiscPolicy,
+) -> Result<PostOutcome, DiscRefusal> {
+    check_common(e, policy)?;
+    match stored {
+        None => Ok(PostOutcome::Created),
+        Some(old) => {
+            old.validate_iteration(e).map_err(DiscRefusal::Validation)?;
+            Ok(PostOutcome::Updated)
+        }
+    }
+}
+
+/// DELETE for an already decoded entry: as POST without the iteration rule (any validly signed
+/// entry of the key deletes it, as in the reference). On success the caller deletes
+/// `e.static_pk` and answers 200 `deleted entry`.
+pub fn check_delete_entry(e: &Entry, policy: &DiscPolicy) -> Result<(), DiscRefusal> {
+    check_common(e, policy)
+}
+
+/// The whole POST check from the body: [`decode_body`] then [`check_post_entry`]. `stored` is
+/// the entry stored under the body's static key (see [`peek_static`]).
 pub fn check_post(
     body: &[u8],
     stored: Option<&Entry>,
     policy: &DiscPolicy,
 ) -> Result<(Entry, PostOutcome), DiscRefusal> {
-    let e = decode_and_check(body, policy)?;
-    match stored {
-        None => Ok((e, PostOutcome::Created)),
-        Some(old) => {
-            old.validate_iteration(&e)
-                .map_err(DiscRefusal::Validation)?;
-            Ok((e, PostOutcome::Updated))
-        }
-    }
+    let e = decode_body(body)?;
+    let outcome = check_post_entry(&e, stored, policy)?;
+    Ok((e, outcome))
 }
 
-/// The checks of `DELETE /dmsg-discovery/entry`: as POST without the iteration rule. On success
-/// the caller deletes the returned entry's key (`deleted entry`).
+/// The whole DELETE check from the body: [`decode_body`] then [`check_delete_entry`].
 pub fn check_delete(body: &[u8], policy: &DiscPolicy) -> Result<Entry, DiscRefusal> {
-    decode_and_check(body, policy)
+    let e = decode_body(body)?;
+    check_delete_entry(&e, policy)?;
+    Ok(e)
 }
 
 /// The static key a body would be stored under, so the caller can fetch the stored entry

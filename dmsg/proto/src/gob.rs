@@ -26,6 +26,9 @@ use crate::error::GobError;
 pub const MAX_TYPES: usize = 16;
 /// Deepest value nesting accepted (StreamRequest → Addr → PubKey is 3).
 pub const MAX_DEPTH: usize = 8;
+/// Largest gob stream [`decode`] accepts (64 KiB; a DMSG object is at most one 4070-byte
+/// record). Also bounds every allocation the decoder makes.
+pub const MAX_INPUT: usize = 64 * 1024;
 /// First id Go gives to user types.
 pub const FIRST_USER_ID: i64 = 65;
 
@@ -386,7 +389,7 @@ impl Types {
                     if n as u64 != *len {
                         return Err(GobError::ArrayLength);
                     }
-                    let mut v = Vec::with_capacity(n);
+                    let mut v = Vec::with_capacity(n.min(64));
                     for _ in 0..n {
                         v.push(self.read_value(r, *elem, depth + 1)?);
                     }
@@ -394,7 +397,7 @@ impl Types {
                 }
                 WireType::Slice { elem, .. } => {
                     let n = r.read_len()?;
-                    let mut v = Vec::with_capacity(n);
+                    let mut v = Vec::with_capacity(n.min(64));
                     for _ in 0..n {
                         v.push(self.read_value(r, *elem, depth + 1)?);
                     }
@@ -428,6 +431,9 @@ impl Types {
 /// Decodes one gob stream holding type definitions and exactly one value, as a DMSG signed
 /// object carries. Trailing bytes after the value are refused.
 pub fn decode(buf: &[u8]) -> Result<Decoded, GobError> {
+    if buf.len() > MAX_INPUT {
+        return Err(GobError::BadLength);
+    }
     let mut r = Reader::new(buf);
     let mut types = Types { defs: Vec::new() };
     loop {
@@ -561,6 +567,35 @@ mod tests {
         }
         assert_eq!(Reader::new(&[0xf7]).uint(), Err(GobError::BadInt));
         assert_eq!(Reader::new(&[0xfe, 1]).uint(), Err(GobError::Eof));
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(decode(&vec![0u8; MAX_INPUT + 1]), Err(GobError::BadLength));
+        // a self-referencing struct nests until MAX_DEPTH
+        let mut out = Vec::new();
+        define_struct(&mut out, 65, "A", &[("X", 65)]);
+        let mut body = vec![1u8; 20];
+        body.extend_from_slice(&[0u8; 21]);
+        put_message(&mut out, 65, &body);
+        assert_eq!(decode(&out), Err(GobError::TooDeep));
+        // a value of an undefined type
+        let mut out = Vec::new();
+        put_message(&mut out, 70, &[0]);
+        assert_eq!(decode(&out), Err(GobError::UndefinedType(70)));
+        // duplicate definition
+        let mut out = Vec::new();
+        define_struct(&mut out, 65, "A", &[]);
+        define_struct(&mut out, 65, "A", &[]);
+        assert_eq!(decode(&out), Err(GobError::BadTypeId(65)));
+        // trailing bytes after the value
+        let mut out = Vec::new();
+        define_struct(&mut out, 65, "A", &[("N", id::UINT)]);
+        put_message(&mut out, 65, &[1, 5, 0]);
+        let ok = decode(&out).unwrap();
+        assert_eq!(ok.value.field("N"), Some(&Value::Uint(5)));
+        out.push(0);
+        assert_eq!(decode(&out), Err(GobError::Trailing));
     }
 
     #[test]
