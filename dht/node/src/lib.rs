@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`node`] | [`Node`] handle + the actor owning the `Swarm` (kad, identify, ping, `/skymesh/get/1`); put, get, bootstrap, adverts, republish |
 //! | [`store`] | [`ItemStore`]: the kad `RecordStore` over a dht [`dht::Store`]; where a record is checked and admitted |
+//! | [`persist`] | write-behind thread owning the redb file (the swarm loop never touches the disk) |
 //! | [`codec`] | wire format of the one-round-trip read protocol `/skymesh/get/1` |
 //! | [`identity`] | secp256k1 key ↔ libp2p `Keypair` / `PeerId` |
 //! | [`role`] | [`Role`] (full, regular) and [`Reachability`] → kad mode |
@@ -34,6 +35,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod persist;
 pub mod role;
 pub mod store;
 

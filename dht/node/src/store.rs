@@ -11,17 +11,18 @@
 //!
 //! Provider records are not used by skymesh and are refused.
 //!
-//! Reads (`get`) answer kad's inbound GetRecord from the local store. The store is synchronous
-//! and local (memory or an embedded redb file); it never does network I/O, so the swarm loop
-//! only ever waits on a local B-tree read or an fsync'd write.
+//! Reads (`get`) answer kad's inbound GetRecord from the local store. The store the swarm loop
+//! touches is always a [`MemoryStore`]; with a data directory, accepted writes go to the redb file
+//! through the write-behind disk thread of [`crate::persist`], so the swarm loop never waits on
+//! disk or network I/O.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use dht::{
-    Cursor, Item, MemoryStore, PutError, PutOutcome, RedbStore, Salt, Store, Target, Timestamp,
-};
+use dht::{Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp};
+
+use crate::persist::Persister;
 use libp2p::kad::store::{self, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 
@@ -56,7 +57,12 @@ pub const STORE_FILE: &str = "items.redb";
 
 /// The store of one node.
 pub struct ItemStore {
-    inner: Box<dyn Store + Send>,
+    inner: MemoryStore,
+    /// The disk thread when the store is persistent.
+    persist: Option<Persister>,
+    /// Items per salt, kept up to date on insert and expiry (walked once at open), so metrics
+    /// and `info` never scan the store.
+    counts: BTreeMap<Vec<u8>, u64>,
 }
 
 impl std::fmt::Debug for ItemStore {
@@ -88,11 +94,20 @@ pub fn record_key(target: &Target) -> RecordKey {
 impl ItemStore {
     /// A memory store (`dir == None`) or the persistent redb store in `dir`.
     pub fn open(dir: Option<&Path>, cfg: dht::Config) -> Result<ItemStore, dht::BackendError> {
-        let inner: Box<dyn Store + Send> = match dir {
-            None => Box::new(MemoryStore::new(cfg)),
-            Some(dir) => Box::new(RedbStore::open(dir.join(STORE_FILE), cfg)?),
+        let (inner, persist) = match dir {
+            None => (MemoryStore::new(cfg), None),
+            Some(dir) => {
+                let (mem, p) = crate::persist::open(&dir.join(STORE_FILE), cfg, now())?;
+                (mem, Some(p))
+            }
         };
-        Ok(ItemStore { inner })
+        let mut store = ItemStore {
+            inner,
+            persist,
+            counts: BTreeMap::new(),
+        };
+        store.counts = store.scan_counts();
+        Ok(store)
     }
 
     /// The store's acceptance configuration.
@@ -117,7 +132,19 @@ impl ItemStore {
 
     /// Puts an item through the acceptance rules.
     pub fn insert(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
-        self.inner.put(item, now)
+        let outcome = self.inner.put(item.clone(), now)?;
+        if matches!(outcome, PutOutcome::Inserted { .. }) {
+            *self
+                .counts
+                .entry(item.salt.as_bytes().to_vec())
+                .or_insert(0) += 1;
+        }
+        if let (Some(p), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
+            (&mut self.persist, outcome)
+        {
+            p.put(item, now);
+        }
+        Ok(outcome)
     }
 
     /// The item at `target` (a backend failure is logged and reads as absent).
@@ -154,9 +181,20 @@ impl ItemStore {
         out
     }
 
-    /// Number of items per salt (salt as lossy UTF-8). Walks the change log page by page; used
-    /// by `info` and the metrics refresh, never per request.
+    /// Number of items per salt (salt as lossy UTF-8).
     pub fn counts_by_salt(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (salt, n) in &self.counts {
+            if *n > 0 {
+                *out.entry(String::from_utf8_lossy(salt).into_owned())
+                    .or_insert(0) += n;
+            }
+        }
+        out
+    }
+
+    /// Counts items per salt by walking the change log page by page (once, at open).
+    fn scan_counts(&self) -> BTreeMap<Vec<u8>, u64> {
         let mut out = BTreeMap::new();
         let mut cursor = Cursor::START;
         loop {
@@ -166,8 +204,7 @@ impl ItemStore {
             {
                 Ok(page) => {
                     for item in &page.items {
-                        *out.entry(String::from_utf8_lossy(item.salt.as_bytes()).into_owned())
-                            .or_insert(0) += 1;
+                        *out.entry(item.salt.as_bytes().to_vec()).or_insert(0) += 1;
                     }
                     cursor = page.next_cursor;
                     if !page.has_more || page.items.is_empty() {
@@ -195,8 +232,18 @@ impl ItemStore {
 
     /// Removes expired items; returns how many.
     pub fn expire(&mut self, now: Timestamp) -> usize {
+        if let Some(p) = &mut self.persist {
+            p.expire(now);
+        }
         match self.inner.expire(now) {
-            Ok(v) => v.len(),
+            Ok(expired) => {
+                for e in &expired {
+                    if let Some(n) = self.counts.get_mut(e.salt.as_bytes()) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                expired.len()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "store expiry failed");
                 0
