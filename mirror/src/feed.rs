@@ -1,0 +1,440 @@
+//! [`MirrorFeed`]: follows what mirror writers put into Redis and hands every valid item to a
+//! full node, live.
+//!
+//! Per shard the feed first records the newest change-stream id, then scans the whole items
+//! HASH (catch-up), then follows the change stream from the recorded id with a blocking
+//! `XREAD` (one call for all shards). A write that lands during the scan is seen twice, which is
+//! harmless: stores treat an identical item as a no-op. When the stream was trimmed past the
+//! feed's position (it fell more than `stream_maxlen` changes behind, e.g. after a long Redis
+//! outage) the shard is scanned again. That check runs after every reconnect, whenever a read
+//! returns a full batch, and every [`DEFAULT_GAP_CHECK`].
+//!
+//! Nothing read from Redis is trusted: every item is decoded, must sit under its own target,
+//! and must pass [`dht::rules::validate`] with the node's rules (signatures, trusted writers,
+//! value formats); anything else is counted in [`FeedStats::refused`] and skipped. Redis being
+//! down never stops the node: the feed retries with capped backoff and catches up afterwards.
+//! The feed never writes or deletes a Redis key.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dht::{Item, Target, rules};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use crate::error::MirrorError;
+use crate::keys::{SHARDS, StreamId, changes_key, items_key};
+use crate::writer::{MAX_BACKOFF, REDIS_IO_TIMEOUT};
+
+/// Entries read per `XREAD` (over all shards) and fields per `HSCAN` page.
+pub const DEFAULT_READ_COUNT: usize = 1000;
+/// How long one `XREAD` blocks waiting for changes.
+pub const DEFAULT_BLOCK: Duration = Duration::from_millis(500);
+/// Interval of the periodic trimmed-stream check.
+pub const DEFAULT_GAP_CHECK: Duration = Duration::from_secs(10);
+
+/// Configuration of a [`MirrorFeed`].
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// The rules items must pass (the node's own item config, incl. trusted writers).
+    pub rules: dht::Config,
+    /// Read batch (default [`DEFAULT_READ_COUNT`]).
+    pub read_count: usize,
+    /// `XREAD` block time (default [`DEFAULT_BLOCK`]).
+    pub block: Duration,
+    /// Gap check interval (default [`DEFAULT_GAP_CHECK`]).
+    pub gap_check: Duration,
+}
+
+impl FeedConfig {
+    /// Defaults with the given item rules.
+    pub fn new(rules: dht::Config) -> FeedConfig {
+        FeedConfig {
+            rules,
+            read_count: DEFAULT_READ_COUNT,
+            block: DEFAULT_BLOCK,
+            gap_check: DEFAULT_GAP_CHECK,
+        }
+    }
+}
+
+/// Counters of a feed (read them with `load(Ordering::Relaxed)`).
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    /// Items delivered from full scans.
+    pub scanned: AtomicU64,
+    /// Items delivered from the change stream.
+    pub followed: AtomicU64,
+    /// Items refused (undecodable, wrong target, invalid).
+    pub refused: AtomicU64,
+    /// Full rescans of a shard after the first one (gaps).
+    pub rescans: AtomicU64,
+    /// Connection failures.
+    pub redis_errors: AtomicU64,
+    /// Whether the feed is connected and caught up (1) or not (0).
+    pub live: AtomicU64,
+}
+
+/// A running feed; stops when dropped or when the receiver of its items is dropped.
+#[derive(Debug)]
+pub struct MirrorFeed {
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<FeedStats>,
+}
+
+impl Drop for MirrorFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MirrorFeed {
+    /// Starts following `url`; valid items go to `out` (bounded: the feed waits when the node
+    /// is busy). Must be called inside a tokio runtime.
+    pub fn start(
+        url: &str,
+        cfg: FeedConfig,
+        out: mpsc::Sender<Item>,
+    ) -> Result<MirrorFeed, MirrorError> {
+        let client = redis::Client::open(url).map_err(|source| MirrorError::Url {
+            url: url.to_string(),
+            source,
+        })?;
+        let stats = Arc::new(FeedStats::default());
+        let task = tokio::spawn(run_feed(client, cfg, out, stats.clone()));
+        Ok(MirrorFeed { task, stats })
+    }
+
+    /// The feed's counters.
+    pub fn stats(&self) -> &Arc<FeedStats> {
+        &self.stats
+    }
+}
+
+/// Why one pass of the feed loop ended.
+enum Stop {
+    /// Redis trouble: reconnect.
+    Redis(redis::RedisError),
+    /// The consumer is gone: stop for good.
+    Closed,
+}
+
+impl From<redis::RedisError> for Stop {
+    fn from(e: redis::RedisError) -> Self {
+        Stop::Redis(e)
+    }
+}
+
+struct State {
+    /// Position in each shard's stream; `None` until the shard was scanned.
+    pos: Vec<Option<StreamId>>,
+}
+
+async fn run_feed(
+    client: redis::Client,
+    cfg: FeedConfig,
+    out: mpsc::Sender<Item>,
+    stats: Arc<FeedStats>,
+) {
+    let mut st = State {
+        pos: vec![None; usize::from(SHARDS)],
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let conn_cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_IO_TIMEOUT))
+            .set_response_timeout(Some(REDIS_IO_TIMEOUT + cfg.block));
+        let con = client
+            .get_multiplexed_async_connection_with_config(&conn_cfg)
+            .await;
+        let mut con = match con {
+            Ok(c) => c,
+            Err(e) => {
+                stats.redis_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "mirror feed: redis unreachable");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        match follow(&mut con, &cfg, &out, &stats, &mut st, &mut backoff).await {
+            Stop::Closed => return,
+            Stop::Redis(e) => {
+                stats.live.store(0, Ordering::Relaxed);
+                stats.redis_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "mirror feed: redis error; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn follow(
+    con: &mut MultiplexedConnection,
+    cfg: &FeedConfig,
+    out: &mpsc::Sender<Item>,
+    stats: &FeedStats,
+    st: &mut State,
+    backoff: &mut Duration,
+) -> Stop {
+    match follow_inner(con, cfg, out, stats, st, backoff).await {
+        Ok(never) => match never {},
+        Err(stop) => stop,
+    }
+}
+
+enum Never {}
+
+async fn follow_inner(
+    con: &mut MultiplexedConnection,
+    cfg: &FeedConfig,
+    out: &mpsc::Sender<Item>,
+    stats: &FeedStats,
+    st: &mut State,
+    backoff: &mut Duration,
+) -> Result<Never, Stop> {
+    // After (re)connecting: scan shards never scanned, rescan shards with a gap.
+    check_gaps(con, cfg, out, stats, st).await?;
+    stats.live.store(1, Ordering::Relaxed);
+    *backoff = Duration::from_millis(50);
+    let mut last_check = Instant::now();
+    let keys: Vec<String> = (0..SHARDS).map(changes_key).collect();
+    loop {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(cfg.read_count.max(1))
+            .arg("BLOCK")
+            .arg(u64::try_from(cfg.block.as_millis()).unwrap_or(u64::MAX))
+            .arg("STREAMS");
+        for k in &keys {
+            cmd.arg(k);
+        }
+        for p in &st.pos {
+            cmd.arg(p.unwrap_or(StreamId::ZERO).to_string());
+        }
+        let reply: Value = cmd.query_async(con).await?;
+        let batches = parse_xread(&reply);
+        let mut full = false;
+        for (shard, entries) in batches {
+            full |= entries.len() >= cfg.read_count.max(1);
+            let targets: Vec<String> = entries.iter().map(|(_, t)| t.clone()).collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let mut hmget = redis::cmd("HMGET");
+            hmget.arg(items_key(shard));
+            for t in &targets {
+                hmget.arg(t);
+            }
+            let values: Vec<Option<Vec<u8>>> = hmget.query_async(con).await?;
+            for (t, v) in targets.iter().zip(values) {
+                if let Some(bytes) = v
+                    && deliver(t, &bytes, cfg, out, stats).await?
+                {
+                    stats.followed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Some((last, _)) = entries.last() {
+                st.pos[usize::from(shard)] = Some(*last);
+            }
+        }
+        if full || last_check.elapsed() >= cfg.gap_check {
+            check_gaps(con, cfg, out, stats, st).await?;
+            last_check = Instant::now();
+        }
+    }
+}
+
+/// Scans every shard that was never scanned or whose stream lost entries after our position.
+async fn check_gaps(
+    con: &mut MultiplexedConnection,
+    cfg: &FeedConfig,
+    out: &mpsc::Sender<Item>,
+    stats: &FeedStats,
+    st: &mut State,
+) -> Result<(), Stop> {
+    for shard in 0..SHARDS {
+        let idx = usize::from(shard);
+        let need = match st.pos[idx] {
+            None => true,
+            Some(pos) => max_deleted_id(con, shard).await? > pos,
+        };
+        if need {
+            if st.pos[idx].is_some() {
+                stats.rescans.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    shard,
+                    "mirror feed: change stream trimmed past our position; rescanning"
+                );
+            }
+            st.pos[idx] = Some(scan_shard(con, shard, cfg, out, stats).await?);
+        }
+    }
+    Ok(())
+}
+
+/// The newest deleted entry id of a shard's stream (`0-0` if none or the stream is missing).
+async fn max_deleted_id(con: &mut MultiplexedConnection, shard: u8) -> Result<StreamId, Stop> {
+    let key = changes_key(shard);
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(con).await?;
+    if !exists {
+        return Ok(StreamId::ZERO);
+    }
+    let info: Value = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(&key)
+        .query_async(con)
+        .await?;
+    Ok(field(&info, "max-deleted-entry-id")
+        .and_then(as_text)
+        .and_then(|s| StreamId::parse(&s))
+        .unwrap_or(StreamId::ZERO))
+}
+
+/// Delivers every item of a shard; returns the stream position recorded before the scan.
+async fn scan_shard(
+    con: &mut MultiplexedConnection,
+    shard: u8,
+    cfg: &FeedConfig,
+    out: &mpsc::Sender<Item>,
+    stats: &FeedStats,
+) -> Result<StreamId, Stop> {
+    let last: Value = redis::cmd("XREVRANGE")
+        .arg(changes_key(shard))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    let pos = match &last {
+        Value::Array(entries) => entries
+            .first()
+            .and_then(|e| match e {
+                Value::Array(parts) => parts.first().and_then(as_text),
+                _ => None,
+            })
+            .and_then(|s| StreamId::parse(&s))
+            .unwrap_or(StreamId::ZERO),
+        _ => StreamId::ZERO,
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, pairs): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+            .arg(items_key(shard))
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(cfg.read_count.max(1))
+            .query_async(con)
+            .await?;
+        for (t, bytes) in pairs {
+            if deliver(&t, &bytes, cfg, out, stats).await? {
+                stats.scanned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if next == 0 {
+            return Ok(pos);
+        }
+        cursor = next;
+    }
+}
+
+/// Checks one item read from Redis and hands it on. `Ok(false)`: refused and skipped.
+async fn deliver(
+    target_hex: &str,
+    bytes: &[u8],
+    cfg: &FeedConfig,
+    out: &mpsc::Sender<Item>,
+    stats: &FeedStats,
+) -> Result<bool, Stop> {
+    match check(target_hex, bytes, cfg) {
+        Ok(item) => {
+            out.send(item).await.map_err(|_| Stop::Closed)?;
+            Ok(true)
+        }
+        Err(why) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target = target_hex,
+                why,
+                "mirror feed: refused an item found in redis"
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// Decodes and validates one Redis item. Pure; the error says why it was refused.
+pub fn check(target_hex: &str, bytes: &[u8], cfg: &FeedConfig) -> Result<Item, &'static str> {
+    let target = Target::from_hex(target_hex).map_err(|_| "field is not a target")?;
+    let item = Item::decode(bytes).map_err(|_| "undecodable item")?;
+    if item.target() != target {
+        return Err("item stored under a foreign target");
+    }
+    rules::validate(&cfg.rules, &item).map_err(|_| "item fails the acceptance rules")?;
+    Ok(item)
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|kv| kv.first().and_then(as_text).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| as_text(k).as_deref() == Some(name))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// `XREAD` reply → per shard, the entries `(id, target hex)` in order.
+fn parse_xread(v: &Value) -> Vec<(u8, Vec<(StreamId, String)>)> {
+    let mut out = Vec::new();
+    let streams: Vec<(&Value, &Value)> = match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(kv) if kv.len() == 2 => Some((&kv[0], &kv[1])),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        _ => Vec::new(),
+    };
+    for (key, entries) in streams {
+        let Some(key) = as_text(key) else { continue };
+        let Some(shard) = (0..SHARDS).find(|s| changes_key(*s) == key) else {
+            continue;
+        };
+        let mut list = Vec::new();
+        if let Value::Array(entries) = entries {
+            for e in entries {
+                let Value::Array(parts) = e else { continue };
+                let (Some(id), Some(fields)) = (parts.first(), parts.get(1)) else {
+                    continue;
+                };
+                let Some(id) = as_text(id).and_then(|s| StreamId::parse(&s)) else {
+                    continue;
+                };
+                let Some(t) = field(fields, "t").and_then(as_text) else {
+                    continue;
+                };
+                list.push((id, t));
+            }
+        }
+        out.push((shard, list));
+    }
+    out
+}

@@ -1,0 +1,343 @@
+//! [`RedisMirror`]: signs items with a service key and writes them into Redis.
+//!
+//! A handle ([`RedisMirror`], cheap to share behind an `Arc`) feeds a bounded queue; one writer
+//! task drains it in batches of up to [`MirrorConfig::batch`] writes, sends each batch as one
+//! pipeline of script calls (see [`crate::script`]), and answers every caller with Redis's
+//! verdict. While Redis is unreachable the task keeps the batch and retries with capped
+//! exponential backoff; the queue fills up to [`MirrorConfig::queue`] and further writes fail at
+//! once with [`MirrorError::BufferFull`]. A caller waits at most [`MirrorConfig::put_timeout`].
+//! So `Ok` always means "acknowledged by Redis", and no write is dropped silently.
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dht::{Item, PutError, Salt, SeqClock, Target, Timestamp, rules};
+use keys::{PubKey, SecKey};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::MirrorError;
+use crate::keys::{changes_key, items_key, parse_seq_hex, seq_hex, seqs_key, shard_of};
+use crate::script::PUT_SCRIPT;
+
+/// Default bound of pending writes. 10 000 items of ≤ 64 KiB is ≤ 640 MiB in the worst case,
+/// typically a few MiB; enough to ride out a Redis failover of several seconds at 1k writes/s.
+pub const DEFAULT_QUEUE: usize = 10_000;
+/// Default writes per pipeline: large enough to amortise round trips, small enough that one
+/// batch's reply stays well under Redis's output-buffer limits.
+pub const DEFAULT_BATCH: usize = 256;
+/// Default approximate length of each shard's change stream. Readers more than this many
+/// changes behind a shard reload it in full.
+pub const DEFAULT_STREAM_MAXLEN: usize = 1_000_000;
+/// Default time a caller waits for Redis's acknowledgement.
+pub const DEFAULT_PUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Backoff cap between reconnect attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Connect and response timeout of the Redis connection.
+pub const REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configuration of a [`RedisMirror`].
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Pending-write bound (default [`DEFAULT_QUEUE`]).
+    pub queue: usize,
+    /// Writes per pipeline (default [`DEFAULT_BATCH`]).
+    pub batch: usize,
+    /// Approximate change-stream length per shard (default [`DEFAULT_STREAM_MAXLEN`]).
+    pub stream_maxlen: usize,
+    /// How long a caller waits for the acknowledgement (default [`DEFAULT_PUT_TIMEOUT`]).
+    pub put_timeout: Duration,
+    /// The item rules applied before writing (the same the full nodes apply when reading);
+    /// its `trusted_writers` need not contain our key: the readers' allowlist decides.
+    pub rules: dht::Config,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            queue: DEFAULT_QUEUE,
+            batch: DEFAULT_BATCH,
+            stream_maxlen: DEFAULT_STREAM_MAXLEN,
+            put_timeout: DEFAULT_PUT_TIMEOUT,
+            rules: dht::Config::default(),
+        }
+    }
+}
+
+/// What a successful write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Stored (new target, or a higher seq); `change` is the change-stream entry id.
+    Written {
+        /// The stream entry id, `ms-seq`.
+        change: String,
+    },
+    /// The identical item was already stored.
+    Unchanged,
+}
+
+struct Request {
+    item: Item,
+    reply: oneshot::Sender<Result<WriteOutcome, MirrorError>>,
+    /// Held until the verdict is sent: the bound counts queued *and* in-flight writes.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Writes signed items into Redis for full nodes to serve. See the module doc.
+pub struct RedisMirror {
+    tx: mpsc::Sender<Request>,
+    pending: std::sync::Arc<tokio::sync::Semaphore>,
+    sk: SecKey,
+    seq: Mutex<SeqClock>,
+    cfg: MirrorConfig,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisMirror")
+            .field("pk", &self.sk.pubkey())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisMirror {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisMirror {
+    /// Starts a writer for `url` signing with `sk`. Does not wait for Redis: writes queue until
+    /// it is reachable. Must be called inside a tokio runtime.
+    pub fn start(url: &str, sk: SecKey, mut cfg: MirrorConfig) -> Result<RedisMirror, MirrorError> {
+        // Our own delegated items pass our own pre-check; readers apply their allowlist.
+        cfg.rules.trusted_writers.insert(sk.pubkey());
+        cfg.queue = cfg.queue.max(1);
+        let client = redis::Client::open(url).map_err(|source| MirrorError::Url {
+            url: url.to_string(),
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel(cfg.queue);
+        let pending = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.queue));
+        let task = tokio::spawn(run_writer(client, rx, cfg.clone()));
+        Ok(RedisMirror {
+            tx,
+            pending,
+            sk,
+            seq: Mutex::new(SeqClock::new(0)),
+            cfg,
+            task,
+        })
+    }
+
+    /// The service key items are signed with.
+    pub fn public_key(&self) -> PubKey {
+        self.sk.pubkey()
+    }
+
+    /// Signs `value` under `salt` — for our own key, or for `subject` (a delegated item, which
+    /// full nodes accept only when our key is on their trusted-writer list) — with a fresh seq,
+    /// and writes it. If a concurrent writer stored a higher seq, retries once above it.
+    pub async fn put(
+        &self,
+        salt: Salt,
+        value: Vec<u8>,
+        subject: Option<PubKey>,
+    ) -> Result<WriteOutcome, MirrorError> {
+        let mut attempt = 0;
+        loop {
+            let seq = self.next_seq();
+            let item = match subject {
+                Some(s) if s != self.sk.pubkey() => {
+                    Item::sign_for(&self.sk, s, salt.clone(), seq, value.clone())
+                }
+                _ => Item::sign(&self.sk, salt.clone(), seq, value.clone()),
+            }
+            .map_err(|source| MirrorError::Sign { source })?;
+            match self.put_item(item).await {
+                Err(MirrorError::Stale { stored_seq, .. }) if attempt == 0 => {
+                    self.observe_seq(stored_seq);
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Writes an already signed item (e.g. from `skymesh mirror import`). The item must pass
+    /// the acceptance rules; Redis refuses it if it would regress the stored seq.
+    pub async fn put_item(&self, item: Item) -> Result<WriteOutcome, MirrorError> {
+        let rx = self.submit(item)?;
+        let secs = self.cfg.put_timeout.as_secs();
+        match tokio::time::timeout(self.cfg.put_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(MirrorError::Closed),
+            Err(_) => Err(MirrorError::Timeout { secs }),
+        }
+    }
+
+    /// Queues `item` and returns the receiver of its verdict without waiting: many submissions
+    /// in flight share pipelines (used by bulk import). Fails at once when the buffer is full.
+    pub fn submit(
+        &self,
+        item: Item,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome, MirrorError>>, MirrorError> {
+        rules::validate(&self.cfg.rules, &item).map_err(|e| MirrorError::Invalid {
+            source: Box::new(PutError::Invalid {
+                target: item.target(),
+                source: Box::new(e),
+            }),
+        })?;
+        let permit =
+            self.pending
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| MirrorError::BufferFull {
+                    bound: self.cfg.queue,
+                })?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Request {
+                item,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => MirrorError::BufferFull {
+                    bound: self.cfg.queue,
+                },
+                mpsc::error::TrySendError::Closed(_) => MirrorError::Closed,
+            })?;
+        Ok(rx)
+    }
+
+    fn next_seq(&self) -> u64 {
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        match self.seq.lock() {
+            Ok(mut c) => c.next(now),
+            Err(poisoned) => poisoned.into_inner().next(now),
+        }
+    }
+
+    fn observe_seq(&self, seq: u64) {
+        match self.seq.lock() {
+            Ok(mut c) => c.observe(seq),
+            Err(poisoned) => poisoned.into_inner().observe(seq),
+        }
+    }
+}
+
+async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, redis::RedisError> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_IO_TIMEOUT))
+        .set_response_timeout(Some(REDIS_IO_TIMEOUT));
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?;
+    // Load the script once per connection so the pipeline can use EVALSHA.
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(PUT_SCRIPT)
+        .query_async::<String>(&mut con)
+        .await?;
+    Ok(con)
+}
+
+async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
+    let script_sha = redis::Script::new(PUT_SCRIPT).get_hash().to_string();
+    let mut con: Option<MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    let batch_max = cfg.batch.max(1);
+    let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(r) => batch.push(r),
+                None => return,
+            }
+        }
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // Every queued item is written, even if its caller timed out: the caller was told
+        // "not confirmed", and a late write is harmless because the script is idempotent.
+        let c = match con.as_mut() {
+            Some(c) => c,
+            None => match connect(&client).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(50);
+                    con.insert(c)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis unreachable; {} writes waiting", batch.len());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        let mut pipe = redis::pipe();
+        for r in &batch {
+            let target = r.item.target();
+            let shard = shard_of(&target);
+            pipe.cmd("EVALSHA")
+                .arg(&script_sha)
+                .arg(3)
+                .arg(items_key(shard))
+                .arg(seqs_key(shard))
+                .arg(changes_key(shard))
+                .arg(target.to_hex())
+                .arg(seq_hex(r.item.seq))
+                .arg(r.item.encode())
+                .arg(cfg.stream_maxlen);
+        }
+        match pipe.query_async::<Vec<(String, String)>>(c).await {
+            Ok(replies) if replies.len() == batch.len() => {
+                for (r, (status, info)) in batch.drain(..).zip(replies) {
+                    let verdict = verdict(&r.item, &status, &info);
+                    let _ = r.reply.send(verdict);
+                }
+            }
+            Ok(_) => {
+                for r in batch.drain(..) {
+                    let _ = r.reply.send(Err(MirrorError::Protocol {
+                        what: "pipeline reply count differs from request count",
+                    }));
+                }
+            }
+            Err(e) => {
+                // Connection trouble or NOSCRIPT after a Redis restart: reconnect (which
+                // reloads the script) and resend the same batch; the script is idempotent.
+                tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
+                con = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn verdict(item: &Item, status: &str, info: &str) -> Result<WriteOutcome, MirrorError> {
+    let target: Target = item.target();
+    match status {
+        "ok" => Ok(WriteOutcome::Written {
+            change: info.to_string(),
+        }),
+        "same" => Ok(WriteOutcome::Unchanged),
+        "stale" => Err(MirrorError::Stale {
+            target,
+            stored_seq: parse_seq_hex(info).unwrap_or(u64::MAX),
+            offered_seq: item.seq,
+        }),
+        "conflict" => Err(MirrorError::SeqConflict {
+            target,
+            seq: item.seq,
+        }),
+        _ => Err(MirrorError::Protocol {
+            what: "unknown script status",
+        }),
+    }
+}
