@@ -156,38 +156,32 @@ async fn bench_lookup(n: usize) {
         }
     }
     let n = nodes.len();
-    // Let routing tables fill: every node's table holds at least min(20, n-1) peers.
+    // Let routing tables fill: sample 50 random nodes every 5 s until each holds at least
+    // min(20, n-1) peers (at most 180 s).
     let want = 20.min(n - 1);
-    let ok = wait_for(
-        || {
-            let nodes = &nodes;
-            async move {
-                let mut low = 0;
-                for (_, nd) in nodes.iter() {
-                    if nd.info().await.map(|i| i.routing_table).unwrap_or(0) < want {
-                        low += 1;
-                    }
-                }
-                low == 0
-            }
-        },
-        Duration::from_secs(300),
-    )
-    .await;
-    let mut rts = Vec::new();
-    for (_, nd) in &nodes {
-        rts.push(
-            nd.info()
+    let warm = Instant::now();
+    loop {
+        let mut sample = Vec::new();
+        for (_, nd) in nodes.choose_multiple(&mut rng, 50.min(n)) {
+            let rt = tokio::time::timeout(Duration::from_secs(10), nd.info())
                 .await
-                .map(|i| i.routing_table as f64)
-                .unwrap_or(0.0),
+                .ok()
+                .flatten()
+                .map(|i| i.routing_table)
+                .unwrap_or(0);
+            sample.push(rt);
+        }
+        let min = sample.iter().copied().min().unwrap_or(0);
+        println!(
+            "  warm-up {:.0}s: sampled routing table min {min}, mean {:.1}",
+            warm.elapsed().as_secs_f64(),
+            sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64
         );
+        if min >= want || warm.elapsed() > Duration::from_secs(180) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    summary(
-        &format!("routing table size after warm-up (all >= {want}: {ok})"),
-        "",
-        rts,
-    );
     println!("network ready after {:.1}s", t0.elapsed().as_secs_f64());
 
     // 100 items put from random nodes, each read by a random other node with a lookup only.
@@ -206,10 +200,15 @@ async fn bench_lookup(n: usize) {
     for (pk, k) in &writers {
         let (_, reader) = nodes.choose(&mut rng).unwrap();
         let t = Instant::now();
-        let out = reader
-            .get_with(pk, &salt(&format!("lookup-{k}")), ReadMode::LookupOnly)
-            .await
-            .unwrap();
+        let Ok(Ok(out)) = tokio::time::timeout(
+            Duration::from_secs(60),
+            reader.get_with(pk, &salt(&format!("lookup-{k}")), ReadMode::LookupOnly),
+        )
+        .await
+        else {
+            missing += 1;
+            continue;
+        };
         if out.item.is_none() {
             missing += 1;
             continue;

@@ -311,7 +311,13 @@ struct FullNode {
     /// Connected and identified as a full node.
     identified: bool,
     connected: bool,
+    /// A read request to it failed: skip it for reads until then (a dead node's advert stays
+    /// fresh for up to 30 min; without this every read would wait for its dial to fail).
+    down_until: Option<Instant>,
 }
+
+/// How long a full node whose read request failed is skipped by reads.
+const FULL_NODE_BACKOFF: Duration = Duration::from_secs(60);
 
 struct PendingPut {
     reply: Option<oneshot::Sender<Result<PutReport, PutError>>>,
@@ -757,7 +763,14 @@ impl Actor {
             lookup: None,
         };
         if matches!(mode, ReadMode::Auto | ReadMode::FullNodesOnly) {
+            let now = Instant::now();
             let mut full = self.find_full_nodes();
+            full.retain(|p| {
+                self.full_nodes
+                    .get(p)
+                    .and_then(|f| f.down_until)
+                    .is_none_or(|t| t <= now)
+            });
             // Connected full nodes first: their answer is one round trip away.
             full.sort_by_key(|p| !self.full_nodes.get(p).is_some_and(|f| f.connected));
             for peer in full.into_iter().take(self.cfg.read_fanout) {
@@ -1092,6 +1105,7 @@ impl Actor {
                 }
                 if let Some(f) = self.full_nodes.get_mut(&peer_id) {
                     f.connected = true;
+                    f.down_until = None;
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -1198,7 +1212,9 @@ impl Actor {
                         self.finish_read(op, stats.num_requests());
                     }
                 }
-                QueryResult::Bootstrap(Ok(_)) if self.routing_table_len() > 0 => {
+                // A bootstrap counts only when some peer answered (an unreachable bootstrap peer still
+                // sits in the routing table, and kad reports the query as Ok).
+                QueryResult::Bootstrap(Ok(_)) if stats.num_successes() > 0 => {
                     self.mark_bootstrapped();
                 }
                 _ => {}
@@ -1295,9 +1311,15 @@ impl Actor {
                 }
             },
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 self.advert_requests.remove(&request_id);
+                if let Some(f) = self.full_nodes.get_mut(&peer) {
+                    f.down_until = Some(Instant::now() + FULL_NODE_BACKOFF);
+                }
                 if let Some(op) = self.read_requests.remove(&request_id) {
                     tracing::debug!(%error, "full node read failed");
                     self.read_answered(op);

@@ -343,3 +343,50 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     node.shutdown().await;
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() {
+    init_tracing();
+    // The full node's address and id are known before it runs.
+    let full_sk = SecKey::generate();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let full_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let full_peer = dhtnode::identity::peer_id(&full_sk.pubkey()).unwrap();
+    let boot = full_addr.clone().with_p2p(full_peer).unwrap();
+
+    let reg_sk = SecKey::generate();
+    let mut rc = config(&reg_sk, Role::Regular, Reachability::Auto, vec![boot]);
+    rc.bootstrap_retry = Duration::from_millis(500);
+    rc.republish_interval = Duration::from_secs(1);
+    let (reg, rt) = Node::spawn(rc).await.unwrap();
+    // The first bootstrap attempts fail: nobody listens yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(reg.info().await.unwrap().last_bootstrap.is_none());
+
+    let mut fc = config(&full_sk, Role::Full, Reachability::Public, vec![]);
+    fc.listen = vec![full_addr];
+    let (full, ft) = Node::spawn(fc).await.unwrap();
+    poll_until("the retried bootstrap to reach the full node", || async {
+        reg.find_full_nodes().await == vec![full_peer]
+    })
+    .await;
+    assert!(reg.info().await.unwrap().last_bootstrap.is_some());
+
+    // Own items are republished with a higher seq.
+    let first = reg.put(salt(), b"mine".to_vec()).await.unwrap();
+    poll_until("a republished copy on the full node", || async {
+        full.get_with(&reg_sk.pubkey(), &salt(), ReadMode::LocalOnly)
+            .await
+            .unwrap()
+            .item
+            .is_some_and(|i| i.seq > first.seq && i.value == b"mine")
+    })
+    .await;
+    for (n, t) in [(reg, rt), (full, ft)] {
+        n.shutdown().await;
+        t.await.unwrap();
+    }
+}
