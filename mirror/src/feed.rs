@@ -24,7 +24,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use crate::error::MirrorError;
-use crate::keys::{SHARDS, StreamId, changes_key, items_key};
+use crate::keys::{SHARDS, StreamId, changes_key, items_key, split_stored};
 use crate::writer::{MAX_BACKOFF, REDIS_IO_TIMEOUT};
 
 /// Entries read per `XREAD` (over all shards) and fields per `HSCAN` page.
@@ -219,7 +219,10 @@ async fn follow_inner(
         let mut full = false;
         for (shard, entries) in batches {
             full |= entries.len() >= cfg.read_count.max(1);
-            let targets: Vec<String> = entries.iter().map(|(_, t)| t.clone()).collect();
+            let targets: Vec<String> = entries
+                .iter()
+                .flat_map(|(_, t)| t.iter().cloned())
+                .collect();
             if targets.is_empty() {
                 continue;
             }
@@ -366,12 +369,17 @@ async fn deliver(
     }
 }
 
-/// Decodes and validates one Redis item. Pure; the error says why it was refused.
-pub fn check(target_hex: &str, bytes: &[u8], cfg: &FeedConfig) -> Result<Item, &'static str> {
+/// Decodes and validates one stored value (`seq hex ‖ item`). Pure; the error says why it was
+/// refused.
+pub fn check(target_hex: &str, stored: &[u8], cfg: &FeedConfig) -> Result<Item, &'static str> {
     let target = Target::from_hex(target_hex).map_err(|_| "field is not a target")?;
+    let (seq, bytes) = split_stored(stored).ok_or("value lacks the seq prefix")?;
     let item = Item::decode(bytes).map_err(|_| "undecodable item")?;
     if item.target() != target {
         return Err("item stored under a foreign target");
+    }
+    if item.seq != seq {
+        return Err("seq prefix differs from the item's seq");
     }
     rules::validate(&cfg.rules, &item).map_err(|_| "item fails the acceptance rules")?;
     Ok(item)
@@ -399,8 +407,11 @@ fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     }
 }
 
-/// `XREAD` reply → per shard, the entries `(id, target hex)` in order.
-fn parse_xread(v: &Value) -> Vec<(u8, Vec<(StreamId, String)>)> {
+/// One change-stream entry: its id and the targets it lists.
+type Change = (StreamId, Vec<String>);
+
+/// `XREAD` reply → per shard, the entries in order.
+fn parse_xread(v: &Value) -> Vec<(u8, Vec<Change>)> {
     let mut out = Vec::new();
     let streams: Vec<(&Value, &Value)> = match v {
         Value::Array(items) => items
@@ -428,10 +439,15 @@ fn parse_xread(v: &Value) -> Vec<(u8, Vec<(StreamId, String)>)> {
                 let Some(id) = as_text(id).and_then(|s| StreamId::parse(&s)) else {
                     continue;
                 };
-                let Some(t) = field(fields, "t").and_then(as_text) else {
-                    continue;
+                let targets = match fields {
+                    Value::Array(kv) => kv
+                        .chunks(2)
+                        .filter(|p| p.first().and_then(as_text).as_deref() == Some("t"))
+                        .filter_map(|p| p.get(1).and_then(as_text))
+                        .collect(),
+                    _ => Vec::new(),
                 };
-                list.push((id, t));
+                list.push((id, targets));
             }
         }
         out.push((shard, list));

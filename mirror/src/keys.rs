@@ -1,14 +1,13 @@
 //! The Redis key schema, version 1. Pure functions: the only place a Redis key name is built.
 //!
 //! Items are spread over [`SHARDS`] shards by the first byte of their target. Each shard has
-//! three keys that share one hash tag, so a Lua script can update all three atomically on a
-//! clustered or managed Redis (all keys of one script call must live in one slot):
+//! two keys that share one hash tag, so a Lua script can update both atomically on a clustered
+//! or managed Redis (all keys of one script call must live in one slot):
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `skymesh:v1:{skymesh-sNN}:items` | HASH | field = target (64 lowercase hex) → the item's binary encoding (`dht::Item::encode`) |
-//! | `skymesh:v1:{skymesh-sNN}:seqs` | HASH | field = target → seq as 16 lowercase hex digits (compared in Lua without decoding the item) |
-//! | `skymesh:v1:{skymesh-sNN}:changes` | STREAM | one entry per accepted write: `t` = target, `s` = seq hex; trimmed to about `stream_maxlen` entries |
+//! | `skymesh:v1:{skymesh-sNN}:items` | HASH | field = target (64 lowercase hex) → seq as 16 lowercase hex digits ‖ the item's binary encoding (`dht::Item::encode`) |
+//! | `skymesh:v1:{skymesh-sNN}:changes` | STREAM | one entry per script call that wrote something: one `t` = target field per item written; trimmed to about `stream_maxlen` entries |
 //!
 //! `NN` is the shard number in two decimal digits (`00`–`15`). Changing the number of shards or
 //! any layout above is a new schema version (`skymesh:v2:…`), never an in-place change.
@@ -36,11 +35,6 @@ pub fn items_key(shard: u8) -> String {
     format!("{}:items", prefix(shard))
 }
 
-/// The HASH of seqs (16 hex digits) of `shard`.
-pub fn seqs_key(shard: u8) -> String {
-    format!("{}:seqs", prefix(shard))
-}
-
 /// The change STREAM of `shard`.
 pub fn changes_key(shard: u8) -> String {
     format!("{}:changes", prefix(shard))
@@ -49,6 +43,27 @@ pub fn changes_key(shard: u8) -> String {
 /// A seq as 16 lowercase hex digits (fixed width, so equal-width comparison is numeric order).
 pub fn seq_hex(seq: u64) -> String {
     format!("{seq:016x}")
+}
+
+/// Length of the seq prefix of a stored value.
+pub const SEQ_PREFIX_LEN: usize = 16;
+
+/// A stored value: seq hex ‖ encoded item.
+pub fn stored_value(seq: u64, encoded_item: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SEQ_PREFIX_LEN + encoded_item.len());
+    v.extend_from_slice(seq_hex(seq).as_bytes());
+    v.extend_from_slice(encoded_item);
+    v
+}
+
+/// Splits a stored value into its seq prefix and the encoded item.
+pub fn split_stored(v: &[u8]) -> Option<(u64, &[u8])> {
+    if v.len() < SEQ_PREFIX_LEN {
+        return None;
+    }
+    let (s, item) = v.split_at(SEQ_PREFIX_LEN);
+    let seq = parse_seq_hex(std::str::from_utf8(s).ok()?)?;
+    Some((seq, item))
 }
 
 /// Parses [`seq_hex`] output.
@@ -101,7 +116,6 @@ mod tests {
                 k[a + 1..b].to_string()
             };
             let t = tag(items_key(shard));
-            assert_eq!(t, tag(seqs_key(shard)));
             assert_eq!(t, tag(changes_key(shard)));
         }
         assert_eq!(items_key(3), "skymesh:v1:{skymesh-s03}:items");
@@ -125,6 +139,15 @@ mod tests {
             assert_eq!(parse_seq_hex(&seq_hex(w[1])), Some(w[1]));
         }
         assert_eq!(parse_seq_hex("123"), None);
+    }
+
+    #[test]
+    fn stored_values_split() {
+        let v = stored_value(258, b"item");
+        assert_eq!(&v[..16], b"0000000000000102");
+        assert_eq!(split_stored(&v), Some((258, &b"item"[..])));
+        assert_eq!(split_stored(b"short"), None);
+        assert_eq!(split_stored(b"zzzzzzzzzzzzzzzzitem"), None);
     }
 
     #[test]

@@ -16,15 +16,16 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::MirrorError;
-use crate::keys::{changes_key, items_key, parse_seq_hex, seq_hex, seqs_key, shard_of};
+use crate::keys::{SHARDS, changes_key, items_key, parse_seq_hex, seq_hex, shard_of};
 use crate::script::PUT_SCRIPT;
 
 /// Default bound of pending writes. 10 000 items of ≤ 64 KiB is ≤ 640 MiB in the worst case,
 /// typically a few MiB; enough to ride out a Redis failover of several seconds at 1k writes/s.
 pub const DEFAULT_QUEUE: usize = 10_000;
-/// Default writes per pipeline: large enough to amortise round trips, small enough that one
-/// batch's reply stays well under Redis's output-buffer limits.
-pub const DEFAULT_BATCH: usize = 256;
+/// Default writes per pipeline: large enough to amortise round trips and script calls (a batch
+/// is one script call per shard, ~64 items each), small enough that one batch (≤ 1024 × 64 KiB
+/// in the worst case, ~250 KiB typically) stays well under Redis's client buffer limits.
+pub const DEFAULT_BATCH: usize = 1024;
 /// Default approximate length of each shard's change stream. Readers more than this many
 /// changes behind a shard reload it in full.
 pub const DEFAULT_STREAM_MAXLEN: usize = 1_000_000;
@@ -49,6 +50,10 @@ pub struct MirrorConfig {
     /// The item rules applied before writing (the same the full nodes apply when reading);
     /// its `trusted_writers` need not contain our key: the readers' allowlist decides.
     pub rules: dht::Config,
+    /// Verify the signature of items given to [`RedisMirror::put_item`] / [`RedisMirror::submit`]
+    /// before writing (default `true`). Items signed by [`RedisMirror::put`] are never
+    /// re-verified. Turning this off only moves the check: full nodes verify everything they read.
+    pub verify_signatures: bool,
 }
 
 impl Default for MirrorConfig {
@@ -59,6 +64,7 @@ impl Default for MirrorConfig {
             stream_maxlen: DEFAULT_STREAM_MAXLEN,
             put_timeout: DEFAULT_PUT_TIMEOUT,
             rules: dht::Config::default(),
+            verify_signatures: true,
         }
     }
 }
@@ -77,6 +83,8 @@ pub enum WriteOutcome {
 
 struct Request {
     item: Item,
+    /// `item.target()`, computed once (it is a SHA-256).
+    target: Target,
     reply: oneshot::Sender<Result<WriteOutcome, MirrorError>>,
     /// Held until the verdict is sent: the bound counts queued *and* in-flight writes.
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -154,7 +162,7 @@ impl RedisMirror {
                 _ => Item::sign(&self.sk, salt.clone(), seq, value.clone()),
             }
             .map_err(|source| MirrorError::Sign { source })?;
-            match self.put_item(item).await {
+            match self.await_verdict(self.enqueue(item)?).await {
                 Err(MirrorError::Stale { stored_seq, .. }) if attempt == 0 => {
                     self.observe_seq(stored_seq);
                     attempt += 1;
@@ -168,6 +176,13 @@ impl RedisMirror {
     /// the acceptance rules; Redis refuses it if it would regress the stored seq.
     pub async fn put_item(&self, item: Item) -> Result<WriteOutcome, MirrorError> {
         let rx = self.submit(item)?;
+        self.await_verdict(rx).await
+    }
+
+    async fn await_verdict(
+        &self,
+        rx: oneshot::Receiver<Result<WriteOutcome, MirrorError>>,
+    ) -> Result<WriteOutcome, MirrorError> {
         let secs = self.cfg.put_timeout.as_secs();
         match tokio::time::timeout(self.cfg.put_timeout, rx).await {
             Ok(Ok(r)) => r,
@@ -182,12 +197,18 @@ impl RedisMirror {
         &self,
         item: Item,
     ) -> Result<oneshot::Receiver<Result<WriteOutcome, MirrorError>>, MirrorError> {
-        rules::validate(&self.cfg.rules, &item).map_err(|e| MirrorError::Invalid {
-            source: Box::new(PutError::Invalid {
-                target: item.target(),
-                source: Box::new(e),
-            }),
-        })?;
+        if self.cfg.verify_signatures {
+            rules::validate(&self.cfg.rules, &item).map_err(|e| invalid(&item, e))?;
+        }
+        self.enqueue(item)
+    }
+
+    /// Checks everything but the signature (sizes, writer, value format) and queues.
+    fn enqueue(
+        &self,
+        item: Item,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome, MirrorError>>, MirrorError> {
+        rules::validate_unsigned(&self.cfg.rules, &item).map_err(|e| invalid(&item, e))?;
         let permit =
             self.pending
                 .clone()
@@ -198,6 +219,7 @@ impl RedisMirror {
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Request {
+                target: item.target(),
                 item,
                 reply,
                 _permit: permit,
@@ -224,6 +246,15 @@ impl RedisMirror {
             Ok(mut c) => c.observe(seq),
             Err(poisoned) => poisoned.into_inner().observe(seq),
         }
+    }
+}
+
+fn invalid(item: &Item, e: rules::InvalidItem) -> MirrorError {
+    MirrorError::Invalid {
+        source: Box::new(PutError::Invalid {
+            target: item.target(),
+            source: Box::new(e),
+        }),
     }
 }
 
@@ -279,26 +310,55 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
                 }
             },
         };
-        let mut pipe = redis::pipe();
-        for r in &batch {
-            let target = r.item.target();
-            let shard = shard_of(&target);
-            pipe.cmd("EVALSHA")
-                .arg(&script_sha)
-                .arg(3)
-                .arg(items_key(shard))
-                .arg(seqs_key(shard))
-                .arg(changes_key(shard))
-                .arg(target.to_hex())
-                .arg(seq_hex(r.item.seq))
-                .arg(r.item.encode())
-                .arg(cfg.stream_maxlen);
+        // One script call per shard present in the batch (all keys of a call share a slot).
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); usize::from(SHARDS)];
+        for (i, r) in batch.iter().enumerate() {
+            groups[usize::from(shard_of(&r.target))].push(i);
         }
-        match pipe.query_async::<Vec<(String, String)>>(c).await {
-            Ok(replies) if replies.len() == batch.len() => {
-                for (r, (status, info)) in batch.drain(..).zip(replies) {
-                    let verdict = verdict(&r.item, &status, &info);
-                    let _ = r.reply.send(verdict);
+        let mut pipe = redis::pipe();
+        let mut calls: Vec<&[usize]> = Vec::new();
+        for (shard, idxs) in groups.iter().enumerate() {
+            if idxs.is_empty() {
+                continue;
+            }
+            let shard = shard as u8;
+            let cmd = pipe
+                .cmd("EVALSHA")
+                .arg(&script_sha)
+                .arg(2)
+                .arg(items_key(shard))
+                .arg(changes_key(shard))
+                .arg(cfg.stream_maxlen);
+            for &i in idxs {
+                let item = &batch[i].item;
+                cmd.arg(batch[i].target.to_hex())
+                    .arg(seq_hex(item.seq))
+                    .arg(item.encode());
+            }
+            calls.push(idxs);
+        }
+        match pipe.query_async::<Vec<Vec<String>>>(c).await {
+            Ok(replies) if replies.len() == calls.len() => {
+                let mut verdicts: Vec<Option<Result<WriteOutcome, MirrorError>>> =
+                    (0..batch.len()).map(|_| None).collect();
+                for (idxs, reply) in calls.iter().zip(replies) {
+                    let change = reply.first().cloned().unwrap_or_default();
+                    for (k, &i) in idxs.iter().enumerate() {
+                        let status = reply.get(1 + 2 * k).map(String::as_str).unwrap_or("");
+                        let info = reply.get(2 + 2 * k).map(String::as_str).unwrap_or("");
+                        verdicts[i] = Some(verdict(
+                            &batch[i].item,
+                            batch[i].target,
+                            status,
+                            info,
+                            &change,
+                        ));
+                    }
+                }
+                for (r, v) in batch.drain(..).zip(verdicts) {
+                    let _ = r.reply.send(v.unwrap_or(Err(MirrorError::Protocol {
+                        what: "no verdict for a write",
+                    })));
                 }
             }
             Ok(_) => {
@@ -320,11 +380,16 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
     }
 }
 
-fn verdict(item: &Item, status: &str, info: &str) -> Result<WriteOutcome, MirrorError> {
-    let target: Target = item.target();
+fn verdict(
+    item: &Item,
+    target: Target,
+    status: &str,
+    info: &str,
+    change: &str,
+) -> Result<WriteOutcome, MirrorError> {
     match status {
         "ok" => Ok(WriteOutcome::Written {
-            change: info.to_string(),
+            change: change.to_string(),
         }),
         "same" => Ok(WriteOutcome::Unchanged),
         "stale" => Err(MirrorError::Stale {
