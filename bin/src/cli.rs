@@ -35,4 +35,6 @@ pub(crate) enum Command {
     Node(commands::node::Args),
     /// Talk to a running node: put, get, info.
     Dht(commands::dht::Args),
+    /// DMSG network: server, discovery, http, get.
+    Dmsg(commands::dmsg::Args),
 }

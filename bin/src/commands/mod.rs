@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 pub(crate) mod dht;
+pub(crate) mod dmsg;
 pub(crate) mod item;
 pub(crate) mod keygen;
 pub(crate) mod node;
@@ -13,5 +14,6 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Item(args) => item::run(args),
         Command::Node(args) => node::run(args),
         Command::Dht(args) => dht::run(args),
+        Command::Dmsg(args) => dmsg::run(args),
     }
 }

@@ -1,0 +1,317 @@
+//! `skymesh dmsg …`: the DMSG network programs, drop-in for the reference's
+//! `dmsg-server start CONFIG.json`, `dmsg-discovery`, `dmsghttp` and `dmsgget`.
+//!
+//! * `skymesh dmsg server CONFIG.json` — the reference dmsg-server config file unchanged
+//!   (`public_key`, `secret_key`, `discovery`, `public_address`, `local_address`,
+//!   `health_endpoint_address`, `log_level`, `update_interval` (ns), `max_sessions`). Serves
+//!   `GET /health` and `GET /metrics` on `health_endpoint_address`.
+//! * `skymesh dmsg discovery --addr HOST:PORT [-t] [--data DIR] [--redis URL]`
+//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] --disc URL`
+//! * `skymesh dmsg get --disc URL [--sk SK] (--out FILE | --stdout) dmsg://PK:PORT/PATH`
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ::dmsg::disc_server::{DiscServer, DiscServerConfig};
+use ::dmsg::metrics::ServerMetrics;
+use ::dmsg::{Client, ClientConfig, Server, ServerConfig};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use keys::{PubKey, SecKey};
+use prometheus_client::registry::Registry;
+
+/// Arguments of `skymesh dmsg`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Run a DMSG relay server from a reference dmsg-server config file.
+    Server(ServerArgs),
+    /// Run a discovery (the reference dmsg-discovery HTTP API).
+    Discovery(DiscArgs),
+    /// Serve a directory over DMSG-HTTP.
+    Http(HttpArgs),
+    /// Fetch a dmsg:// URL (like dmsgget).
+    Get(GetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The config file (JSON, reference format).
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct DiscArgs {
+    /// Listen address.
+    #[arg(short, long, default_value = ":9090")]
+    addr: String,
+    /// Redis URL (not supported yet: the embedded store is used; see docs/dmsg-operations.md).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Directory to persist entries in (memory only without it).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Test mode: allow loopback server addresses (the reference's -t).
+    #[arg(short = 't', long)]
+    test_mode: bool,
+    /// Keys allowed to call deregister (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    whitelist_keys: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct HttpArgs {
+    /// Directory to serve.
+    #[arg(short, long)]
+    dir: PathBuf,
+    /// DMSG port.
+    #[arg(short, long, default_value_t = 80)]
+    port: u16,
+    /// Secret key (hex); random when absent.
+    #[arg(short, long, env = "DMSGHTTP_SK", hide_env_values = true)]
+    sk: Option<String>,
+    /// Discovery URL.
+    #[arg(long, short = 'D')]
+    disc: String,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["out", "stdout"])))]
+struct GetArgs {
+    /// Discovery URL.
+    #[arg(long, short = 'd')]
+    disc: String,
+    /// Secret key (hex); random when absent.
+    #[arg(short, long, env = "DMSGGET_SK", hide_env_values = true)]
+    sk: Option<String>,
+    /// Output file.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Write the body to stdout.
+    #[arg(short = 'n', long)]
+    stdout: bool,
+    /// The URL, dmsg://PK:PORT/PATH.
+    url: String,
+}
+
+/// The reference dmsg-server config (pkg/dmsgserver/config.go).
+#[derive(Debug, serde::Deserialize)]
+struct ServerFile {
+    public_key: String,
+    secret_key: String,
+    discovery: String,
+    public_address: String,
+    local_address: String,
+    #[serde(default)]
+    health_endpoint_address: String,
+    #[serde(default)]
+    log_level: String,
+    #[serde(default)]
+    update_interval: u64,
+    #[serde(default)]
+    max_sessions: usize,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        match args.cmd {
+            Cmd::Server(a) => server(a).await,
+            Cmd::Discovery(a) => discovery(a).await,
+            Cmd::Http(a) => http(a).await,
+            Cmd::Get(a) => get_url(a).await,
+        }
+    })
+}
+
+fn key_or_random(sk: &Option<String>) -> anyhow::Result<SecKey> {
+    match sk {
+        Some(s) => SecKey::from_hex(s.trim()).context("--sk"),
+        None => Ok(SecKey::generate()),
+    }
+}
+
+fn listen_addr(a: &str) -> String {
+    if a.starts_with(':') {
+        format!("0.0.0.0{a}")
+    } else {
+        a.to_string()
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn server(a: ServerArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let f: ServerFile = serde_json::from_str(&text).context("server config")?;
+    let sk = SecKey::from_hex(&f.secret_key).context("secret_key")?;
+    let pk = PubKey::from_hex(&f.public_key).context("public_key")?;
+    anyhow::ensure!(sk.pubkey() == pk, "public_key does not match secret_key");
+    if !f.log_level.is_empty() {
+        tracing::debug!(log_level = %f.log_level, "log_level from the config is informational; use -v/RUST_LOG");
+    }
+    let local = listen_addr(&f.local_address);
+    let mut cfg = ServerConfig::new(sk, &local);
+    cfg.public_addr = f.public_address.clone();
+    cfg.discovery = (!f.discovery.is_empty()).then(|| f.discovery.clone());
+    if f.max_sessions > 0 {
+        cfg.max_sessions = f.max_sessions;
+    }
+    if f.update_interval > 0 {
+        cfg.update_interval = std::time::Duration::from_nanos(f.update_interval);
+    }
+    let mut registry = Registry::default();
+    let metrics = ServerMetrics::new(&mut registry);
+    let srv = Server::spawn(cfg, metrics).await?;
+    let health = if f.health_endpoint_address.is_empty() {
+        // Reference default: local port + 1.
+        let port = srv.local_addr().port().wrapping_add(1);
+        format!("{}:{port}", srv.local_addr().ip())
+    } else {
+        listen_addr(&f.health_endpoint_address)
+    };
+    let registry = Arc::new(registry);
+    let started = ::dmsg::now_ns();
+    let app = Router::new()
+        .route(
+            "/health",
+            get(move || async move {
+                axum::Json(serde_json::json!({
+                    "build_info": {"version": env!("CARGO_PKG_VERSION"), "commit": "unknown", "date": "unknown"},
+                    "started_at_ns": started,
+                    "dmsg_address": format!("{pk}:0"),
+                }))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(r): State<Arc<Registry>>| async move {
+                let mut out = String::new();
+                let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    out,
+                )
+            }),
+        )
+        .with_state(registry);
+    let hl = tokio::net::TcpListener::bind(&health)
+        .await
+        .with_context(|| format!("binding health endpoint {health}"))?;
+    eprintln!(
+        "dmsg server {pk} listening on {} (health {health})",
+        srv.local_addr()
+    );
+    tokio::select! {
+        r = axum::serve(hl, app) => r.context("health endpoint")?,
+        _ = shutdown_signal() => {}
+    }
+    srv.deregister().await;
+    Ok(())
+}
+
+async fn discovery(a: DiscArgs) -> anyhow::Result<()> {
+    if a.redis.is_some() {
+        tracing::warn!("--redis is not supported yet; using the embedded store");
+    }
+    let mut cfg = DiscServerConfig::new(&listen_addr(&a.addr));
+    cfg.test_mode = a.test_mode;
+    cfg.data_dir = a.data;
+    cfg.whitelist = a.whitelist_keys;
+    let d = DiscServer::spawn(cfg).await?;
+    eprintln!("dmsg discovery listening on {}", d.local_addr());
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn http(a: HttpArgs) -> anyhow::Result<()> {
+    let sk = key_or_random(&a.sk)?;
+    let pk = sk.pubkey();
+    let client = Client::spawn(ClientConfig::new(sk, &a.disc));
+    let listener = client.listen(a.port)?;
+    eprintln!("serving {} on dmsg://{pk}:{}", a.dir.display(), a.port);
+    tokio::select! {
+        _ = ::dmsg::http::serve_dir(listener, a.dir) => {}
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+async fn get_url(a: GetArgs) -> anyhow::Result<()> {
+    let sk = key_or_random(&a.sk)?;
+    // Like dmsgget (-e 1): one session to a server from available_servers first; a target on
+    // another server gets a session to one of its delegated servers when dialed.
+    let client = Client::spawn(ClientConfig::new(sk, &a.disc));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), client.ready()).await;
+    let show = !a.stdout && std::io::stderr().is_terminal();
+    let mut last_pct = u64::MAX;
+    let progress = |n: u64, total: Option<u64>| {
+        if !show {
+            return;
+        }
+        if let Some(t) = total.filter(|t| *t > 0) {
+            let pct = n * 100 / t;
+            if pct != last_pct {
+                last_pct = pct;
+                eprint!("\r{pct:3}% {n}/{t} bytes");
+            }
+        }
+    };
+    let n = if a.stdout {
+        let mut out = tokio::io::stdout();
+        ::dmsg::http::fetch(&client, &a.url, &mut out, progress).await?
+    } else {
+        let path = match &a.out {
+            Some(p) if p.is_dir() => {
+                let name = a
+                    .url
+                    .rsplit('/')
+                    .next()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("index.html");
+                p.join(name)
+            }
+            Some(p) => p.clone(),
+            None => anyhow::bail!("--out or --stdout"),
+        };
+        let tmp = path.with_extension("part");
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let n = ::dmsg::http::fetch(&client, &a.url, &mut f, progress).await?;
+        drop(f);
+        tokio::fs::rename(&tmp, &path).await?;
+        n
+    };
+    if show {
+        eprintln!("\rdownloaded {n} bytes");
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! DMSG network benchmarks on loopback, printed next to the Go reference figures
+//! (`../shared/research/go-baselines.md`, 2-core machine):
+//!
+//! * single-stream relay throughput client → server → client;
+//! * stream dial latency (request, KK, accept) over established sessions, p50/p99;
+//! * new sessions per second accepted by one server (XK + yamux set-up);
+//! * server RSS per idle session (the server runs in a child process; the sessions are held by
+//!   this process).
+//!
+//! `cargo bench -p skymesh-dmsg --bench dmsg_net` (env `DMSG_BENCH_MB`, `DMSG_BENCH_SESSIONS`
+//! scale the runs).
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use dmsg::disc_server::{DiscServer, DiscServerConfig};
+use dmsg::metrics::ServerMetrics;
+use dmsg::mux::MuxConfig;
+use dmsg::{Client, ClientConfig, Server, ServerConfig};
+use keys::SecKey;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 3 && args[1] == "--serve" {
+        serve_child(&args[2]);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (disc, server) = setup().await;
+        let url = format!("http://{}", disc.local_addr());
+        throughput(&url).await;
+        dial_latency(&url).await;
+        sessions_per_sec(&server).await;
+        drop(server);
+        drop(disc);
+    });
+    rt.block_on(rss_per_session());
+}
+
+async fn setup() -> (DiscServer, Server) {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+    sc.discovery = Some(format!("http://{}", disc.local_addr()));
+    sc.max_sessions = 100_000;
+    let mut reg = Registry::default();
+    let server = Server::spawn(sc, ServerMetrics::new(&mut reg))
+        .await
+        .unwrap();
+    let dc = dmsg::DiscClient::new(&format!("http://{}", disc.local_addr()));
+    while dc.entry(&server.pk()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (disc, server)
+}
+
+async fn clients(url: &str) -> (Client, Client) {
+    let a = Client::spawn(ClientConfig::new(SecKey::generate(), url));
+    let b = Client::spawn(ClientConfig::new(SecKey::generate(), url));
+    a.ready().await;
+    b.ready().await;
+    (a, b)
+}
+
+async fn throughput(url: &str) {
+    let (a, b) = clients(url).await;
+    let mut l = b.listen(80).unwrap();
+    let total = env_usize("DMSG_BENCH_MB", 512) * 1024 * 1024;
+    let sink = tokio::spawn(async move {
+        let mut s = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0usize;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        n
+    });
+    let mut s = a.dial(b.pk(), 80).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let t0 = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        s.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+    }
+    s.shutdown().await.unwrap();
+    let got = sink.await.unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(got, total);
+    println!(
+        "relay throughput, 1 stream A→server→B: {:.0} MB/s ({} MiB in {:.2} s)   Go ≈ 90 MB/s, target ≥ 800 MB/s",
+        total as f64 / secs / 1e6,
+        total >> 20,
+        secs
+    );
+}
+
+async fn dial_latency(url: &str) {
+    let (a, b) = clients(url).await;
+    let mut l = b.listen(81).unwrap();
+    let _acc = tokio::spawn(async move { while let Some(_s) = l.accept().await {} });
+    // Warm the entry cache and the sessions.
+    drop(a.dial(b.pk(), 81).await.unwrap());
+    let n = env_usize("DMSG_BENCH_DIALS", 2000);
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let s = a.dial(b.pk(), 81).await.unwrap();
+        lat.push(t0.elapsed());
+        drop(s);
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "stream dial over established sessions ({n} dials): p50 {:.3} ms, p99 {:.3} ms   Go p50 ≈ 17 ms; target p50 ≤ 1 ms, p99 ≤ 3 ms",
+        p(0.50).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3
+    );
+}
+
+async fn sessions_per_sec(server: &Server) {
+    let addr = server.local_addr().to_string();
+    let n = env_usize("DMSG_BENCH_NEW_SESSIONS", 3000);
+    let conc = 64;
+    let keys: Vec<SecKey> = (0..conc).map(|_| SecKey::generate()).collect();
+    let before = server.metrics().sessions_accepted.get();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for sk in keys {
+        let addr = addr.clone();
+        let pk = server.pk();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..n / conc {
+                // Handshake only (the server sets up its yamux session); the connection is
+                // dropped right after, as in a connect storm.
+                if dmsg::transport::handshake_client(&addr, &sk, pk)
+                    .await
+                    .is_ok()
+                {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = server.metrics().sessions_accepted.get() - before;
+    println!(
+        "new sessions accepted by one server: {:.0}/s ({ok} handshakes in {secs:.2} s, {accepted} sessions set up; clients in the same process share the 2 cores)   Go ≈ 60–120/s, target ≥ 2000/s",
+        ok as f64 / secs
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn serve_child(addr_file: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sk = SecKey::generate();
+        let mut sc = ServerConfig::new(sk.clone(), "127.0.0.1:0");
+        sc.max_sessions = 100_000;
+        let mut reg = Registry::default();
+        let server = Server::spawn(sc, ServerMetrics::new(&mut reg))
+            .await
+            .unwrap();
+        std::fs::write(
+            addr_file,
+            format!("{} {}", server.local_addr(), sk.to_hex()),
+        )
+        .unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+}
+
+async fn rss_per_session() {
+    let n = env_usize("DMSG_BENCH_SESSIONS", 5000);
+    let dir = std::env::temp_dir().join(format!("dmsg-bench-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .arg(&dir)
+        .spawn()
+        .unwrap();
+    let (addr, sk) = loop {
+        if let Ok(s) = std::fs::read_to_string(&dir)
+            && let Some((a, k)) = s.split_once(' ')
+        {
+            break (a.to_string(), SecKey::from_hex(k).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pk = sk.pubkey();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = rss_kb(child.id());
+    let mut held = Vec::with_capacity(n);
+    let conc = 32;
+    let mut i = 0;
+    while i < n {
+        let mut batch = Vec::new();
+        for _ in 0..conc.min(n - i) {
+            let addr = addr.clone();
+            batch.push(tokio::spawn(async move {
+                dmsg::transport::connect(&addr, &SecKey::generate(), pk, MuxConfig::default()).await
+            }));
+        }
+        for b in batch {
+            if let Ok(Ok(e)) = b.await {
+                held.push(e);
+            }
+            i += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kb(child.id());
+    let per = (after.saturating_sub(base)) as f64 * 1024.0 / held.len().max(1) as f64;
+    println!(
+        "server RSS per idle session: {:.1} KB ({} sessions; server RSS {} MB → {} MB)   Go ≈ 60 KB, target ≤ 16 KB",
+        per / 1024.0,
+        held.len(),
+        base / 1024,
+        after / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&dir);
+}

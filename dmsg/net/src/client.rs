@@ -1,0 +1,555 @@
+//! The DMSG client: sessions to servers chosen from discovery, its client entry kept current,
+//! `dial` and `listen` (spec §4.5, §5, §6.6).
+//!
+//! * A maintenance task keeps at least `min_sessions` sessions (servers from
+//!   `available_servers`, in the returned order), reconnecting with exponential backoff and
+//!   ±50 % jitter, and re-posts the client entry whenever the set of sessions changes.
+//! * `dial(pk, port)` looks the target up (cached briefly), reuses a session with one of its
+//!   delegated servers or opens one (what the reference client does), then runs the request /
+//!   KK exchange.
+//! * Incoming streams: a malformed one is dropped alone (the 2023 reference closed the whole
+//!   session, spec §4.8). No listener → a signed refusal with code 306.
+//! * Ports: listeners and ephemeral ports live in one table; every stream and listener holds a
+//!   [`PortGuard`], so any close path releases its port.
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dmsg_proto::ErrorCode;
+use dmsg_proto::disc::Entry;
+use dmsg_proto::noise::{HandshakeState, Pattern, Role};
+use dmsg_proto::stream::{
+    Addr, RequestContext, RequestPolicy, StreamRequest, StreamResponse, TypeIds, verify_request,
+    verify_response,
+};
+use keys::{PubKey, SecKey};
+use tokio::sync::{Notify, mpsc};
+
+use crate::defaults::*;
+use crate::disc_client::DiscClient;
+use crate::error::{DialError, DiscError, StreamError};
+use crate::mux::{MuxConfig, MuxStream};
+use crate::stream::{DmsgStream, PortGuard, read_object, write_object};
+use crate::transport::{self, Established};
+use crate::{AbortOnDrop, lock};
+
+/// Client settings.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The client's key.
+    pub sk: SecKey,
+    /// Discovery base URL.
+    pub discovery: String,
+    /// Sessions to keep to servers from discovery (0: only dial on demand).
+    pub min_sessions: usize,
+    /// Most sessions in total.
+    pub max_sessions: usize,
+    /// Per-session yamux limits.
+    pub mux: MuxConfig,
+}
+
+impl ClientConfig {
+    /// Defaults for everything but the key and discovery.
+    pub fn new(sk: SecKey, discovery: &str) -> ClientConfig {
+        ClientConfig {
+            sk,
+            discovery: discovery.to_string(),
+            min_sessions: DEFAULT_MIN_SESSIONS,
+            max_sessions: DEFAULT_MAX_CLIENT_SESSIONS,
+            mux: MuxConfig::default(),
+        }
+    }
+}
+
+/// Reserved DMSG ports (listeners and ephemeral ports of dialed streams).
+#[derive(Debug, Default)]
+pub struct PortTable {
+    used: HashSet<u16>,
+    next_eph: u16,
+}
+
+impl PortTable {
+    fn reserve(&mut self, port: u16) -> bool {
+        port != 0 && self.used.insert(port)
+    }
+
+    fn reserve_ephemeral(&mut self) -> Option<u16> {
+        let span = u32::from(u16::MAX - EPHEMERAL_PORT_MIN) + 1;
+        for _ in 0..span {
+            self.next_eph = if self.next_eph < EPHEMERAL_PORT_MIN || self.next_eph == u16::MAX {
+                EPHEMERAL_PORT_MIN + 1
+            } else {
+                self.next_eph + 1
+            };
+            if self.used.insert(self.next_eph) {
+                return Some(self.next_eph);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn release(&mut self, port: u16) {
+        self.used.remove(&port);
+    }
+
+    /// Ports in use.
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    /// Whether no port is in use.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+}
+
+struct ClientSession {
+    est: Established,
+    _task: Mutex<Option<AbortOnDrop>>,
+}
+
+struct Inner {
+    cfg: ClientConfig,
+    pk: PubKey,
+    disc: DiscClient,
+    sessions: Mutex<HashMap<PubKey, Arc<ClientSession>>>,
+    ports: Arc<Mutex<PortTable>>,
+    listeners: Mutex<HashMap<u16, mpsc::Sender<DmsgStream>>>,
+    changed: Notify,
+    entry_cache: Mutex<HashMap<PubKey, (Instant, Vec<PubKey>)>>,
+    ready: Notify,
+    is_ready: AtomicBool,
+    dialing: tokio::sync::Mutex<()>,
+}
+
+/// Most cached target entries (bounded; cleared when full).
+const ENTRY_CACHE_MAX: usize = 1024;
+/// How long a looked-up target entry is reused.
+const ENTRY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// A DMSG client. Dropping it closes every session and stops its tasks.
+pub struct Client {
+    inner: Arc<Inner>,
+    _task: AbortOnDrop,
+}
+
+/// Incoming streams on one port. Dropping it frees the port.
+pub struct Listener {
+    rx: mpsc::Receiver<DmsgStream>,
+    port: u16,
+    inner: std::sync::Weak<Inner>,
+    _guard: PortGuard,
+}
+
+impl Listener {
+    /// The next incoming stream; `None` when the client is gone.
+    pub async fn accept(&mut self) -> Option<DmsgStream> {
+        self.rx.recv().await
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.listeners).remove(&self.port);
+        }
+    }
+}
+
+impl Client {
+    /// Starts the client (sessions are set up in the background; see [`Client::ready`]).
+    pub fn spawn(cfg: ClientConfig) -> Client {
+        let inner = Arc::new(Inner {
+            pk: cfg.sk.pubkey(),
+            disc: DiscClient::new(&cfg.discovery),
+            cfg,
+            sessions: Mutex::new(HashMap::new()),
+            ports: Arc::new(Mutex::new(PortTable::default())),
+            listeners: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            entry_cache: Mutex::new(HashMap::new()),
+            ready: Notify::new(),
+            is_ready: AtomicBool::new(false),
+            dialing: tokio::sync::Mutex::new(()),
+        });
+        let task = AbortOnDrop(tokio::spawn(maintain(inner.clone())));
+        Client { inner, _task: task }
+    }
+
+    /// Our key.
+    pub fn pk(&self) -> PubKey {
+        self.inner.pk
+    }
+
+    /// Resolves once the client holds `min_sessions` sessions and has posted its entry.
+    pub async fn ready(&self) {
+        loop {
+            let n = self.inner.ready.notified();
+            if self.inner.is_ready.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Keys of the servers we hold sessions with.
+    pub fn servers(&self) -> Vec<PubKey> {
+        lock(&self.inner.sessions).keys().copied().collect()
+    }
+
+    /// Ports in use (listeners and open dialed streams).
+    pub fn ports_in_use(&self) -> usize {
+        lock(&self.inner.ports).len()
+    }
+
+    /// Listens on `port`.
+    pub fn listen(&self, port: u16) -> Result<Listener, DialError> {
+        if !lock(&self.inner.ports).reserve(port) {
+            return Err(DialError::PortInUse { port });
+        }
+        let guard = PortGuard {
+            ports: Arc::downgrade(&self.inner.ports),
+            port,
+        };
+        let (tx, rx) = mpsc::channel(DEFAULT_LISTENER_BACKLOG);
+        lock(&self.inner.listeners).insert(port, tx);
+        Ok(Listener {
+            rx,
+            port,
+            inner: Arc::downgrade(&self.inner),
+            _guard: guard,
+        })
+    }
+
+    /// Dials `pk:port` and returns the end-to-end encrypted stream.
+    pub async fn dial(&self, pk: PubKey, port: u16) -> Result<DmsgStream, DialError> {
+        let inner = &self.inner;
+        let servers = delegated_servers(inner, &pk).await?;
+        let mut last = None;
+        // Sessions we already hold with one of the target's servers first.
+        let held: Vec<Arc<ClientSession>> = {
+            let map = lock(&inner.sessions);
+            servers.iter().filter_map(|s| map.get(s).cloned()).collect()
+        };
+        for sess in held {
+            match dial_on(inner, &sess, pk, port).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        for srv in &servers {
+            if lock(&inner.sessions).contains_key(srv) {
+                continue;
+            }
+            let Ok(sess) = open_session(inner, *srv).await else {
+                continue;
+            };
+            match dial_on(inner, &sess, pk, port).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        lock(&inner.entry_cache).remove(&pk);
+        match last {
+            Some(e) => Err(e),
+            None => Err(DialError::NoSession { pk }),
+        }
+    }
+
+    /// Dials `pk:port` through the session with `server` (which must be held).
+    pub async fn dial_via(
+        &self,
+        server: PubKey,
+        pk: PubKey,
+        port: u16,
+    ) -> Result<DmsgStream, DialError> {
+        let sess = lock(&self.inner.sessions).get(&server).cloned();
+        let sess = sess.ok_or(DialError::NoSession { pk })?;
+        dial_on(&self.inner, &sess, pk, port).await
+    }
+}
+
+async fn delegated_servers(inner: &Arc<Inner>, pk: &PubKey) -> Result<Vec<PubKey>, DialError> {
+    if let Some((t, v)) = lock(&inner.entry_cache).get(pk)
+        && t.elapsed() < ENTRY_CACHE_TTL
+    {
+        return Ok(v.clone());
+    }
+    let e = inner.disc.entry(pk).await.map_err(DialError::Disc)?;
+    let servers = e
+        .client
+        .and_then(|c| c.delegated_servers)
+        .unwrap_or_default();
+    if servers.is_empty() {
+        return Err(DialError::NoDelegated { pk: *pk });
+    }
+    let mut cache = lock(&inner.entry_cache);
+    if cache.len() >= ENTRY_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(*pk, (Instant::now(), servers.clone()));
+    Ok(servers)
+}
+
+async fn dial_on(
+    inner: &Arc<Inner>,
+    sess: &Arc<ClientSession>,
+    pk: PubKey,
+    port: u16,
+) -> Result<DmsgStream, DialError> {
+    let serr = |source| DialError::Stream { pk, port, source };
+    let eph = lock(&inner.ports)
+        .reserve_ephemeral()
+        .ok_or(DialError::NoEphemeralPort)?;
+    let guard = PortGuard {
+        ports: Arc::downgrade(&inner.ports),
+        port: eph,
+    };
+    let mut ms = sess.est.session.open().map_err(serr)?;
+    let mut hs = HandshakeState::new(Pattern::KK, Role::Initiator, inner.cfg.sk.clone(), Some(pk))
+        .map_err(|e| serr(StreamError::Handshake(e)))?;
+    let msg1 = hs
+        .write_message()
+        .map_err(|e| serr(StreamError::Handshake(e)))?;
+    let local = Addr {
+        pk: inner.pk,
+        port: eph,
+    };
+    let remote = Addr { pk, port };
+    let req = StreamRequest {
+        timestamp: crate::now_ns(),
+        src: local,
+        dst: remote,
+        noise_msg: msg1,
+    };
+    let req_obj = req.sign(&inner.cfg.sk, TypeIds::default());
+    write_object(&mut ms, &sess.est.crypto, &req_obj)
+        .await
+        .map_err(serr)?;
+    let (resp_obj, extra) =
+        read_object(&mut ms, &sess.est.crypto, DEFAULT_STREAM_HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(serr)?;
+    let resp =
+        verify_response(&resp_obj, &req_obj, &req).map_err(|e| serr(StreamError::Object(e)))?;
+    hs.read_message(&resp.noise_msg)
+        .map_err(|e| serr(StreamError::Handshake(e)))?;
+    let keys = hs
+        .into_transport()
+        .map_err(|e| serr(StreamError::Handshake(e)))?;
+    Ok(DmsgStream::new(
+        ms,
+        &keys,
+        extra,
+        local,
+        remote,
+        Some(guard),
+    ))
+}
+
+/// Handles a stream the server opened to us: request → listener → response.
+async fn accept_stream(inner: Arc<Inner>, sess: Arc<ClientSession>, mut ms: MuxStream) {
+    let (req_obj, _) =
+        match read_object(&mut ms, &sess.est.crypto, DEFAULT_STREAM_HANDSHAKE_TIMEOUT).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad incoming stream object");
+                ms.reset();
+                return;
+            }
+        };
+    let ctx = RequestContext {
+        session_pk: None,
+        local_pk: Some(inner.pk),
+    };
+    let req = match verify_request(&req_obj, &RequestPolicy::at(crate::now_ns()), &ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "incoming stream request refused");
+            ms.reset();
+            return;
+        }
+    };
+    let refuse = |code: ErrorCode| StreamResponse {
+        req_hash: req_obj.hash(),
+        accepted: false,
+        err_code: code.as_u16(),
+        noise_msg: Vec::new(),
+    };
+    let tx = lock(&inner.listeners).get(&req.dst.port).cloned();
+    let Some(tx) = tx else {
+        let obj = refuse(ErrorCode::ReqNoListener).sign(&inner.cfg.sk, TypeIds::default());
+        let _ = write_object(&mut ms, &sess.est.crypto, &obj).await;
+        return;
+    };
+    let mut hs = match HandshakeState::new(
+        Pattern::KK,
+        Role::Responder,
+        inner.cfg.sk.clone(),
+        Some(req.src.pk),
+    ) {
+        Ok(h) => h,
+        Err(_) => return,
+    };
+    let step = hs
+        .read_message(&req.noise_msg)
+        .and_then(|()| hs.write_message());
+    let msg2 = match step {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "incoming KK message refused");
+            ms.reset();
+            return;
+        }
+    };
+    let Ok(keys) = hs.into_transport() else {
+        return;
+    };
+    let resp = StreamResponse {
+        req_hash: req_obj.hash(),
+        accepted: true,
+        err_code: 0,
+        noise_msg: msg2,
+    };
+    let obj = resp.sign(&inner.cfg.sk, TypeIds::default());
+    if write_object(&mut ms, &sess.est.crypto, &obj).await.is_err() {
+        return;
+    }
+    let local = req.dst;
+    let stream = DmsgStream::new(ms, &keys, bytes::Bytes::new(), local, req.src, None);
+    if tx.try_send(stream).is_err() {
+        tracing::debug!(
+            port = local.port,
+            "listener backlog full (401); stream dropped"
+        );
+    }
+}
+
+async fn open_session(inner: &Arc<Inner>, server: PubKey) -> Result<Arc<ClientSession>, DialError> {
+    let _g = inner.dialing.lock().await;
+    if let Some(s) = lock(&inner.sessions).get(&server) {
+        return Ok(s.clone());
+    }
+    if lock(&inner.sessions).len() >= inner.cfg.max_sessions {
+        return Err(DialError::NoSession { pk: server });
+    }
+    let e = inner.disc.entry(&server).await.map_err(DialError::Disc)?;
+    let addr = e
+        .server
+        .map(|s| s.address)
+        .ok_or(DialError::Disc(DiscError::NotFound { pk: server }))?;
+    connect_server(inner, server, &addr).await
+}
+
+async fn connect_server(
+    inner: &Arc<Inner>,
+    server: PubKey,
+    addr: &str,
+) -> Result<Arc<ClientSession>, DialError> {
+    let est = transport::connect(addr, &inner.cfg.sk, server, inner.cfg.mux)
+        .await
+        .map_err(|e| {
+            tracing::debug!(%server, addr, error = %e, "session failed");
+            DialError::NoSession { pk: server }
+        })?;
+    let sess = Arc::new(ClientSession {
+        est,
+        _task: Mutex::new(None),
+    });
+    let task = {
+        let inner = inner.clone();
+        let sess2 = sess.clone();
+        tokio::spawn(async move {
+            while let Some(ms) = sess2.est.session.accept().await {
+                tokio::spawn(accept_stream(inner.clone(), sess2.clone(), ms));
+            }
+            let mut map = lock(&inner.sessions);
+            if map.get(&server).is_some_and(|s| Arc::ptr_eq(s, &sess2)) {
+                map.remove(&server);
+            }
+            drop(map);
+            inner.changed.notify_one();
+        })
+    };
+    *lock(&sess._task) = Some(AbortOnDrop(task));
+    lock(&inner.sessions).insert(server, sess.clone());
+    inner.changed.notify_one();
+    tracing::debug!(%server, addr, "client session up");
+    Ok(sess)
+}
+
+async fn maintain(inner: Arc<Inner>) {
+    let mut backoff = DEFAULT_BACKOFF_MIN;
+    let mut posted: Option<Vec<PubKey>> = None;
+    let mut seq: u64 = 0;
+    loop {
+        let have = lock(&inner.sessions).len();
+        let mut failed = false;
+        if have < inner.cfg.min_sessions {
+            match inner.disc.available_servers().await {
+                Ok(list) => {
+                    for e in list {
+                        if lock(&inner.sessions).len() >= inner.cfg.min_sessions {
+                            break;
+                        }
+                        let Some(s) = e.server else { continue };
+                        if lock(&inner.sessions).contains_key(&e.static_pk) {
+                            continue;
+                        }
+                        let _g = inner.dialing.lock().await;
+                        if connect_server(&inner, e.static_pk, &s.address)
+                            .await
+                            .is_err()
+                        {
+                            failed = true;
+                        }
+                    }
+                    if lock(&inner.sessions).len() < inner.cfg.min_sessions {
+                        failed = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "available_servers failed");
+                    failed = true;
+                }
+            }
+        }
+        let mut servers: Vec<PubKey> = lock(&inner.sessions).keys().copied().collect();
+        servers.sort();
+        if servers.is_empty() {
+            // Re-register after reconnecting, even to the same servers.
+            posted = None;
+        }
+        if posted.as_ref() != Some(&servers) && !servers.is_empty() {
+            let e = Entry::new_client(inner.pk, seq, crate::now_ns(), Some(servers.clone()));
+            match inner.disc.put_entry(&inner.cfg.sk, e).await {
+                Ok(e) => {
+                    seq = e.sequence + 1;
+                    posted = Some(servers);
+                    inner.is_ready.store(true, Ordering::Release);
+                    inner.ready.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "client entry update failed");
+                    failed = true;
+                }
+            }
+        } else if inner.cfg.min_sessions == 0 || !servers.is_empty() {
+            inner.is_ready.store(true, Ordering::Release);
+            inner.ready.notify_waiters();
+        }
+        if failed {
+            tokio::time::sleep(crate::jitter(backoff)).await;
+            backoff = (backoff * 2).min(DEFAULT_BACKOFF_MAX);
+            continue;
+        }
+        backoff = DEFAULT_BACKOFF_MIN;
+        let _ = tokio::time::timeout(Duration::from_secs(30), inner.changed.notified()).await;
+    }
+}

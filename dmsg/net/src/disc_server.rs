@@ -1,0 +1,590 @@
+//! A discovery server implementing the reference API (spec §6.4, `dmsg/vectors/README.md`):
+//! routes, validation order, status codes, content types and exact error bodies, on an embedded
+//! in-memory store with optional persistence to a directory.
+//!
+//! The checks themselves are the pure [`dmsg_proto::disc::decode_body`],
+//! [`dmsg_proto::disc::check_post_entry`] and [`dmsg_proto::disc::check_delete_entry`]. The store
+//! mirrors the reference's Redis layout: one value per key plus a `servers` and a `clients` key
+//! set. Where the reference panics (`dmsg/vectors/discovery_http.json` cases flagged `bug`), we
+//! answer what the note recommends: a key with x ≥ p in a GET path is 400 `error bad input`,
+//! and `available_servers` skips server-set keys whose entry has no server member.
+//!
+//! Expiry: server entries live [`DEFAULT_SERVER_ENTRY_TTL`] after their last write, client
+//! entries posted with `?timeout=true` live [`DEFAULT_CLIENT_ENTRY_TTL`], other client entries
+//! do not expire (as in the reference). The store holds at most [`DEFAULT_MAX_ENTRIES`] entries
+//! (a POST of a new key beyond that answers 500).
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dmsg_proto::disc::{self, DiscPolicy, Entry, MAX_ENTRY_BODY, status_body};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use keys::{PubKey, Sig};
+use tokio::net::TcpListener;
+
+use crate::defaults::*;
+use crate::error::ServeError;
+use crate::{AbortOnDrop, lock};
+
+/// Discovery settings.
+#[derive(Debug, Clone)]
+pub struct DiscServerConfig {
+    /// Listen address.
+    pub addr: String,
+    /// Test mode (`-t`): loopback server addresses allowed.
+    pub test_mode: bool,
+    /// Keys allowed to call `deregister` (network monitors).
+    pub whitelist: Vec<String>,
+    /// Directory for persistence (`None`: memory only).
+    pub data_dir: Option<PathBuf>,
+    /// Server entry lifetime.
+    pub server_ttl: Duration,
+    /// Lifetime of client entries posted with `?timeout=true`.
+    pub client_ttl: Duration,
+}
+
+impl DiscServerConfig {
+    /// Production defaults listening on `addr`.
+    pub fn new(addr: &str) -> DiscServerConfig {
+        DiscServerConfig {
+            addr: addr.to_string(),
+            test_mode: false,
+            whitelist: Vec::new(),
+            data_dir: None,
+            server_ttl: DEFAULT_SERVER_ENTRY_TTL,
+            client_ttl: DEFAULT_CLIENT_ENTRY_TTL,
+        }
+    }
+}
+
+struct Stored {
+    entry: Entry,
+    json: String,
+    expires: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Store {
+    entries: HashMap<PubKey, Stored>,
+    servers: HashSet<PubKey>,
+    clients: HashSet<PubKey>,
+    dirty: bool,
+}
+
+impl Store {
+    fn get(&mut self, pk: &PubKey) -> Option<&Stored> {
+        let expired = self
+            .entries
+            .get(pk)
+            .is_some_and(|s| s.expires.is_some_and(|t| t <= Instant::now()));
+        if expired {
+            self.entries.remove(pk);
+            self.servers.remove(pk);
+            self.dirty = true;
+        }
+        self.entries.get(pk)
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, s| s.expires.is_none_or(|t| t > now));
+        let entries = &self.entries;
+        self.servers.retain(|pk| entries.contains_key(pk));
+        if self.entries.len() != before {
+            self.dirty = true;
+        }
+    }
+}
+
+struct Inner {
+    cfg: DiscServerConfig,
+    store: Mutex<Store>,
+    started: String,
+}
+
+/// A running discovery server. Dropping it stops it.
+pub struct DiscServer {
+    local_addr: SocketAddr,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl DiscServer {
+    /// Binds and starts serving.
+    pub async fn spawn(cfg: DiscServerConfig) -> Result<DiscServer, ServeError> {
+        let listener = TcpListener::bind(&cfg.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: cfg.addr.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: cfg.addr.clone(),
+            source,
+        })?;
+        let mut store = Store::default();
+        if let Some(dir) = &cfg.data_dir {
+            load(dir, &mut store, &cfg).map_err(|source| ServeError::Store {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let inner = Arc::new(Inner {
+            cfg,
+            store: Mutex::new(store),
+            started: rfc3339_now(),
+        });
+        let mut tasks = vec![AbortOnDrop(tokio::spawn(serve(inner.clone(), listener)))];
+        tasks.push(AbortOnDrop(tokio::spawn(housekeeping(inner.clone()))));
+        tracing::info!(addr = %local_addr, "dmsg discovery listening");
+        Ok(DiscServer {
+            local_addr,
+            _tasks: tasks,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+async fn serve(inner: Arc<Inner>, listener: TcpListener) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let inner = inner.clone();
+                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(300), conn).await;
+        });
+    }
+}
+
+/// Removes expired entries every 10 s (the reference prunes its server set every 10 s) and
+/// writes the store to disk when it changed.
+async fn housekeeping(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let snapshot = {
+            let mut st = lock(&inner.store);
+            if n.is_multiple_of(10) {
+                st.sweep();
+            }
+            if st.dirty && inner.cfg.data_dir.is_some() {
+                st.dirty = false;
+                Some(snapshot(&st))
+            } else {
+                None
+            }
+        };
+        if let (Some(snap), Some(dir)) = (snapshot, &inner.cfg.data_dir) {
+            let dir = dir.clone();
+            let r = tokio::task::spawn_blocking(move || save(&dir, &snap)).await;
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::warn!("discovery store: writing the snapshot failed");
+            }
+        }
+    }
+}
+
+fn json(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn msg(status: u16, message: &str) -> Response<Full<Bytes>> {
+    json(status, status_body(message, status))
+}
+
+fn empty(status: u16) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn not_found_page() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(b"404 page not found\n")));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+const BAD_INPUT: &str = "error bad input";
+const NOT_FOUND: &str = "entry of public key is not found";
+const NO_SERVERS: &str = "no delegated dmsg servers available for remote";
+
+async fn body_bytes(req: Request<Incoming>) -> Option<Bytes> {
+    Limited::new(req.into_body(), MAX_ENTRY_BODY + 1)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
+}
+
+async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let is = |m: &Method| method == *m;
+    match path.as_str() {
+        "/health" => {
+            if !is(&Method::GET) {
+                return empty(405);
+            }
+            let mut s = String::from(
+                "{\"build_info\":{\"version\":\"unknown\",\"commit\":\"unknown\",\"date\":\"unknown\"},\"started_at\":",
+            );
+            disc::write_json_str(&mut s, &inner.started);
+            s.push('}');
+            json(200, s)
+        }
+        "/dmsg-discovery/entry" => {
+            if !is(&Method::DELETE) {
+                return empty(405);
+            }
+            let Some(body) = body_bytes(req).await else {
+                return msg(500, "something unexpected happened");
+            };
+            delete_entry(inner, &body)
+        }
+        "/dmsg-discovery/entries" => {
+            if !is(&Method::GET) {
+                return empty(405);
+            }
+            let st = lock(&inner.store);
+            let keys: Vec<String> = st.clients.iter().map(|k| k.to_hex()).collect();
+            json(
+                200,
+                serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into()),
+            )
+        }
+        "/dmsg-discovery/available_servers" | "/dmsg-discovery/all_servers" => {
+            if !is(&Method::GET) {
+                return empty(405);
+            }
+            server_list(inner, path.ends_with("available_servers"))
+        }
+        "/dmsg-discovery/deregister" => {
+            if !is(&Method::DELETE) {
+                return empty(405);
+            }
+            deregister(inner, req).await
+        }
+        p if p.starts_with("/dmsg-discovery/entry/") => {
+            let key = &p["/dmsg-discovery/entry/".len()..];
+            if key.contains('/') {
+                return not_found_page();
+            }
+            if is(&Method::POST) {
+                let timeout = req
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|kv| kv == "timeout=true"));
+                let Some(body) = body_bytes(req).await else {
+                    return msg(500, "something unexpected happened");
+                };
+                post_entry(inner, &body, timeout)
+            } else if is(&Method::GET) && !key.is_empty() {
+                get_entry(inner, key)
+            } else {
+                empty(405)
+            }
+        }
+        _ => not_found_page(),
+    }
+}
+
+fn get_entry(inner: &Arc<Inner>, key: &str) -> Response<Full<Bytes>> {
+    if key.bytes().all(|b| b == b'0') {
+        return msg(404, NOT_FOUND);
+    }
+    let Ok(pk) = PubKey::from_hex(&key.to_ascii_lowercase()) else {
+        return msg(400, BAD_INPUT);
+    };
+    let mut st = lock(&inner.store);
+    match st.get(&pk) {
+        Some(s) => json(200, s.json.clone()),
+        None => msg(404, NOT_FOUND),
+    }
+}
+
+fn policy(inner: &Inner) -> DiscPolicy {
+    DiscPolicy {
+        now_ns: crate::now_ns(),
+        production: !inner.cfg.test_mode,
+    }
+}
+
+fn refusal(r: &dmsg_proto::error::DiscRefusal) -> Response<Full<Bytes>> {
+    msg(r.status(), &r.message())
+}
+
+fn post_entry(inner: &Arc<Inner>, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
+    let e = match disc::decode_body(body) {
+        Ok(e) => e,
+        Err(r) => return refusal(&r),
+    };
+    let mut st = lock(&inner.store);
+    let stored = st.get(&e.static_pk).map(|s| s.entry.clone());
+    let outcome = match disc::check_post_entry(&e, stored.as_ref(), &policy(inner)) {
+        Ok(o) => o,
+        Err(r) => return refusal(&r),
+    };
+    if stored.is_none() && st.entries.len() >= DEFAULT_MAX_ENTRIES {
+        return msg(500, "something unexpected happened");
+    }
+    let expires = if e.server.is_some() && e.client.is_none() {
+        Some(Instant::now() + inner.cfg.server_ttl)
+    } else if e.client.is_some() && timeout {
+        Some(Instant::now() + inner.cfg.client_ttl)
+    } else if e.server.is_some() {
+        // Both members: the reference stores it as a server (2 min TTL).
+        Some(Instant::now() + inner.cfg.server_ttl)
+    } else {
+        None
+    };
+    put(&mut st, e, expires);
+    msg(200, outcome.message())
+}
+
+fn put(st: &mut Store, e: Entry, expires: Option<Instant>) {
+    let pk = e.static_pk;
+    if e.server.is_some() {
+        st.servers.insert(pk);
+    }
+    if e.client.is_some() {
+        st.clients.insert(pk);
+    }
+    let json = e.canonical_json();
+    st.entries.insert(
+        pk,
+        Stored {
+            entry: e,
+            json,
+            expires,
+        },
+    );
+    st.dirty = true;
+}
+
+fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> {
+    let e = match disc::decode_body(body) {
+        Ok(e) => e,
+        Err(r) => return refusal(&r),
+    };
+    if let Err(r) = disc::check_delete_entry(&e, &policy(inner)) {
+        return refusal(&r);
+    }
+    let mut st = lock(&inner.store);
+    remove(&mut st, &e.static_pk);
+    msg(200, "deleted entry")
+}
+
+fn remove(st: &mut Store, pk: &PubKey) {
+    st.entries.remove(pk);
+    st.servers.remove(pk);
+    st.clients.remove(pk);
+    st.dirty = true;
+}
+
+fn server_list(inner: &Arc<Inner>, available: bool) -> Response<Full<Bytes>> {
+    let mut st = lock(&inner.store);
+    let keys: Vec<PubKey> = st.servers.iter().copied().collect();
+    let mut list: Vec<(i64, String)> = Vec::new();
+    for pk in keys {
+        let Some(s) = st.get(&pk) else { continue };
+        if available {
+            match &s.entry.server {
+                Some(srv) if srv.available_sessions > 0 => {
+                    list.push((srv.available_sessions, s.json.clone()))
+                }
+                _ => {}
+            }
+        } else {
+            list.push((0, s.json.clone()));
+        }
+    }
+    if list.is_empty() {
+        return msg(404, NO_SERVERS);
+    }
+    if available {
+        list.sort_by_key(|e| std::cmp::Reverse(e.0));
+        list.truncate(DEFAULT_MAX_SERVERS_LISTED);
+    }
+    let mut out = String::from("[");
+    for (i, (_, j)) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(j);
+    }
+    out.push(']');
+    json(200, out)
+}
+
+async fn deregister(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let nm_pk = header("NM-PK");
+    let nm_sign = header("NM-Sign");
+    if !inner.cfg.whitelist.contains(&nm_pk) {
+        return empty(403);
+    }
+    let Ok(pk) = PubKey::from_hex(&nm_pk) else {
+        return empty(400);
+    };
+    let Ok(sig) = Sig::from_hex(&nm_sign) else {
+        return empty(400);
+    };
+    if pk.verify(pk.to_hex().as_bytes(), &sig).is_err() {
+        return empty(403);
+    }
+    let Some(body) = body_bytes(req).await else {
+        return empty(400);
+    };
+    let Ok(list) = serde_json::from_slice::<Vec<String>>(&body) else {
+        return empty(400);
+    };
+    let mut keys = Vec::with_capacity(list.len());
+    for k in &list {
+        match PubKey::from_hex(&k.to_ascii_lowercase()) {
+            Ok(pk) => keys.push(pk),
+            Err(_) => return msg(400, BAD_INPUT),
+        }
+    }
+    let mut st = lock(&inner.store);
+    for k in &keys {
+        remove(&mut st, k);
+    }
+    json(200, "null".into())
+}
+
+/// Persistence format: one line per entry, `<remaining ms or -1>\t<client_set 0/1>\t<server_set
+/// 0/1>\t<canonical json>`.
+fn snapshot(st: &Store) -> String {
+    let now = Instant::now();
+    let mut out = String::new();
+    for (pk, s) in &st.entries {
+        let ttl = s
+            .expires
+            .map_or(-1, |t| t.saturating_duration_since(now).as_millis() as i64);
+        out.push_str(&format!(
+            "{ttl}\t{}\t{}\t{}\n",
+            u8::from(st.clients.contains(pk)),
+            u8::from(st.servers.contains(pk)),
+            s.json
+        ));
+    }
+    out
+}
+
+fn save(dir: &std::path::Path, snap: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join("entries.tsv.tmp");
+    std::fs::write(&tmp, snap)?;
+    std::fs::rename(tmp, dir.join("entries.tsv"))
+}
+
+fn load(dir: &std::path::Path, st: &mut Store, _cfg: &DiscServerConfig) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("entries.tsv");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let now = Instant::now();
+    for line in text.lines() {
+        let mut parts = line.splitn(4, '\t');
+        let (Some(ttl), Some(c), Some(s), Some(j)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(ttl) = ttl.parse::<i64>() else {
+            continue;
+        };
+        let Ok(e) = Entry::from_json(j.as_bytes()) else {
+            continue;
+        };
+        let pk = e.static_pk;
+        let expires = (ttl >= 0).then(|| now + Duration::from_millis(ttl as u64));
+        if c == "1" {
+            st.clients.insert(pk);
+        }
+        if s == "1" {
+            st.servers.insert(pk);
+        }
+        st.entries.insert(
+            pk,
+            Stored {
+                json: e.canonical_json(),
+                entry: e,
+                expires,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Current UTC time as RFC 3339 with nanoseconds (Go's `time.Time` JSON form).
+fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil-from-days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}

@@ -1,0 +1,70 @@
+//! DMSG network layer, wire-compatible with the deployed Go network (skycoin/dmsg): sessions over
+//! TCP (Noise XK + plain yamux), the relay server, the client, the discovery HTTP API (client and
+//! server) and HTTP over DMSG streams. The wire bytes come from [`dmsg_proto`]; this crate adds
+//! sockets, tasks, timeouts and limits.
+//!
+//! # Components
+//! * [`transport`]: the only socket code (TCP connect/accept → XK → [`mux::Session`]).
+//! * [`mux`]: a tokio yamux driver over the [`dmsg_proto::yamux`] codec.
+//! * [`stream`]: stream objects on a session and the end-to-end [`DmsgStream`].
+//! * [`server`]: [`Server`] — sessions, discovery registration, relaying, splicing.
+//! * [`client`]: [`Client`] — sessions, client entry, [`Client::dial`], [`Client::listen`].
+//! * [`disc_client`] / [`disc_server`]: the discovery API.
+//! * [`http`]: DMSG-HTTP client and directory server (hyper 1).
+//! * [`metrics`]: `skymesh_dmsg_*` Prometheus metrics.
+//! * [`defaults`]: every limit and timeout, with its reason.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod defaults;
+pub mod disc_client;
+pub mod disc_server;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod mux;
+pub mod server;
+pub mod stream;
+pub mod transport;
+
+pub use client::{Client, ClientConfig, Listener};
+pub use disc_client::DiscClient;
+pub use server::{Server, ServerConfig};
+pub use stream::DmsgStream;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A task handle that aborts the task when dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (no code here panics while holding a lock).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Unix time in nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5).
+pub(crate) fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>())
+}
+
+/// Locks a mutex (for tests that drive the session keys by hand).
+#[doc(hidden)]
+pub fn lock_for_tests<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock(m)
+}

@@ -1,0 +1,513 @@
+//! In-process network tests over real loopback sockets: discovery + server + clients, and the
+//! bad-input matrix (each case: typed refusal, offender disconnected, others unaffected).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dmsg::disc_server::{DiscServer, DiscServerConfig};
+use dmsg::metrics::ServerMetrics;
+use dmsg::mux::{MuxConfig, Session, Side};
+use dmsg::transport::{SessionCrypto, handshake_client};
+use dmsg::{Client, ClientConfig, Server, ServerConfig};
+use dmsg_proto::stream::{Addr, StreamRequest, TypeIds};
+use keys::SecKey;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Net {
+    _disc: DiscServer,
+    disc_url: String,
+    server: Server,
+    registry: Registry,
+}
+
+async fn net() -> Net {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let disc_url = format!("http://{}", disc.local_addr());
+    let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+    sc.discovery = Some(disc_url.clone());
+    let mut registry = Registry::default();
+    let m = ServerMetrics::new(&mut registry);
+    let server = Server::spawn(sc, m).await.unwrap();
+    // Wait until the server entry is in discovery.
+    let dc = dmsg::DiscClient::new(&disc_url);
+    tokio::time::timeout(T, async {
+        while dc.entry(&server.pk()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    Net {
+        _disc: disc,
+        disc_url,
+        server,
+        registry,
+    }
+}
+
+fn metrics_text(r: &Registry) -> String {
+    let mut s = String::new();
+    prometheus_client::encoding::text::encode(&mut s, r).unwrap();
+    s
+}
+
+async fn client(n: &Net) -> Client {
+    let c = Client::spawn(ClientConfig::new(SecKey::generate(), &n.disc_url));
+    tokio::time::timeout(T, c.ready()).await.unwrap();
+    c
+}
+
+/// A listener on `port` that echoes everything back.
+fn echo(c: &Client, port: u16) -> dmsg::AbortOnDrop {
+    let mut l = c.listen(port).unwrap();
+    dmsg::AbortOnDrop(tokio::spawn(async move {
+        while let Some(mut s) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }))
+}
+
+async fn roundtrip(a: &Client, b: &Client, port: u16, len: usize) {
+    let mut s = tokio::time::timeout(T, a.dial(b.pk(), port))
+        .await
+        .unwrap()
+        .unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let d2 = data.clone();
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let write = async move {
+        w.write_all(&d2).await.unwrap();
+        w.flush().await.unwrap();
+    };
+    let read = async move {
+        let mut got = vec![0u8; len];
+        r.read_exact(&mut got).await.unwrap();
+        got
+    };
+    let (_, got) = tokio::time::timeout(T, async { tokio::join!(write, read) })
+        .await
+        .unwrap();
+    assert!(got == data, "echoed bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_roundtrip_and_ports_released() {
+    let n = net().await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 1).await;
+    roundtrip(&a, &b, 80, 3 * 1024 * 1024 + 17).await;
+    // Concurrent dials.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (a, b) = (&a, &b);
+        tasks.push(async move { roundtrip(a, b, 80, 10_000).await });
+    }
+    futures_join(tasks).await;
+    // Every dialed stream is closed now: only the ephemeral ports of open streams count.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.ports_in_use(), 0, "ephemeral ports leaked");
+    assert_eq!(n.server.num_sessions(), 2);
+    let m = metrics_text(&n.registry);
+    assert!(m.contains("skymesh_dmsg_streams_total 12"), "{m}");
+}
+
+async fn futures_join<F: std::future::Future<Output = ()>>(fs: Vec<F>) {
+    let handles: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    for h in handles {
+        h.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_listener_and_unknown_key_are_refused_quickly() {
+    let n = net().await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    // No listener on port 81: the destination answers 306.
+    let t0 = std::time::Instant::now();
+    let e = a.dial(b.pk(), 81).await.unwrap_err();
+    assert!(format!("{e:?}").contains("ReqNoListener"), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // Unknown key: not in discovery.
+    let e = a.dial(SecKey::generate().pubkey(), 80).await.unwrap_err();
+    assert!(matches!(e, dmsg::error::DialError::Disc(_)), "{e:?}");
+    // Key on discovery but no session on the server (entry left behind): 307 from the relay.
+    let c = SecKey::generate();
+    let e = dmsg_proto::disc::Entry::new_client(c.pubkey(), 0, 1, Some(vec![n.server.pk()]));
+    dmsg::DiscClient::new(&n.disc_url)
+        .put_entry(&c, e)
+        .await
+        .unwrap();
+    let e = a.dial(c.pubkey(), 80).await.unwrap_err();
+    assert!(matches!(e, dmsg::error::DialError::Stream { .. }), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = metrics_text(&n.registry);
+    assert!(m.contains("code=\"307\""), "{m}");
+    // Still fine for everyone.
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 1000).await;
+}
+
+async fn expect_closed(mut tcp: TcpStream) {
+    let mut buf = [0u8; 1024];
+    let r = tokio::time::timeout(T, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "offender was not disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_handshake() {
+    let n = net().await;
+    let mut tcp = TcpStream::connect(n.server.local_addr()).await.unwrap();
+    tcp.write_all(&[0xff; 300]).await.unwrap();
+    expect_closed(tcp).await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 100).await;
+    assert!(metrics_text(&n.registry).contains("reason=\"bad_frame\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_handshake_message_51_bytes() {
+    // The message that crashes dmsg-server@2023: a 49-byte XK msg1 whose ephemeral key is not
+    // a curve point.
+    let n = net().await;
+    let mut msg = vec![0x00, 0x31, 0x02];
+    msg.extend_from_slice(&[0xff; 32]);
+    msg.extend_from_slice(&[0u8; 16]);
+    assert_eq!(msg.len(), 51);
+    let mut tcp = TcpStream::connect(n.server.local_addr()).await.unwrap();
+    tcp.write_all(&msg).await.unwrap();
+    expect_closed(tcp).await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 100).await;
+    assert!(metrics_text(&n.registry).contains("reason=\"handshake\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_bytes_behind_message_3_are_refused() {
+    let n = net().await;
+    // Do the handshake by hand and pipeline a yamux ping in the same write as message 3.
+    use dmsg_proto::noise::{HandshakeState, Pattern, Role};
+    let sk = SecKey::generate();
+    let mut tcp = TcpStream::connect(n.server.local_addr()).await.unwrap();
+    let mut hs =
+        HandshakeState::new(Pattern::XK, Role::Initiator, sk, Some(n.server.pk())).unwrap();
+    let mut out = Vec::new();
+    dmsg_proto::record::write_frame(&hs.write_message().unwrap(), &mut out).unwrap();
+    tcp.write_all(&out).await.unwrap();
+    let mut m2 = [0u8; 51];
+    tcp.read_exact(&mut m2).await.unwrap();
+    hs.read_message(&m2[2..]).unwrap();
+    let mut out = Vec::new();
+    dmsg_proto::record::write_frame(&hs.write_message().unwrap(), &mut out).unwrap();
+    out.extend_from_slice(&[0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7]);
+    tcp.write_all(&out).await.unwrap();
+    expect_closed(tcp).await;
+    assert!(metrics_text(&n.registry).contains("reason=\"extra_bytes\""));
+}
+
+/// A raw session (handshake done, our own yamux driver) for hand-made stream objects.
+async fn raw_session(n: &Net, sk: &SecKey) -> (Session, SessionCrypto) {
+    let (tcp, keys, surplus) =
+        handshake_client(&n.server.local_addr().to_string(), sk, n.server.pk())
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (rd, wr) = tcp.into_split();
+    (
+        Session::new(Side::Client, rd, wr, surplus, MuxConfig::default()),
+        SessionCrypto::new(&keys),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_after_handshake() {
+    let n = net().await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    // Garbage after the handshake: not a yamux header → session closed.
+    let sk = SecKey::generate();
+    let (tcp, _, _) = handshake_client(&n.server.local_addr().to_string(), &sk, n.server.pk())
+        .await
+        .unwrap();
+    let mut tcp = tcp;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tcp.write_all(&[0x55; 64]).await.unwrap();
+    expect_closed(tcp).await;
+    // Oversized yamux data frame (beyond the 256 KiB window).
+    let (tcp, _, _) = handshake_client(&n.server.local_addr().to_string(), &sk, n.server.pk())
+        .await
+        .unwrap();
+    let mut tcp = tcp;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let h = dmsg_proto::yamux::Header::new(
+        dmsg_proto::yamux::FrameType::Data,
+        dmsg_proto::yamux::Flags::SYN,
+        1,
+        1 << 20,
+    );
+    tcp.write_all(&h.encode()).await.unwrap();
+    tcp.write_all(&vec![0u8; 1 << 20]).await.ok();
+    expect_closed(tcp).await;
+    // Oversized record inside a stream: the stream is refused, the session survives.
+    let (sess, _crypto) = raw_session(&n, &sk).await;
+    let mut st = sess.open().unwrap();
+    st.send_chunk(Bytes::from(vec![0xff; 8000])).await.unwrap();
+    let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    assert!(r.is_err() || matches!(r, Ok(None)), "{r:?}");
+    assert!(!sess.is_closed());
+    assert!(sess.ping().await.is_ok());
+    roundtrip(&a, &b, 80, 100).await;
+}
+
+fn request(src: &SecKey, signer: &SecKey, dst: keys::PubKey) -> dmsg_proto::stream::SignedObject {
+    let mut hs = dmsg_proto::noise::HandshakeState::new(
+        dmsg_proto::noise::Pattern::KK,
+        dmsg_proto::noise::Role::Initiator,
+        src.clone(),
+        Some(dst),
+    )
+    .unwrap();
+    let req = StreamRequest {
+        timestamp: dmsg::now_ns(),
+        src: Addr {
+            pk: src.pubkey(),
+            port: 49999,
+        },
+        dst: Addr { pk: dst, port: 80 },
+        noise_msg: hs.write_message().unwrap(),
+    };
+    req.sign(signer, TypeIds::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_requests_are_refused() {
+    let n = net().await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    let sk = SecKey::generate();
+    let (sess, crypto) = raw_session(&n, &sk).await;
+    // Forged: signed by another key than the session's.
+    let other = SecKey::generate();
+    let forged = request(&other, &other, b.pk());
+    let mut st = sess.open().unwrap();
+    dmsg::stream::write_object(&mut st, &crypto, &forged)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    assert!(r.is_err() || matches!(r, Ok(None)), "{r:?}");
+    // Bad signature: src is us, signature by someone else.
+    let bad_sig = request(&sk, &other, b.pk());
+    let mut st = sess.open().unwrap();
+    dmsg::stream::write_object(&mut st, &crypto, &bad_sig)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    assert!(r.is_err() || matches!(r, Ok(None)), "{r:?}");
+    // Replay: a valid sealed record sent again on a new stream.
+    let good = request(&sk, &sk, b.pk());
+    let mut rec = Vec::new();
+    dmsg::lock_for_tests(&crypto.sealer)
+        .seal_record(good.as_bytes(), &mut rec)
+        .unwrap();
+    let mut s1 = sess.open().unwrap();
+    s1.send_chunk(Bytes::from(rec.clone())).await.unwrap();
+    // The first one is relayed: a response arrives.
+    let r1 = tokio::time::timeout(T, s1.recv_chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r1.is_some());
+    let mut s2 = sess.open().unwrap();
+    s2.send_chunk(Bytes::from(rec)).await.unwrap();
+    let r2 = tokio::time::timeout(T, s2.recv_chunk()).await.unwrap();
+    assert!(r2.is_err() || matches!(r2, Ok(None)), "{r2:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = metrics_text(&n.registry);
+    assert!(m.contains("code=\"302\""), "{m}");
+    assert!(m.contains("code=\"300\""), "{m}");
+    assert!(!sess.is_closed());
+    roundtrip(&a, &b, 80, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_opening_streams_without_reading() {
+    let n = net().await;
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let c = client(&n).await;
+    // b floods a over streams a never reads; flow control stalls b, nobody else notices.
+    let mut l = a.listen(90).unwrap();
+    let _hold = dmsg::AbortOnDrop(tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Some(s) = l.accept().await {
+            keep.push(s); // never read
+        }
+    }));
+    let mut flooders = Vec::new();
+    for _ in 0..20 {
+        let mut s = b.dial(a.pk(), 90).await.unwrap();
+        flooders.push(dmsg::AbortOnDrop(tokio::spawn(async move {
+            let chunk = vec![1u8; 64 * 1024];
+            loop {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        })));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _e = echo(&c, 80);
+    roundtrip(&b, &c, 80, 200_000).await;
+    roundtrip(&a, &c, 80, 200_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_that_never_finish_the_handshake() {
+    let n = net().await;
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let mut tcp = TcpStream::connect(n.server.local_addr()).await.unwrap();
+        if i % 2 == 0 {
+            // half of them send a partial first message
+            tcp.write_all(&[0x00, 0x31, 0x02, 0x03]).await.unwrap();
+        }
+        idle.push(tcp);
+    }
+    let a = client(&n).await;
+    let b = client(&n).await;
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 10_000).await;
+    // They are all dropped by the handshake timeout (5 s).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut closed = 0;
+    for mut t in idle {
+        let mut buf = [0u8; 8];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), t.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 990, "only {closed} of 1000 closed");
+    assert_eq!(n.server.num_sessions(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_is_enforced() {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", disc.local_addr());
+    let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+    sc.max_sessions = 2;
+    let mut reg = Registry::default();
+    let server = Server::spawn(sc, ServerMetrics::new(&mut reg))
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            dmsg::transport::connect(
+                &addr,
+                &SecKey::generate(),
+                server.pk(),
+                MuxConfig::default(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = dmsg::transport::connect(
+        &addr,
+        &SecKey::generate(),
+        server.pk(),
+        MuxConfig::default(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(T, third.session.closed())
+        .await
+        .unwrap();
+    assert_eq!(server.num_sessions(), 2);
+    for h in &held {
+        assert!(h.session.ping().await.is_ok());
+    }
+    drop(url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reconnects_after_server_restart() {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", disc.local_addr());
+    let ssk = SecKey::generate();
+    let spawn = |addr: String| {
+        let mut sc = ServerConfig::new(ssk.clone(), &addr);
+        sc.discovery = Some(url.clone());
+        let mut reg = Registry::default();
+        Server::spawn(sc, ServerMetrics::new(&mut reg))
+    };
+    let server = spawn("127.0.0.1:0".into()).await.unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = Client::spawn(ClientConfig::new(SecKey::generate(), &url));
+    let b = Client::spawn(ClientConfig::new(SecKey::generate(), &url));
+    tokio::time::timeout(T, a.ready()).await.unwrap();
+    tokio::time::timeout(T, b.ready()).await.unwrap();
+    let _e = echo(&b, 80);
+    roundtrip(&a, &b, 80, 1000).await;
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _server = spawn(addr).await.unwrap();
+    // Both clients reconnect by themselves; new dials work.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if a.servers().len() == 1 && b.servers().len() == 1 {
+                let r = tokio::time::timeout(Duration::from_secs(5), a.dial(b.pk(), 80)).await;
+                if let Ok(Ok(_)) = r {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap();
+    roundtrip(&a, &b, 80, 100_000).await;
+}

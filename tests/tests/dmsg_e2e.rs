@@ -1,0 +1,254 @@
+//! End to end with real `skymesh` processes on loopback: `dmsg discovery` + `dmsg server` +
+//! `dmsg http` + `dmsg get` fetch a file byte-identical; two servers with the peer only on the
+//! other one; the http host survives its server restarting.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keys::SecKey;
+use skymesh_tests::{Proc, free_port, skymesh_bin};
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn spawn(name: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(skymesh_bin());
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Proc::spawn(name, &mut cmd).unwrap()
+}
+
+fn discovery() -> (Proc, String) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = spawn("discovery", &["dmsg", "discovery", "--addr", &addr, "-t"]);
+    wait_port(port);
+    (p, format!("http://{addr}"))
+}
+
+struct Srv {
+    proc: Proc,
+    config: std::path::PathBuf,
+    port: u16,
+    pk: String,
+}
+
+fn server(dir: &Path, name: &str, disc: &str, sk: &SecKey, port: Option<u16>) -> Srv {
+    let port = port.unwrap_or_else(free_port);
+    let health = free_port();
+    let cfg = serde_json::json!({
+        "public_key": sk.pubkey().to_hex(),
+        "secret_key": sk.to_hex(),
+        "discovery": disc,
+        "public_address": format!("127.0.0.1:{port}"),
+        "local_address": format!("127.0.0.1:{port}"),
+        "health_endpoint_address": format!("127.0.0.1:{health}"),
+        "log_level": "info",
+        "update_interval": 0,
+        "max_sessions": 100
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let proc = spawn(name, &["dmsg", "server", path.to_str().unwrap()]);
+    wait_port(port);
+    wait_port(health);
+    Srv {
+        proc,
+        config: path,
+        port,
+        pk: sk.pubkey().to_hex(),
+    }
+}
+
+fn wait_entry(disc: &str, pk: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = format!("{disc}/dmsg-discovery/entry/{pk}");
+    while Instant::now() < deadline {
+        let out = Command::new("curl").args(["-s", &url]).output();
+        if let Ok(o) = out
+            && String::from_utf8_lossy(&o.stdout).contains(needle)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("entry of {pk} never contained {needle}");
+}
+
+fn get(disc: &str, url: &str, out: &Path) -> std::process::Output {
+    Command::new(skymesh_bin())
+        .args([
+            "dmsg",
+            "get",
+            "--disc",
+            disc,
+            "--out",
+            out.to_str().unwrap(),
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn dmsg_get_fetches_file_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = payload(5 * 1024 * 1024 + 123);
+    std::fs::write(www.join("file.bin"), &data).unwrap();
+
+    let (_d, disc) = discovery();
+    let _s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None);
+    let host = SecKey::generate();
+    let _h = spawn(
+        "http",
+        &[
+            "dmsg",
+            "http",
+            "--dir",
+            www.to_str().unwrap(),
+            "--sk",
+            &host.to_hex(),
+            "--disc",
+            &disc,
+        ],
+    );
+    wait_entry(&disc, &host.pubkey().to_hex(), "delegated_servers\":[\"");
+    let out = tmp.path().join("got.bin");
+    let url = format!("dmsg://{}:80/file.bin", host.pubkey().to_hex());
+    let o = get(&disc, &url, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&out).unwrap() == data, "fetched bytes differ");
+
+    // --stdout
+    let o = Command::new(skymesh_bin())
+        .args(["dmsg", "get", "--disc", &disc, "--stdout", &url])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(o.stdout == data);
+
+    // A missing file is an error exit, not a hang.
+    let o = get(
+        &disc,
+        &format!("dmsg://{}:80/nope", host.pubkey().to_hex()),
+        &out,
+    );
+    assert!(!o.status.success());
+}
+
+#[test]
+fn dmsg_get_through_the_other_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = payload(300_000);
+    std::fs::write(www.join("f"), &data).unwrap();
+    let (_d, disc) = discovery();
+    let s1 = server(tmp.path(), "s1", &disc, &SecKey::generate(), None);
+    let host = SecKey::generate();
+    let _h = spawn(
+        "http",
+        &[
+            "dmsg",
+            "http",
+            "--dir",
+            www.to_str().unwrap(),
+            "--sk",
+            &host.to_hex(),
+            "--disc",
+            &disc,
+        ],
+    );
+    wait_entry(&disc, &host.pubkey().to_hex(), &s1.pk);
+    // A second server appears after the host chose s1: the getter is free to pick any server,
+    // but the host is only on s1, so the getter must open a session to s1.
+    let _s2 = server(tmp.path(), "s2", &disc, &SecKey::generate(), None);
+    wait_entry(&disc, &_s2.pk, "availableSessions");
+    let out = tmp.path().join("got");
+    let url = format!("dmsg://{}:80/f", host.pubkey().to_hex());
+    let o = get(&disc, &url, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&out).unwrap() == data);
+}
+
+#[test]
+fn dmsg_http_host_survives_server_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("f"), b"hello over dmsg").unwrap();
+    let (_d, disc) = discovery();
+    let ssk = SecKey::generate();
+    let mut s1 = server(tmp.path(), "s1", &disc, &ssk, None);
+    let host = SecKey::generate();
+    let _h = spawn(
+        "http",
+        &[
+            "dmsg",
+            "http",
+            "--dir",
+            www.to_str().unwrap(),
+            "--sk",
+            &host.to_hex(),
+            "--disc",
+            &disc,
+        ],
+    );
+    wait_entry(&disc, &host.pubkey().to_hex(), &s1.pk);
+    let url = format!("dmsg://{}:80/f", host.pubkey().to_hex());
+    let out = tmp.path().join("got");
+    assert!(get(&disc, &url, &out).status.success());
+    // Restart the server on the same port and key.
+    s1.proc.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let port = s1.port;
+    let config = s1.config.clone();
+    let _s1b = Proc::spawn(
+        "s1b",
+        Command::new(skymesh_bin())
+            .args(["dmsg", "server", config.to_str().unwrap()])
+            .stdout(Stdio::null()),
+    )
+    .unwrap();
+    wait_port(port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::fs::remove_file(&out).ok();
+        let o = get(&disc, &url, &out);
+        if o.status.success() {
+            assert_eq!(std::fs::read(&out).unwrap(), b"hello over dmsg");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful fetch after the restart: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
