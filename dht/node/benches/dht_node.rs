@@ -6,7 +6,8 @@
 //! 3. puts per second (sequential and with many puts in flight).
 //!
 //! Run: `cargo bench -p skymesh-dht-node --bench dht_node` (env `SKYMESH_BENCH_NODES=N` sets the
-//! size of the lookup network, `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part).
+//! size of the lookup network, `SKYMESH_BENCH_QUORUM=N` the lookup quorum (default 2),
+//! `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -143,6 +144,12 @@ async fn bench_lookup(n: usize) {
         // Short-lived connections keep the process under its fd limit (both ends of every
         // connection live in this process); lookups then include dialing, as on a real network.
         c.idle_connection_timeout = Duration::from_secs(2);
+        if let Some(q) = std::env::var("SKYMESH_BENCH_QUORUM")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            c.lookup_quorum = q;
+        }
         let (node, _t) = match Node::spawn(c).await {
             Ok(x) => x,
             Err(e) => {

@@ -489,6 +489,14 @@ impl Actor {
             return Err(SpawnError::NoListenAddr);
         }
 
+        // A listen address on a public IP is dialable as it is: confirm it, so a regular node in
+        // `Reachability::Auto` becomes a Kademlia server (kad switches on confirmed external
+        // addresses). Private, loopback and unspecified addresses are never confirmed here.
+        for a in &listen_addrs {
+            if is_public_addr(a) {
+                swarm.add_external_address(strip_p2p(a.clone()));
+            }
+        }
         let sk = cfg.secret_key.clone();
         let actor = Actor {
             swarm,
@@ -1337,10 +1345,60 @@ impl Actor {
     }
 }
 
+/// True when `addr` starts with a globally routable IP address.
+fn is_public_addr(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => {
+            let o = ip.octets();
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || ip.is_multicast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        Some(Protocol::Ip6(ip)) => {
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+        _ => false,
+    }
+}
+
 /// `addr` without a trailing `/p2p/<peer id>`.
 fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
     if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
         addr.pop();
     }
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn public_addresses() {
+        for (a, public) in [
+            ("/ip4/8.8.8.8/tcp/1", true),
+            ("/ip4/127.0.0.1/tcp/1", false),
+            ("/ip4/10.1.2.3/tcp/1", false),
+            ("/ip4/192.168.1.1/tcp/1", false),
+            ("/ip4/100.64.0.1/tcp/1", false),
+            ("/ip4/0.0.0.0/tcp/1", false),
+            ("/ip6/2001:4860::1/tcp/1", true),
+            ("/ip6/::1/tcp/1", false),
+            ("/ip6/fd00::1/tcp/1", false),
+            ("/dns4/example.com/tcp/1", false),
+        ] {
+            assert_eq!(is_public_addr(&a.parse().unwrap()), public, "{a}");
+        }
+    }
 }
