@@ -37,4 +37,6 @@ pub(crate) enum Command {
     Dht(commands::dht::Args),
     /// DMSG network: server, discovery, http, get.
     Dmsg(commands::dmsg::Args),
+    /// Mirror role: write signed items straight into Redis for full nodes to serve.
+    Mirror(commands::mirror::Args),
 }

@@ -3,6 +3,7 @@ pub(crate) mod dht;
 pub(crate) mod dmsg;
 pub(crate) mod item;
 pub(crate) mod keygen;
+pub(crate) mod mirror;
 pub(crate) mod node;
 
 use crate::cli::Command;
@@ -15,5 +16,6 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Node(args) => node::run(args),
         Command::Dht(args) => dht::run(args),
         Command::Dmsg(args) => dmsg::run(args),
+        Command::Mirror(args) => mirror::run(args),
     }
 }

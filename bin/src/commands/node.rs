@@ -73,6 +73,14 @@ pub(crate) struct Args {
     /// Reachability of a regular node (full nodes are always Kademlia servers).
     #[arg(long, value_enum, default_value = "auto")]
     reachability: Reach,
+    /// Follow this Redis mirror live and serve every valid item written there (full nodes;
+    /// see docs/mirror.md). Redis being down never stops the node.
+    #[arg(long, env = "SKYMESH_REDIS")]
+    redis: Option<String>,
+    /// Accept items written *for* other keys by this writer key (a mirror service such as a
+    /// transport discovery). Repeatable.
+    #[arg(long = "trusted-writer", value_name = "PK")]
+    trusted_writers: Vec<String>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -149,6 +157,106 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(serve(args, sk))
 }
 
+/// Items handed from the mirror feed to the node per call (bounds one swarm-loop turn).
+const MIRROR_BATCH: usize = 256;
+/// Items buffered between the Redis feed and the node (the feed waits when it is full).
+const MIRROR_CHANNEL: usize = 4096;
+
+/// Starts the Redis mirror feed and the task that stores what it delivers in the node's own
+/// store. Returns the handles; dropping them stops both.
+fn follow_mirror(
+    url: &str,
+    rules: dht::Config,
+    node: Node,
+    registry: &mut Registry,
+) -> anyhow::Result<(mirror::MirrorFeed, AbortOnDrop)> {
+    use prometheus_client::metrics::gauge::Gauge;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<dht::Item>(MIRROR_CHANNEL);
+    let feed = mirror::MirrorFeed::start(url, mirror::FeedConfig::new(rules), tx)
+        .with_context(|| format!("--redis {url}"))?;
+    let gauges: Vec<(&'static str, &'static str, Gauge)> = vec![
+        (
+            "skymesh_mirror_scanned_items",
+            "Items delivered by full scans of the mirror",
+            Gauge::default(),
+        ),
+        (
+            "skymesh_mirror_followed_items",
+            "Items delivered from the mirror's change streams",
+            Gauge::default(),
+        ),
+        (
+            "skymesh_mirror_refused_items",
+            "Items found in Redis that failed verification",
+            Gauge::default(),
+        ),
+        (
+            "skymesh_mirror_rescans",
+            "Shard rescans after the change stream was trimmed past us",
+            Gauge::default(),
+        ),
+        (
+            "skymesh_mirror_redis_errors",
+            "Redis connection or command failures of the feed",
+            Gauge::default(),
+        ),
+        (
+            "skymesh_mirror_live",
+            "1 when the feed is connected and caught up",
+            Gauge::default(),
+        ),
+    ];
+    for (name, help, g) in &gauges {
+        registry.register(*name, *help, g.clone());
+    }
+    let stats = feed.stats().clone();
+    let task = tokio::spawn(async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut batch = Vec::with_capacity(MIRROR_BATCH);
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    let Some(item) = got else { return };
+                    batch.push(item);
+                    while batch.len() < MIRROR_BATCH {
+                        match rx.try_recv() {
+                            Ok(i) => batch.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                    if node.store_local(std::mem::take(&mut batch)).await.is_none() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let values = [
+                        stats.scanned.load(Relaxed),
+                        stats.followed.load(Relaxed),
+                        stats.refused.load(Relaxed),
+                        stats.rescans.load(Relaxed),
+                        stats.redis_errors.load(Relaxed),
+                        stats.live.load(Relaxed),
+                    ];
+                    for ((_, _, g), v) in gauges.iter().zip(values) {
+                        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+        }
+    });
+    Ok((feed, AbortOnDrop(task)))
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct AppState {
     node: Node,
     registry: Registry,
@@ -166,7 +274,22 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         Reach::Public => Reachability::Public,
         Reach::Private => Reachability::Private,
     };
+    for pk in &args.trusted_writers {
+        let pk = keys::PubKey::from_hex(pk)
+            .with_context(|| format!("--trusted-writer {pk} is not a public key"))?;
+        cfg.store.trusted_writers.insert(pk);
+    }
+    let store_rules = cfg.store.clone();
     let (node, task) = Node::spawn(cfg).await.context("starting the DHT node")?;
+    let _mirror = match &args.redis {
+        Some(url) => Some(follow_mirror(
+            url,
+            store_rules,
+            node.clone(),
+            &mut registry,
+        )?),
+        None => None,
+    };
     for a in node.listen_addrs() {
         tracing::info!(addr = %a, "listening");
     }

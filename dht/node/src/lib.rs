@@ -42,6 +42,6 @@ pub mod store;
 pub use config::Config;
 pub use error::{GetError, IdentityError, PutError, SpawnError};
 pub use metrics::Metrics;
-pub use node::{Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath};
+pub use node::{LocalStoreReport, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath};
 pub use role::{Reachability, Role};
 pub use store::ItemStore;

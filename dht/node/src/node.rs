@@ -173,6 +173,10 @@ enum Command {
         bytes: Vec<u8>,
         reply: oneshot::Sender<u32>,
     },
+    StoreLocal {
+        items: Vec<Item>,
+        reply: oneshot::Sender<LocalStoreReport>,
+    },
     Get {
         target: Target,
         mode: ReadMode,
@@ -185,6 +189,15 @@ enum Command {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
     Shutdown,
+}
+
+/// Verdicts of [`Node::store_local`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalStoreReport {
+    /// Items stored or refreshed.
+    pub accepted: u32,
+    /// Items the acceptance rules refused (stale, invalid, over quota).
+    pub refused: u32,
 }
 
 /// Handle to a running node. Cheap to clone; the node stops on [`Node::shutdown`] or when every
@@ -246,6 +259,14 @@ impl Node {
         self.call(|reply| Command::PutItem { item, reply })
             .await
             .ok_or(PutError::Shutdown)?
+    }
+
+    /// Stores items in this node's own store only (each through the acceptance rules), without
+    /// sending them anywhere: for items a full node gets from a shared source every full node
+    /// follows, such as the Redis mirror. `None` when the node has stopped.
+    pub async fn store_local(&self, items: Vec<Item>) -> Option<LocalStoreReport> {
+        self.call(|reply| Command::StoreLocal { items, reply })
+            .await
     }
 
     /// Sends arbitrary bytes as a kad record under `target` to the full nodes and the k closest
@@ -594,6 +615,20 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::StoreLocal { items, reply } => {
+                let mut report = LocalStoreReport::default();
+                for item in items {
+                    let target = item.target();
+                    match self.store().insert(item, istore::now()) {
+                        Ok(_) => report.accepted += 1,
+                        Err(e) => {
+                            tracing::debug!(%target, error = %e, "local store refused an item");
+                            report.refused += 1;
+                        }
+                    }
+                }
+                let _ = reply.send(report);
+            }
             Command::RawPut {
                 target,
                 bytes,
