@@ -1,5 +1,6 @@
 //! The reference's keys, signatures and ECDH (dmsg/vectors/{keys,sign,ecdh}.json, produced by
 //! skycoin/dmsg@9c8b80bd). Read at test time; nothing is pasted.
+#![allow(clippy::unwrap_used)]
 use keys::{PubKey, SecKey, Sig, sha256};
 use serde_json::Value;
 
