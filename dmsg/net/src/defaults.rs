@@ -12,6 +12,11 @@ pub const DEFAULT_MAX_SESSIONS: usize = 2048;
 /// yamux receive window per stream (hashicorp default, 256 KiB): also the per-stream receive
 /// buffer bound, since a peer may never send beyond the window it was granted.
 pub const DEFAULT_WINDOW: u32 = dmsg_proto::yamux::DEFAULT_WINDOW;
+/// Receive window we grant per stream: the 256 KiB yamux initial window plus a window update
+/// sent with SYN/ACK (hashicorp does the same when MaxStreamWindowSize is raised; Go senders
+/// add the delta). A larger window keeps a relayed stream busy across two hops; it is also the
+/// bound of each stream's receive buffer.
+pub const DEFAULT_RECV_WINDOW: u32 = 1024 * 1024;
 /// Incoming streams per session that are open at once; a SYN beyond this is refused with RST.
 /// Bounds the per-session stream map (remote input).
 pub const DEFAULT_MAX_STREAMS: usize = 1024;

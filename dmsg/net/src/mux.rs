@@ -88,6 +88,9 @@ pub enum CloseReason {
     NotReading,
 }
 
+/// Window granted beyond the yamux initial 256 KiB, sent with SYN/ACK.
+const EXTRA_WINDOW: u32 = DEFAULT_RECV_WINDOW - DEFAULT_WINDOW;
+
 struct Out {
     header: [u8; HEADER_LEN],
     body: Bytes,
@@ -263,7 +266,7 @@ impl Session {
             }
             map.insert(id, stream.clone());
         }
-        sh.control(FrameType::WindowUpdate, Flags::SYN, id, 0);
+        sh.control(FrameType::WindowUpdate, Flags::SYN, id, EXTRA_WINDOW);
         Ok(MuxStream::new(sh.clone(), id, stream))
     }
 
@@ -332,7 +335,7 @@ impl Session {
 fn new_stream() -> Arc<StreamShared> {
     Arc::new(StreamShared {
         st: Mutex::new(StreamState {
-            recv_window: DEFAULT_WINDOW,
+            recv_window: DEFAULT_RECV_WINDOW,
             send_window: DEFAULT_WINDOW,
             ..StreamState::default()
         }),
@@ -380,7 +383,7 @@ async fn read_frames(
         match h.ty {
             FrameType::Data => {
                 let len = h.length as usize;
-                if len > DEFAULT_WINDOW as usize {
+                if len > DEFAULT_RECV_WINDOW as usize {
                     return Err(ReadEnd::Protocol("data frame beyond window"));
                 }
                 let mut body = BytesMut::zeroed(len);
@@ -443,7 +446,7 @@ fn handle_stream_frame(
         lock(&sh.streams).insert(id, s.clone());
         match accept_tx.try_send(ms) {
             Ok(()) => {
-                sh.control(FrameType::WindowUpdate, Flags::ACK, id, 0);
+                sh.control(FrameType::WindowUpdate, Flags::ACK, id, EXTRA_WINDOW);
             }
             Err(e) => {
                 // Dropping the stream sends FIN; answer RST instead so the opener knows.
@@ -794,7 +797,7 @@ fn poll_chunk(
     if let Some(b) = st.recv.pop_front() {
         st.recv_len -= b.len();
         st.consumed += b.len() as u32;
-        if st.consumed >= DEFAULT_WINDOW / 2 && !st.remote_fin {
+        if st.consumed >= DEFAULT_RECV_WINDOW / 2 && !st.remote_fin {
             let delta = st.consumed;
             st.consumed = 0;
             st.recv_window += delta;
