@@ -1,0 +1,171 @@
+//! The yamux driver against a hand-driven peer sending hashicorp v0.1.1 frames as Go does
+//! (spec §3.5): ping answers, SYN → ACK, data both ways, FIN, window enforcement, bad ids.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dmsg::mux::{MuxConfig, Session, Side};
+use dmsg_proto::yamux::{Flags, FrameType, HEADER_LEN, Header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const T: Duration = Duration::from_secs(20);
+
+async fn pair() -> (Session, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    let (rd, wr) = tcp.into_split();
+    (
+        Session::new(Side::Server, rd, wr, Bytes::new(), MuxConfig::default()),
+        raw,
+    )
+}
+
+async fn send(raw: &mut TcpStream, ty: FrameType, flags: Flags, id: u32, len: u32, body: &[u8]) {
+    let mut b = Header::new(ty, flags, id, len).encode().to_vec();
+    b.extend_from_slice(body);
+    raw.write_all(&b).await.unwrap();
+}
+
+async fn recv(raw: &mut TcpStream) -> (Header, Vec<u8>) {
+    tokio::time::timeout(T, async {
+        let mut h = [0u8; HEADER_LEN];
+        raw.read_exact(&mut h).await.unwrap();
+        let h = Header::decode(&h).unwrap();
+        let mut body = vec![
+            0u8;
+            if h.ty == FrameType::Data {
+                h.length as usize
+            } else {
+                0
+            }
+        ];
+        raw.read_exact(&mut body).await.unwrap();
+        (h, body)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn speaks_hashicorp_yamux() {
+    let (sess, mut raw) = pair().await;
+    // Ping SYN → Ping ACK with the same opaque value.
+    send(&mut raw, FrameType::Ping, Flags::SYN, 0, 0xCAFE_BABE, &[]).await;
+    let (h, _) = recv(&mut raw).await;
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id, h.length),
+        (FrameType::Ping, Flags::ACK, 0, 0xCAFE_BABE)
+    );
+    // Open stream 1 (Go: WindowUpdate+SYN, delta 0) → ACK (with our extra window).
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 1, 0, &[]).await;
+    let (h, _) = recv(&mut raw).await;
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (FrameType::WindowUpdate, Flags::ACK, 1)
+    );
+    let mut st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    send(&mut raw, FrameType::Data, Flags::NONE, 1, 5, b"hello").await;
+    assert_eq!(&st.recv_chunk().await.unwrap().unwrap()[..], b"hello");
+    st.send_chunk(Bytes::from_static(b"world")).await.unwrap();
+    let (h, body) = recv(&mut raw).await;
+    assert_eq!(
+        (h.ty, h.stream_id, &body[..]),
+        (FrameType::Data, 1, &b"world"[..])
+    );
+    // FIN on data → EOF for the reader.
+    send(&mut raw, FrameType::Data, Flags::FIN, 1, 1, b"!").await;
+    assert_eq!(&st.recv_chunk().await.unwrap().unwrap()[..], b"!");
+    assert!(st.recv_chunk().await.unwrap().is_none());
+    // Our close sends FIN.
+    st.close_write();
+    let (h, _) = recv(&mut raw).await;
+    assert!(h.flags.contains(Flags::FIN));
+    assert!(!sess.is_closed());
+}
+
+#[tokio::test]
+async fn wrong_parity_or_reused_stream_id_closes_the_session() {
+    let (sess, mut raw) = pair().await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 2, 0, &[]).await;
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    let (sess, mut raw) = pair().await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 5, 0, &[]).await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 3, 0, &[]).await;
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+}
+
+#[tokio::test]
+async fn sending_beyond_the_window_closes_the_session() {
+    let (sess, mut raw) = pair().await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 1, 0, &[]).await;
+    let _st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    // Nobody reads: 1 MiB granted, then more.
+    let chunk = vec![0u8; 256 * 1024];
+    for _ in 0..5 {
+        send(
+            &mut raw,
+            FrameType::Data,
+            Flags::NONE,
+            1,
+            chunk.len() as u32,
+            &chunk,
+        )
+        .await;
+    }
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+}
+
+#[tokio::test]
+async fn sender_respects_the_peer_window() {
+    let (sess, mut raw) = pair().await;
+    // Peer opens a stream and grants only the initial 256 KiB.
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 1, 0, &[]).await;
+    let _ack = recv(&mut raw).await;
+    let mut st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let w = tokio::spawn(async move {
+        st.send_chunk(Bytes::from(vec![1u8; 300 * 1024]))
+            .await
+            .unwrap();
+        st
+    });
+    let mut got = 0usize;
+    while got < 256 * 1024 {
+        let (h, body) = recv(&mut raw).await;
+        assert_eq!(h.ty, FrameType::Data);
+        got += body.len();
+    }
+    assert_eq!(got, 256 * 1024, "sent beyond the granted window");
+    // Nothing more until a window update.
+    let mut probe = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), raw.peek(&mut probe))
+            .await
+            .is_err()
+    );
+    send(
+        &mut raw,
+        FrameType::WindowUpdate,
+        Flags::NONE,
+        1,
+        64 * 1024,
+        &[],
+    )
+    .await;
+    while got < 300 * 1024 {
+        let (_, body) = recv(&mut raw).await;
+        got += body.len();
+    }
+    let _st = w.await.unwrap();
+}
