@@ -36,7 +36,7 @@ pub const DEFAULT_WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 pub const DEFAULT_WRITE_HARD_LIMIT: usize = 16 * 1024 * 1024;
 /// Socket read buffer per session: small, so idle sessions cost little memory; large data
 /// bodies bypass it.
-pub const DEFAULT_READ_BUF: usize = 8 * 1024;
+pub const DEFAULT_READ_BUF: usize = 4 * 1024;
 /// Deadline for the request/response exchange of a new stream (the reference: 20 s in 2023,
 /// 5 s in 2026; we take the 2026 value for the server and allow more for dialers behind it).
 pub const DEFAULT_STREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
