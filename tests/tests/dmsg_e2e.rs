@@ -44,7 +44,14 @@ struct Srv {
     pk: String,
 }
 
-fn server(dir: &Path, name: &str, disc: &str, sk: &SecKey, port: Option<u16>) -> Srv {
+fn server(
+    dir: &Path,
+    name: &str,
+    disc: &str,
+    sk: &SecKey,
+    port: Option<u16>,
+    max_sessions: u32,
+) -> Srv {
     let port = port.unwrap_or_else(free_port);
     let health = free_port();
     let cfg = serde_json::json!({
@@ -56,7 +63,7 @@ fn server(dir: &Path, name: &str, disc: &str, sk: &SecKey, port: Option<u16>) ->
         "health_endpoint_address": format!("127.0.0.1:{health}"),
         "log_level": "info",
         "update_interval": 0,
-        "max_sessions": 100
+        "max_sessions": max_sessions
     });
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, cfg.to_string()).unwrap();
@@ -122,7 +129,7 @@ fn dmsg_get_fetches_file_byte_identical() {
     std::fs::write(www.join("file.bin"), &data).unwrap();
 
     let (_d, disc) = discovery();
-    let _s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None);
+    let _s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 100);
     let host = SecKey::generate();
     let _h = spawn(
         "http",
@@ -169,7 +176,7 @@ fn dmsg_get_through_the_other_server() {
     let data = payload(300_000);
     std::fs::write(www.join("f"), &data).unwrap();
     let (_d, disc) = discovery();
-    let s1 = server(tmp.path(), "s1", &disc, &SecKey::generate(), None);
+    let s1 = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 10);
     let host = SecKey::generate();
     let _h = spawn(
         "http",
@@ -185,9 +192,11 @@ fn dmsg_get_through_the_other_server() {
         ],
     );
     wait_entry(&disc, &host.pubkey().to_hex(), &s1.pk);
-    // A second server appears after the host chose s1: the getter is free to pick any server,
-    // but the host is only on s1, so the getter must open a session to s1.
-    let _s2 = server(tmp.path(), "s2", &disc, &SecKey::generate(), None);
+    // A second server appears after the host chose s1. It advertises more free sessions (100 vs
+    // at most 10), so the getter's own session goes to s2; the host is only on s1, so the
+    // getter must open a session to one of the host's delegated servers (s1), as the reference
+    // client does.
+    let _s2 = server(tmp.path(), "s2", &disc, &SecKey::generate(), None, 100);
     wait_entry(&disc, &_s2.pk, "availableSessions");
     let out = tmp.path().join("got");
     let url = format!("dmsg://{}:80/f", host.pubkey().to_hex());
@@ -204,7 +213,7 @@ fn dmsg_http_host_survives_server_restart() {
     std::fs::write(www.join("f"), b"hello over dmsg").unwrap();
     let (_d, disc) = discovery();
     let ssk = SecKey::generate();
-    let mut s1 = server(tmp.path(), "s1", &disc, &ssk, None);
+    let mut s1 = server(tmp.path(), "s1", &disc, &ssk, None, 100);
     let host = SecKey::generate();
     let _h = spawn(
         "http",

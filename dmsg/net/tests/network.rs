@@ -511,3 +511,43 @@ async fn client_reconnects_after_server_restart() {
     .unwrap();
     roundtrip(&a, &b, 80, 100_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_peer_that_is_only_on_another_server() {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", disc.local_addr());
+    let spawn = |max: usize| {
+        let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+        sc.discovery = Some(url.clone());
+        sc.max_sessions = max;
+        let mut reg = Registry::default();
+        Server::spawn(sc, ServerMetrics::new(&mut reg))
+    };
+    let dcl = dmsg::DiscClient::new(&url);
+    let s1 = spawn(10).await.unwrap();
+    while dcl.entry(&s1.pk()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = Client::spawn(ClientConfig::new(SecKey::generate(), &url));
+    tokio::time::timeout(T, b.ready()).await.unwrap();
+    assert_eq!(b.servers(), vec![s1.pk()]);
+    let _e = echo(&b, 80);
+    // s2 advertises more free sessions, so a new client picks it.
+    let s2 = spawn(100).await.unwrap();
+    while dcl.entry(&s2.pk()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = Client::spawn(ClientConfig::new(SecKey::generate(), &url));
+    tokio::time::timeout(T, a.ready()).await.unwrap();
+    assert_eq!(a.servers(), vec![s2.pk()]);
+    roundtrip(&a, &b, 80, 100_000).await;
+    // a opened a session to b's delegated server s1 to get there.
+    let mut servers = a.servers();
+    servers.sort();
+    let mut want = vec![s1.pk(), s2.pk()];
+    want.sort();
+    assert_eq!(servers, want);
+    assert_eq!(s1.num_sessions(), 2);
+}
