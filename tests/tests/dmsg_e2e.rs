@@ -39,6 +39,7 @@ fn discovery() -> (Proc, String) {
 
 struct Srv {
     proc: Proc,
+    health: u16,
     config: std::path::PathBuf,
     port: u16,
     pk: String,
@@ -72,20 +73,30 @@ fn server(
     wait_port(health);
     Srv {
         proc,
+        health,
         config: path,
         port,
         pk: sk.pubkey().to_hex(),
     }
 }
 
+/// A minimal HTTP/1.0 GET over std (no curl needed): (status line + headers, body).
+fn http_get(base: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 fn wait_entry(disc: &str, pk: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let url = format!("{disc}/dmsg-discovery/entry/{pk}");
+    let path = format!("/dmsg-discovery/entry/{pk}");
     while Instant::now() < deadline {
-        let out = Command::new("curl").args(["-s", &url]).output();
-        if let Ok(o) = out
-            && String::from_utf8_lossy(&o.stdout).contains(needle)
-        {
+        if http_get(disc, &path).is_some_and(|r| r.contains(needle)) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -129,7 +140,7 @@ fn dmsg_get_fetches_file_byte_identical() {
     std::fs::write(www.join("file.bin"), &data).unwrap();
 
     let (_d, disc) = discovery();
-    let _s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 100);
+    let s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 100);
     let host = SecKey::generate();
     let _h = spawn(
         "http",
@@ -158,6 +169,13 @@ fn dmsg_get_fetches_file_byte_identical() {
         .unwrap();
     assert!(o.status.success());
     assert!(o.stdout == data);
+
+    // The server's health endpoint and metrics.
+    let h = format!("http://127.0.0.1:{}", s.health);
+    assert!(http_get(&h, "/health").unwrap().starts_with("HTTP/1.0 200"));
+    let m = http_get(&h, "/metrics").unwrap();
+    assert!(m.contains("skymesh_dmsg_sessions"), "{m}");
+    assert!(m.contains("skymesh_dmsg_streams_total"), "{m}");
 
     // A missing file is an error exit, not a hang.
     let o = get(
