@@ -195,16 +195,19 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
         listen_addr(&f.health_endpoint_address)
     };
     let registry = Arc::new(registry);
-    let started = ::dmsg::now_ns();
+    let started = ::dmsg::disc_server::rfc3339_now();
     let app = Router::new()
         .route(
             "/health",
-            get(move || async move {
-                axum::Json(serde_json::json!({
-                    "build_info": {"version": env!("CARGO_PKG_VERSION"), "commit": "unknown", "date": "unknown"},
-                    "started_at_ns": started,
-                    "dmsg_address": format!("{pk}:0"),
-                }))
+            get(move || {
+                let started = started.clone();
+                async move {
+                    axum::Json(serde_json::json!({
+                        "build_info": {"version": env!("CARGO_PKG_VERSION"), "commit": "unknown", "date": "unknown"},
+                        "started_at": started,
+                        "dmsg_address": format!("{pk}:0"),
+                    }))
+                }
             }),
         )
         .route(

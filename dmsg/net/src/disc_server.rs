@@ -563,7 +563,7 @@ fn load(dir: &std::path::Path, st: &mut Store, _cfg: &DiscServerConfig) -> std::
 }
 
 /// Current UTC time as RFC 3339 with nanoseconds (Go's `time.Time` JSON form).
-fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
