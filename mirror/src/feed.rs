@@ -23,9 +23,10 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
 use crate::error::MirrorError;
 use crate::keys::{SHARDS, StreamId, changes_key, items_key, split_stored};
-use crate::writer::{MAX_BACKOFF, REDIS_IO_TIMEOUT};
+use crate::writer::REDIS_IO_TIMEOUT;
 
 /// Entries read per `XREAD` (over all shards) and fields per `HSCAN` page.
 pub const DEFAULT_READ_COUNT: usize = 1000;
@@ -140,7 +141,7 @@ async fn run_feed(
     let mut st = State {
         pos: vec![None; usize::from(SHARDS)],
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::default();
     loop {
         let conn_cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REDIS_IO_TIMEOUT))
@@ -153,8 +154,7 @@ async fn run_feed(
             Err(e) => {
                 stats.redis_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "mirror feed: redis unreachable");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
                 continue;
             }
         };
@@ -164,8 +164,7 @@ async fn run_feed(
                 stats.live.store(0, Ordering::Relaxed);
                 stats.redis_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "mirror feed: redis error; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
             }
         }
     }
@@ -177,7 +176,7 @@ async fn follow(
     out: &mpsc::Sender<Item>,
     stats: &FeedStats,
     st: &mut State,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Stop {
     match follow_inner(con, cfg, out, stats, st, backoff).await {
         Ok(never) => match never {},
@@ -193,12 +192,12 @@ async fn follow_inner(
     out: &mpsc::Sender<Item>,
     stats: &FeedStats,
     st: &mut State,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<Never, Stop> {
     // After (re)connecting: scan shards never scanned, rescan shards with a gap.
     check_gaps(con, cfg, out, stats, st).await?;
     stats.live.store(1, Ordering::Relaxed);
-    *backoff = Duration::from_millis(50);
+    backoff.reset();
     let mut last_check = Instant::now();
     let keys: Vec<String> = (0..SHARDS).map(changes_key).collect();
     loop {

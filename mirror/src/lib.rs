@@ -26,6 +26,7 @@
 //! did not verify what it loaded, and its expiry sweep deleted shared mirror keys.
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod error;
 pub mod feed;
 pub mod keys;

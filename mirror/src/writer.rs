@@ -15,6 +15,7 @@ use keys::{PubKey, SecKey};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backoff::Backoff;
 use crate::error::MirrorError;
 use crate::keys::{SHARDS, changes_key, items_key, parse_seq_hex, seq_hex, shard_of};
 use crate::script::PUT_SCRIPT;
@@ -31,7 +32,7 @@ pub const DEFAULT_BATCH: usize = 1024;
 pub const DEFAULT_STREAM_MAXLEN: usize = 1_000_000;
 /// Default time a caller waits for Redis's acknowledgement.
 pub const DEFAULT_PUT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Backoff cap between reconnect attempts.
+/// Backoff cap between reconnect attempts (see [`crate::backoff`]).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Connect and response timeout of the Redis connection.
 pub const REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -277,7 +278,7 @@ async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, redis:
 async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
     let script_sha = redis::Script::new(PUT_SCRIPT).get_hash().to_string();
     let mut con: Option<MultiplexedConnection> = None;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::default();
     let batch_max = cfg.batch.max(1);
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     loop {
@@ -299,13 +300,12 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
             Some(c) => c,
             None => match connect(&client).await {
                 Ok(c) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     con.insert(c)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "redis unreachable; {} writes waiting", batch.len());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                     continue;
                 }
             },
@@ -373,8 +373,7 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
                 // reloads the script) and resend the same batch; the script is idempotent.
                 tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
                 con = None;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
             }
         }
     }
