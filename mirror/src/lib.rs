@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+pub mod conn;
 pub mod error;
 pub mod feed;
 pub mod keys;

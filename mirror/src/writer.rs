@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use dht::{Item, PutError, Salt, SeqClock, Target, Timestamp, rules};
 use keys::{PubKey, SecKey};
-use redis::aio::MultiplexedConnection;
+use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
+use crate::conn::{Conn, Endpoint};
 use crate::error::MirrorError;
 use crate::keys::{SHARDS, changes_key, items_key, parse_seq_hex, seq_hex, shard_of};
 use crate::script::PUT_SCRIPT;
@@ -122,13 +123,10 @@ impl RedisMirror {
         // Our own delegated items pass our own pre-check; readers apply their allowlist.
         cfg.rules.trusted_writers.insert(sk.pubkey());
         cfg.queue = cfg.queue.max(1);
-        let client = redis::Client::open(url).map_err(|source| MirrorError::Url {
-            url: url.to_string(),
-            source,
-        })?;
+        let endpoint = Endpoint::parse(url)?;
         let (tx, rx) = mpsc::channel(cfg.queue);
         let pending = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.queue));
-        let task = tokio::spawn(run_writer(client, rx, cfg.clone()));
+        let task = tokio::spawn(run_writer(endpoint, rx, cfg.clone()));
         Ok(RedisMirror {
             tx,
             pending,
@@ -259,25 +257,21 @@ fn invalid(item: &Item, e: rules::InvalidItem) -> MirrorError {
     }
 }
 
-async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, redis::RedisError> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(REDIS_IO_TIMEOUT))
-        .set_response_timeout(Some(REDIS_IO_TIMEOUT));
-    let mut con = client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await?;
-    // Load the script once per connection so the pipeline can use EVALSHA.
+async fn connect(endpoint: &Endpoint) -> Result<Conn, redis::RedisError> {
+    let mut con = endpoint.connect(REDIS_IO_TIMEOUT).await?;
+    // Load the script once per connection (on every primary of a cluster) so writes can use
+    // EVALSHA; a NOSCRIPT after a failover or restart ends in a reconnect, which loads it again.
     redis::cmd("SCRIPT")
         .arg("LOAD")
         .arg(PUT_SCRIPT)
-        .query_async::<String>(&mut con)
+        .query_async::<Value>(&mut con)
         .await?;
     Ok(con)
 }
 
-async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
+async fn run_writer(endpoint: Endpoint, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
     let script_sha = redis::Script::new(PUT_SCRIPT).get_hash().to_string();
-    let mut con: Option<MultiplexedConnection> = None;
+    let mut con: Option<Conn> = None;
     let mut backoff = Backoff::default();
     let batch_max = cfg.batch.max(1);
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
@@ -296,12 +290,12 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
         }
         // Every queued item is written, even if its caller timed out: the caller was told
         // "not confirmed", and a late write is harmless because the script is idempotent.
-        let c = match con.as_mut() {
-            Some(c) => c,
-            None => match connect(&client).await {
+        let c = match con.as_ref() {
+            Some(c) => c.clone(),
+            None => match connect(&endpoint).await {
                 Ok(c) => {
                     backoff.reset();
-                    con.insert(c)
+                    con.insert(c).clone()
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "redis unreachable; {} writes waiting", batch.len());
@@ -310,71 +304,65 @@ async fn run_writer(client: redis::Client, mut rx: mpsc::Receiver<Request>, cfg:
                 }
             },
         };
-        // One script call per shard present in the batch (all keys of a call share a slot).
+        // One script call per shard present in the batch (all keys of a call share one slot),
+        // all calls in flight at once over the multiplexed connection.
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); usize::from(SHARDS)];
         for (i, r) in batch.iter().enumerate() {
             groups[usize::from(shard_of(&r.target))].push(i);
         }
-        let mut pipe = redis::pipe();
-        let mut calls: Vec<&[usize]> = Vec::new();
-        for (shard, idxs) in groups.iter().enumerate() {
-            if idxs.is_empty() {
-                continue;
-            }
-            let shard = shard as u8;
-            let cmd = pipe
-                .cmd("EVALSHA")
-                .arg(&script_sha)
+        let calls: Vec<(u8, &[usize])> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, idxs)| !idxs.is_empty())
+            .map(|(shard, idxs)| (shard as u8, idxs.as_slice()))
+            .collect();
+        let requests = calls.iter().map(|(shard, idxs)| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&script_sha)
                 .arg(2)
-                .arg(items_key(shard))
-                .arg(changes_key(shard))
+                .arg(items_key(*shard))
+                .arg(changes_key(*shard))
                 .arg(cfg.stream_maxlen);
-            for &i in idxs {
+            for &i in *idxs {
                 let item = &batch[i].item;
                 cmd.arg(batch[i].target.to_hex())
                     .arg(seq_hex(item.seq))
                     .arg(item.encode());
             }
-            calls.push(idxs);
+            let mut c = c.clone();
+            async move { cmd.query_async::<Vec<String>>(&mut c).await }
+        });
+        let replies = futures::future::join_all(requests).await;
+        if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+            // Connection trouble or NOSCRIPT after a restart/failover: reconnect (which reloads
+            // the script) and resend the whole batch; the script is idempotent, so calls that
+            // did succeed answer "same" the second time.
+            tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
+            con = None;
+            backoff.wait().await;
+            continue;
         }
-        match pipe.query_async::<Vec<Vec<String>>>(c).await {
-            Ok(replies) if replies.len() == calls.len() => {
-                let mut verdicts: Vec<Option<Result<WriteOutcome, MirrorError>>> =
-                    (0..batch.len()).map(|_| None).collect();
-                for (idxs, reply) in calls.iter().zip(replies) {
-                    let change = reply.first().cloned().unwrap_or_default();
-                    for (k, &i) in idxs.iter().enumerate() {
-                        let status = reply.get(1 + 2 * k).map(String::as_str).unwrap_or("");
-                        let info = reply.get(2 + 2 * k).map(String::as_str).unwrap_or("");
-                        verdicts[i] = Some(verdict(
-                            &batch[i].item,
-                            batch[i].target,
-                            status,
-                            info,
-                            &change,
-                        ));
-                    }
-                }
-                for (r, v) in batch.drain(..).zip(verdicts) {
-                    let _ = r.reply.send(v.unwrap_or(Err(MirrorError::Protocol {
-                        what: "no verdict for a write",
-                    })));
-                }
+        let mut verdicts: Vec<Option<Result<WriteOutcome, MirrorError>>> =
+            (0..batch.len()).map(|_| None).collect();
+        for ((_, idxs), reply) in calls.iter().zip(replies) {
+            let reply = reply.unwrap_or_default();
+            let change = reply.first().cloned().unwrap_or_default();
+            for (k, &i) in idxs.iter().enumerate() {
+                let status = reply.get(1 + 2 * k).map(String::as_str).unwrap_or("");
+                let info = reply.get(2 + 2 * k).map(String::as_str).unwrap_or("");
+                verdicts[i] = Some(verdict(
+                    &batch[i].item,
+                    batch[i].target,
+                    status,
+                    info,
+                    &change,
+                ));
             }
-            Ok(_) => {
-                for r in batch.drain(..) {
-                    let _ = r.reply.send(Err(MirrorError::Protocol {
-                        what: "pipeline reply count differs from request count",
-                    }));
-                }
-            }
-            Err(e) => {
-                // Connection trouble or NOSCRIPT after a Redis restart: reconnect (which
-                // reloads the script) and resend the same batch; the script is idempotent.
-                tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
-                con = None;
-                backoff.wait().await;
-            }
+        }
+        for (r, v) in batch.drain(..).zip(verdicts) {
+            let _ = r.reply.send(v.unwrap_or(Err(MirrorError::Protocol {
+                what: "no verdict for a write",
+            })));
         }
     }
 }

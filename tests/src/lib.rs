@@ -213,3 +213,120 @@ fn which_redis() -> PathBuf {
         "redis-server is not installed: this test needs a real Redis (apt-get install -y redis-server)"
     );
 }
+
+/// A Redis Cluster of three primaries (no replicas) on free loopback ports, each node in its own
+/// temp dir, created with `redis-cli --cluster create`; all nodes are killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Proc>,
+    /// The node ports.
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them into one cluster and waits until it serves every slot.
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir for redis cluster");
+        let bin = which_redis();
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        for i in 0..3 {
+            // The cluster bus listens on port + 10000: pick ports whose bus port is free too.
+            let port = loop {
+                let p = free_port();
+                if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+                    break p;
+                }
+            };
+            let node_dir = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            nodes.push(Proc::spawn("redis-cluster-node", &mut cmd).expect("spawn redis-server"));
+            ports.push(port);
+        }
+        for &p in &ports {
+            wait_listening(p);
+        }
+        let cli = which_redis().with_file_name("redis-cli");
+        let mut create = Command::new(&cli);
+        create.args(["--cluster", "create"]);
+        for &p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create (package redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for &p in &ports {
+            loop {
+                let info = Command::new(&cli)
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli cluster info");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cluster never became ok"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        RedisCluster {
+            nodes,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3` (skymesh's cluster URL form).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Number of running nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node runs.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not listen on 127.0.0.1:{port} within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
