@@ -52,7 +52,7 @@ struct DiscArgs {
     /// Listen address.
     #[arg(short, long, default_value = ":9090")]
     addr: String,
-    /// Redis URL (not supported yet: the embedded store is used; see docs/dmsg-operations.md).
+    /// Store entries in this Redis (the reference's layout) instead of the embedded store.
     #[arg(long)]
     redis: Option<String>,
     /// Directory to persist entries in (memory only without it).
@@ -241,13 +241,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn discovery(a: DiscArgs) -> anyhow::Result<()> {
-    if a.redis.is_some() {
-        tracing::warn!("--redis is not supported yet; using the embedded store");
-    }
     let mut cfg = DiscServerConfig::new(&listen_addr(&a.addr));
     cfg.test_mode = a.test_mode;
     cfg.data_dir = a.data;
     cfg.whitelist = a.whitelist_keys;
+    cfg.redis = a.redis;
     let d = DiscServer::spawn(cfg).await?;
     eprintln!("dmsg discovery listening on {}", d.local_addr());
     shutdown_signal().await;

@@ -1,11 +1,13 @@
 //! A discovery server implementing the reference API (spec §6.4, `dmsg/vectors/README.md`):
 //! routes, validation order, status codes, content types and exact error bodies, on an embedded
-//! in-memory store with optional persistence to a directory.
+//! in-memory store with optional persistence to a directory, or on Redis with the reference's
+//! layout.
 //!
 //! The checks themselves are the pure [`dmsg_proto::disc::decode_body`],
 //! [`dmsg_proto::disc::check_post_entry`] and [`dmsg_proto::disc::check_delete_entry`]. The store
 //! mirrors the reference's Redis layout: one value per key plus a `servers` and a `clients` key
-//! set. Where the reference panics (`dmsg/vectors/discovery_http.json` cases flagged `bug`), we
+//! set; with [`DiscServerConfig::redis`] that layout lives in Redis itself. Where the reference
+//! panics (`dmsg/vectors/discovery_http.json` cases flagged `bug`), we
 //! answer what the note recommends: a key with x ≥ p in a GET path is 400 `error bad input`,
 //! and `available_servers` skips server-set keys whose entry has no server member.
 //!
@@ -47,6 +49,9 @@ pub struct DiscServerConfig {
     pub server_ttl: Duration,
     /// Lifetime of client entries posted with `?timeout=true`.
     pub client_ttl: Duration,
+    /// Redis URL: store entries in Redis with the reference's layout (key = PK hex → entry
+    /// JSON with TTL, sets `servers` and `clients`) instead of the embedded store.
+    pub redis: Option<String>,
 }
 
 impl DiscServerConfig {
@@ -59,6 +64,7 @@ impl DiscServerConfig {
             data_dir: None,
             server_ttl: DEFAULT_SERVER_ENTRY_TTL,
             client_ttl: DEFAULT_CLIENT_ENTRY_TTL,
+            redis: None,
         }
     }
 }
@@ -107,6 +113,7 @@ impl Store {
 struct Inner {
     cfg: DiscServerConfig,
     store: Mutex<Store>,
+    redis: Option<redis::aio::ConnectionManager>,
     started: String,
 }
 
@@ -136,9 +143,26 @@ impl DiscServer {
                 source,
             })?;
         }
+        let redis = match &cfg.redis {
+            Some(url) => Some(
+                redis::Client::open(url.as_str())
+                    .map_err(|source| ServeError::Redis {
+                        url: url.clone(),
+                        source,
+                    })?
+                    .get_connection_manager()
+                    .await
+                    .map_err(|source| ServeError::Redis {
+                        url: url.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             cfg,
             store: Mutex::new(store),
+            redis,
             started: rfc3339_now(),
         });
         let mut tasks = vec![AbortOnDrop(tokio::spawn(serve(inner.clone(), listener)))];
@@ -275,24 +299,25 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
             let Some(body) = body_bytes(req).await else {
                 return msg(500, "something unexpected happened");
             };
-            delete_entry(inner, &body)
+            delete_entry(inner, &body).await
         }
         "/dmsg-discovery/entries" => {
             if !is(&Method::GET) {
                 return empty(405);
             }
-            let st = lock(&inner.store);
-            let keys: Vec<String> = st.clients.iter().map(|k| k.to_hex()).collect();
-            json(
-                200,
-                serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into()),
-            )
+            match inner.clients().await {
+                Ok(keys) => json(
+                    200,
+                    serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into()),
+                ),
+                Err(()) => msg(500, "something unexpected happened"),
+            }
         }
         "/dmsg-discovery/available_servers" | "/dmsg-discovery/all_servers" => {
             if !is(&Method::GET) {
                 return empty(405);
             }
-            server_list(inner, path.ends_with("available_servers"))
+            server_list(inner, path.ends_with("available_servers")).await
         }
         "/dmsg-discovery/deregister" => {
             if !is(&Method::DELETE) {
@@ -313,9 +338,9 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
                 let Some(body) = body_bytes(req).await else {
                     return msg(500, "something unexpected happened");
                 };
-                post_entry(inner, &body, timeout)
+                post_entry(inner, &body, timeout).await
             } else if is(&Method::GET) && !key.is_empty() {
-                get_entry(inner, key)
+                get_entry(inner, key).await
             } else {
                 empty(405)
             }
@@ -324,17 +349,17 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
     }
 }
 
-fn get_entry(inner: &Arc<Inner>, key: &str) -> Response<Full<Bytes>> {
+async fn get_entry(inner: &Arc<Inner>, key: &str) -> Response<Full<Bytes>> {
     if key.bytes().all(|b| b == b'0') {
         return msg(404, NOT_FOUND);
     }
     let Ok(pk) = PubKey::from_hex(&key.to_ascii_lowercase()) else {
         return msg(400, BAD_INPUT);
     };
-    let mut st = lock(&inner.store);
-    match st.get(&pk) {
-        Some(s) => json(200, s.json.clone()),
-        None => msg(404, NOT_FOUND),
+    match inner.get(&pk).await {
+        Ok(Some((_, j))) => json(200, j),
+        Ok(None) => msg(404, NOT_FOUND),
+        Err(()) => msg(500, "something unexpected happened"),
     }
 }
 
@@ -349,32 +374,33 @@ fn refusal(r: &dmsg_proto::error::DiscRefusal) -> Response<Full<Bytes>> {
     msg(r.status(), &r.message())
 }
 
-fn post_entry(inner: &Arc<Inner>, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
+async fn post_entry(inner: &Arc<Inner>, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
     let e = match disc::decode_body(body) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
     };
-    let mut st = lock(&inner.store);
-    let stored = st.get(&e.static_pk).map(|s| s.entry.clone());
+    let stored = match inner.get(&e.static_pk).await {
+        Ok(s) => s.map(|(e, _)| e),
+        Err(()) => return msg(500, "something unexpected happened"),
+    };
     let outcome = match disc::check_post_entry(&e, stored.as_ref(), &policy(inner)) {
         Ok(o) => o,
         Err(r) => return refusal(&r),
     };
-    if stored.is_none() && st.entries.len() >= DEFAULT_MAX_ENTRIES {
-        return msg(500, "something unexpected happened");
-    }
-    let expires = if e.server.is_some() && e.client.is_none() {
-        Some(Instant::now() + inner.cfg.server_ttl)
+    let ttl = if e.server.is_some() && e.client.is_none() {
+        Some(inner.cfg.server_ttl)
     } else if e.client.is_some() && timeout {
-        Some(Instant::now() + inner.cfg.client_ttl)
+        Some(inner.cfg.client_ttl)
     } else if e.server.is_some() {
         // Both members: the reference stores it as a server (2 min TTL).
-        Some(Instant::now() + inner.cfg.server_ttl)
+        Some(inner.cfg.server_ttl)
     } else {
         None
     };
-    put(&mut st, e, expires);
-    msg(200, outcome.message())
+    match inner.put(e, stored.is_none(), ttl).await {
+        Ok(()) => msg(200, outcome.message()),
+        Err(()) => msg(500, "something unexpected happened"),
+    }
 }
 
 fn put(st: &mut Store, e: Entry, expires: Option<Instant>) {
@@ -397,7 +423,7 @@ fn put(st: &mut Store, e: Entry, expires: Option<Instant>) {
     st.dirty = true;
 }
 
-fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> {
+async fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> {
     let e = match disc::decode_body(body) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
@@ -405,9 +431,10 @@ fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> {
     if let Err(r) = disc::check_delete_entry(&e, &policy(inner)) {
         return refusal(&r);
     }
-    let mut st = lock(&inner.store);
-    remove(&mut st, &e.static_pk);
-    msg(200, "deleted entry")
+    match inner.remove(&[e.static_pk]).await {
+        Ok(()) => msg(200, "deleted entry"),
+        Err(()) => msg(500, "something unexpected happened"),
+    }
 }
 
 fn remove(st: &mut Store, pk: &PubKey) {
@@ -417,21 +444,19 @@ fn remove(st: &mut Store, pk: &PubKey) {
     st.dirty = true;
 }
 
-fn server_list(inner: &Arc<Inner>, available: bool) -> Response<Full<Bytes>> {
-    let mut st = lock(&inner.store);
-    let keys: Vec<PubKey> = st.servers.iter().copied().collect();
+async fn server_list(inner: &Arc<Inner>, available: bool) -> Response<Full<Bytes>> {
+    let Ok(entries) = inner.servers().await else {
+        return msg(500, "something unexpected happened");
+    };
     let mut list: Vec<(i64, String)> = Vec::new();
-    for pk in keys {
-        let Some(s) = st.get(&pk) else { continue };
+    for (entry, j) in entries {
         if available {
-            match &s.entry.server {
-                Some(srv) if srv.available_sessions > 0 => {
-                    list.push((srv.available_sessions, s.json.clone()))
-                }
+            match &entry.server {
+                Some(srv) if srv.available_sessions > 0 => list.push((srv.available_sessions, j)),
                 _ => {}
             }
         } else {
-            list.push((0, s.json.clone()));
+            list.push((0, j));
         }
     }
     if list.is_empty() {
@@ -487,11 +512,137 @@ async fn deregister(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full
             Err(_) => return msg(400, BAD_INPUT),
         }
     }
-    let mut st = lock(&inner.store);
-    for k in &keys {
-        remove(&mut st, k);
+    match inner.remove(&keys).await {
+        Ok(()) => json(200, "null".into()),
+        Err(()) => msg(500, "something unexpected happened"),
     }
-    json(200, "null".into())
+}
+
+impl Inner {
+    async fn get(&self, pk: &PubKey) -> Result<Option<(Entry, String)>, ()> {
+        let Some(con) = &self.redis else {
+            let mut st = lock(&self.store);
+            return Ok(st.get(pk).map(|s| (s.entry.clone(), s.json.clone())));
+        };
+        let v: Option<String> = redis::cmd("GET")
+            .arg(pk.to_hex())
+            .query_async(&mut con.clone())
+            .await
+            .map_err(redis_err)?;
+        // A corrupt stored value counts as absent (the reference dereferences nil there).
+        Ok(v.and_then(|j| Entry::from_json(j.as_bytes()).ok().map(|e| (e, j))))
+    }
+
+    async fn put(&self, e: Entry, new: bool, ttl: Option<Duration>) -> Result<(), ()> {
+        let Some(con) = &self.redis else {
+            let mut st = lock(&self.store);
+            if new && st.entries.len() >= DEFAULT_MAX_ENTRIES {
+                return Err(());
+            }
+            put(&mut st, e, ttl.map(|t| Instant::now() + t));
+            return Ok(());
+        };
+        let key = e.static_pk.to_hex();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let set = pipe.cmd("SET").arg(&key).arg(e.canonical_json());
+        if let Some(t) = ttl {
+            set.arg("PX").arg(t.as_millis() as u64);
+        }
+        set.ignore();
+        if e.server.is_some() {
+            pipe.cmd("SADD").arg("servers").arg(&key).ignore();
+        }
+        if e.client.is_some() {
+            pipe.cmd("SADD").arg("clients").arg(&key).ignore();
+        }
+        pipe.query_async::<()>(&mut con.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn remove(&self, pks: &[PubKey]) -> Result<(), ()> {
+        let Some(con) = &self.redis else {
+            let mut st = lock(&self.store);
+            for pk in pks {
+                remove(&mut st, pk);
+            }
+            return Ok(());
+        };
+        if pks.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for pk in pks {
+            let key = pk.to_hex();
+            pipe.cmd("DEL").arg(&key).ignore();
+            pipe.cmd("SREM").arg("servers").arg(&key).ignore();
+            pipe.cmd("SREM").arg("clients").arg(&key).ignore();
+        }
+        pipe.query_async::<()>(&mut con.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn clients(&self) -> Result<Vec<String>, ()> {
+        let Some(con) = &self.redis else {
+            let st = lock(&self.store);
+            return Ok(st.clients.iter().map(|k| k.to_hex()).collect());
+        };
+        redis::cmd("SMEMBERS")
+            .arg("clients")
+            .query_async(&mut con.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Existing entries of the server set (stale members are pruned, as the reference's
+    /// 10-second cleanup does).
+    async fn servers(&self) -> Result<Vec<(Entry, String)>, ()> {
+        let Some(con) = &self.redis else {
+            let mut st = lock(&self.store);
+            let keys: Vec<PubKey> = st.servers.iter().copied().collect();
+            return Ok(keys
+                .iter()
+                .filter_map(|pk| st.get(pk).map(|s| (s.entry.clone(), s.json.clone())))
+                .collect());
+        };
+        let mut con = con.clone();
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("servers")
+            .query_async(&mut con)
+            .await
+            .map_err(redis_err)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vals: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut con)
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (k, v) in keys.iter().zip(vals) {
+            match v.and_then(|j| Entry::from_json(j.as_bytes()).ok().map(|e| (e, j))) {
+                Some(x) => out.push(x),
+                None => stale.push(k.clone()),
+            }
+        }
+        if !stale.is_empty() {
+            let _: Result<(), _> = redis::cmd("SREM")
+                .arg("servers")
+                .arg(&stale)
+                .query_async(&mut con)
+                .await;
+        }
+        Ok(out)
+    }
+}
+
+fn redis_err(e: redis::RedisError) {
+    tracing::warn!(error = %e, "discovery redis error");
 }
 
 /// Persistence format: one line per entry, `<remaining ms or -1>\t<client_set 0/1>\t<server_set

@@ -211,6 +211,15 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// Could not connect to Redis.
+    #[error("redis at {url}")]
+    Redis {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: redis::RedisError,
+    },
     /// Persistence failed.
     #[error("discovery store at {path}")]
     Store {

@@ -3,6 +3,7 @@
 //! `body_compare`. Cases the reference answers by panicking (`reference_quirk.kind == "bug"`)
 //! expect the reply the note recommends. `lax`/`quirk` cases are reproduced as recorded.
 //!
+//! Each instance runs against the embedded store and against Redis (a private `redis-server`).
 //! The `expiry` instance runs with lifetimes scaled by 1/30 (server 4 s, `?timeout=true` client
 //! 6 s) and `wait_before` scaled the same way; `default_lifetimes_are_the_reference_ones` checks
 //! the real defaults.
@@ -289,4 +290,85 @@ fn default_lifetimes_are_the_reference_ones() {
     let c = DiscServerConfig::new("127.0.0.1:0");
     assert_eq!(c.server_ttl, Duration::from_secs(120));
     assert_eq!(c.client_ttl, Duration::from_secs(180));
+}
+
+/// A private redis-server on a free port, killed on drop. Panics when redis-server is missing:
+/// a Redis test must never pass by skipping.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_on_redis_main_instance() {
+    let r = Redis::start();
+    let mut c = cfg(true);
+    c.redis = Some(r.url());
+    run_instance("main", c, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_on_redis_production_instance() {
+    let r = Redis::start();
+    let mut c = cfg(false);
+    c.redis = Some(r.url());
+    run_instance("production", c, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_on_redis_expiry_instance_scaled() {
+    let r = Redis::start();
+    let mut c = cfg(true);
+    c.whitelist.clear();
+    c.server_ttl = Duration::from_secs(4);
+    c.client_ttl = Duration::from_secs(6);
+    c.redis = Some(r.url());
+    run_instance("expiry", c, 1.0 / 30.0).await;
 }
