@@ -169,3 +169,22 @@ async fn sender_respects_the_peer_window() {
     }
     let _st = w.await.unwrap();
 }
+
+#[tokio::test]
+async fn half_dead_session_is_closed_and_live_peer_is_pinged() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut raw = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    let (rd, wr) = tcp.into_split();
+    let cfg = MuxConfig {
+        keepalive: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(900),
+        ..MuxConfig::default()
+    };
+    let sess = Session::new(Side::Server, rd, wr, Bytes::new(), cfg);
+    // The session pings; a peer that never answers (or sends anything) is dropped.
+    let (h, _) = recv(&mut raw).await;
+    assert_eq!((h.ty, h.flags), (FrameType::Ping, Flags::SYN));
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    assert_eq!(sess.close_reason(), dmsg::mux::CloseReason::Idle);
+}
