@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use dmsg_proto::yamux::{Flags, FrameType, HEADER_LEN, Header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -87,6 +87,10 @@ pub enum CloseReason {
     /// The peer did not read while we had to answer it.
     NotReading,
 }
+
+/// Data bodies at least this long are written straight from their buffer instead of being
+/// copied into the coalescing buffer.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
 /// Window granted beyond the yamux initial 256 KiB, sent with SYN/ACK.
 const EXTRA_WINDOW: u32 = DEFAULT_RECV_WINDOW - DEFAULT_WINDOW;
@@ -386,8 +390,17 @@ async fn read_frames(
                 if len > DEFAULT_RECV_WINDOW as usize {
                     return Err(ReadEnd::Protocol("data frame beyond window"));
                 }
-                let mut body = BytesMut::zeroed(len);
-                rd.read_exact(&mut body).await.map_err(|_| ReadEnd::Io)?;
+                let mut body = BytesMut::with_capacity(len);
+                while body.len() < len {
+                    let want = len - body.len();
+                    let n = rd
+                        .read_buf(&mut (&mut body).limit(want))
+                        .await
+                        .map_err(|_| ReadEnd::Io)?;
+                    if n == 0 {
+                        return Err(ReadEnd::Io);
+                    }
+                }
                 handle_stream_frame(sh, h, body.freeze(), accept_tx)?;
             }
             FrameType::WindowUpdate => handle_stream_frame(sh, h, Bytes::new(), accept_tx)?,
@@ -510,19 +523,27 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
         };
         let Some(first) = first else { break };
         let mut batch = 0usize;
-        let mut push = |o: Out, buf: &mut Vec<u8>| {
+        let mut next = Some(first);
+        let mut failed = false;
+        // Small frames are coalesced into `buf`; large bodies are written from their own
+        // buffer (no copy).
+        while let Some(o) = next.take() {
             batch += HEADER_LEN + o.body.len();
             buf.extend_from_slice(&o.header);
-            buf.extend_from_slice(&o.body);
-        };
-        push(first, &mut buf);
-        while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(o) => push(o, &mut buf),
-                Err(_) => break,
+            if o.body.len() >= DIRECT_WRITE_MIN {
+                if wr.write_all(&buf).await.is_err() || wr.write_all(&o.body).await.is_err() {
+                    failed = true;
+                    break;
+                }
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&o.body);
+            }
+            if batch < 256 * 1024 {
+                next = rx.try_recv().ok();
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        if failed || (!buf.is_empty() && wr.write_all(&buf).await.is_err()) {
             sh.close(CloseReason::Io);
             break;
         }
