@@ -164,6 +164,12 @@ async fn no_listener_and_unknown_key_are_refused_quickly() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics_text(&n.registry);
     assert!(m.contains("code=\"307\""), "{m}");
+    // Failed dials released their ephemeral ports.
+    assert_eq!(
+        a.ports_in_use(),
+        0,
+        "ephemeral ports leaked on failed dials"
+    );
     // Still fine for everyone.
     let _e = echo(&b, 80);
     roundtrip(&a, &b, 80, 1000).await;
