@@ -269,101 +269,171 @@ async fn connect(endpoint: &Endpoint) -> Result<Conn, redis::RedisError> {
     Ok(con)
 }
 
-async fn run_writer(endpoint: Endpoint, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
-    let script_sha = redis::Script::new(PUT_SCRIPT).get_hash().to_string();
-    let mut con: Option<Conn> = None;
-    let mut backoff = Backoff::default();
-    let batch_max = cfg.batch.max(1);
-    let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
-    loop {
-        if batch.is_empty() {
-            match rx.recv().await {
-                Some(r) => batch.push(r),
-                None => return,
-            }
+/// Batches written concurrently: while Redis runs one batch's scripts, the writer prepares and
+/// sends the next. Two keep both Redis and the writer busy; more only add memory.
+pub const BATCHES_IN_FLIGHT: usize = 2;
+
+/// State shared by the batch tasks of one writer.
+struct Shared {
+    endpoint: Endpoint,
+    script_sha: String,
+    stream_maxlen: usize,
+    con: tokio::sync::Mutex<Option<Conn>>,
+    backoff: Mutex<Backoff>,
+}
+
+impl Shared {
+    async fn wait(&self) {
+        let delay = match self.backoff.lock() {
+            Ok(mut b) => b.next_delay(),
+            Err(p) => p.into_inner().next_delay(),
+        };
+        tokio::time::sleep(delay).await;
+    }
+
+    fn reset(&self) {
+        match self.backoff.lock() {
+            Ok(mut b) => b.reset(),
+            Err(p) => p.into_inner().reset(),
         }
+    }
+
+    async fn connection(&self) -> Result<Conn, redis::RedisError> {
+        let mut guard = self.con.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = connect(&self.endpoint).await?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn drop_connection(&self) {
+        *self.con.lock().await = None;
+    }
+}
+
+async fn run_writer(endpoint: Endpoint, mut rx: mpsc::Receiver<Request>, cfg: MirrorConfig) {
+    let shared = std::sync::Arc::new(Shared {
+        endpoint,
+        script_sha: redis::Script::new(PUT_SCRIPT).get_hash().to_string(),
+        stream_maxlen: cfg.stream_maxlen,
+        con: tokio::sync::Mutex::new(None),
+        backoff: Mutex::new(Backoff::default()),
+    });
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    // Owned here, so aborting the writer (dropping the RedisMirror) aborts its batches too.
+    let mut tasks = tokio::task::JoinSet::new();
+    let batch_max = cfg.batch.max(1);
+    loop {
+        let Some(first) = rx.recv().await else {
+            while tasks.join_next().await.is_some() {}
+            return;
+        };
+        let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
+        batch.push(first);
         while batch.len() < batch_max {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
-        // Every queued item is written, even if its caller timed out: the caller was told
-        // "not confirmed", and a late write is harmless because the script is idempotent.
-        let c = match con.as_ref() {
-            Some(c) => c.clone(),
-            None => match connect(&endpoint).await {
-                Ok(c) => {
-                    backoff.reset();
-                    con.insert(c).clone()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis unreachable; {} writes waiting", batch.len());
-                    backoff.wait().await;
-                    continue;
-                }
-            },
+        while tasks.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
-        // One script call per shard present in the batch (all keys of a call share one slot),
-        // all calls in flight at once over the multiplexed connection.
-        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); usize::from(SHARDS)];
-        for (i, r) in batch.iter().enumerate() {
-            groups[usize::from(shard_of(&r.target))].push(i);
-        }
-        let calls: Vec<(u8, &[usize])> = groups
-            .iter()
-            .enumerate()
-            .filter(|(_, idxs)| !idxs.is_empty())
-            .map(|(shard, idxs)| (shard as u8, idxs.as_slice()))
-            .collect();
-        let requests = calls.iter().map(|(shard, idxs)| {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            write_batch(&shared, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes one batch, retrying (reconnect + backoff) until Redis answers, then sends every
+/// caller its verdict. Every queued item is written, even if its caller timed out: the caller
+/// was told "not confirmed", and a late write is harmless because the script is idempotent.
+async fn write_batch(shared: &Shared, batch: Vec<Request>) {
+    // One script call per shard present in the batch (all keys of a call share one slot),
+    // all calls in flight at once over the multiplexed connection.
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); usize::from(SHARDS)];
+    for (i, r) in batch.iter().enumerate() {
+        groups[usize::from(shard_of(&r.target))].push(i);
+    }
+    let calls: Vec<(u8, &[usize])> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, idxs)| !idxs.is_empty())
+        .map(|(shard, idxs)| (shard as u8, idxs.as_slice()))
+        .collect();
+    let cmds: Vec<redis::Cmd> = calls
+        .iter()
+        .map(|(shard, idxs)| {
             let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(&script_sha)
+            cmd.arg(&shared.script_sha)
                 .arg(2)
                 .arg(items_key(*shard))
                 .arg(changes_key(*shard))
-                .arg(cfg.stream_maxlen);
+                .arg(shared.stream_maxlen);
             for &i in *idxs {
                 let item = &batch[i].item;
                 cmd.arg(batch[i].target.to_hex())
                     .arg(seq_hex(item.seq))
                     .arg(item.encode());
             }
+            cmd
+        })
+        .collect();
+    let replies = loop {
+        let c = match shared.connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis unreachable; {} writes waiting", batch.len());
+                shared.wait().await;
+                continue;
+            }
+        };
+        let requests = cmds.iter().map(|cmd| {
             let mut c = c.clone();
             async move { cmd.query_async::<Vec<String>>(&mut c).await }
         });
         let replies = futures::future::join_all(requests).await;
-        if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
-            // Connection trouble or NOSCRIPT after a restart/failover: reconnect (which reloads
-            // the script) and resend the whole batch; the script is idempotent, so calls that
-            // did succeed answer "same" the second time.
-            tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
-            con = None;
-            backoff.wait().await;
-            continue;
-        }
-        let mut verdicts: Vec<Option<Result<WriteOutcome, MirrorError>>> =
-            (0..batch.len()).map(|_| None).collect();
-        for ((_, idxs), reply) in calls.iter().zip(replies) {
-            let reply = reply.unwrap_or_default();
-            let change = reply.first().cloned().unwrap_or_default();
-            for (k, &i) in idxs.iter().enumerate() {
-                let status = reply.get(1 + 2 * k).map(String::as_str).unwrap_or("");
-                let info = reply.get(2 + 2 * k).map(String::as_str).unwrap_or("");
-                verdicts[i] = Some(verdict(
-                    &batch[i].item,
-                    batch[i].target,
-                    status,
-                    info,
-                    &change,
-                ));
+        match replies.iter().find_map(|r| r.as_ref().err()) {
+            Some(e) => {
+                // Connection trouble or NOSCRIPT after a restart/failover: reconnect (which
+                // reloads the script) and resend the whole batch; calls that did succeed
+                // answer "same" the second time.
+                tracing::warn!(error = %e, "redis write failed; retrying {} writes", batch.len());
+                shared.drop_connection().await;
+                shared.wait().await;
+            }
+            None => {
+                shared.reset();
+                break replies;
             }
         }
-        for (r, v) in batch.drain(..).zip(verdicts) {
-            let _ = r.reply.send(v.unwrap_or(Err(MirrorError::Protocol {
-                what: "no verdict for a write",
-            })));
+    };
+    let mut verdicts: Vec<Option<Result<WriteOutcome, MirrorError>>> =
+        (0..batch.len()).map(|_| None).collect();
+    for ((_, idxs), reply) in calls.iter().zip(replies) {
+        let reply = reply.unwrap_or_default();
+        let change = reply.first().cloned().unwrap_or_default();
+        for (k, &i) in idxs.iter().enumerate() {
+            let status = reply.get(1 + 2 * k).map(String::as_str).unwrap_or("");
+            let info = reply.get(2 + 2 * k).map(String::as_str).unwrap_or("");
+            verdicts[i] = Some(verdict(
+                &batch[i].item,
+                batch[i].target,
+                status,
+                info,
+                &change,
+            ));
         }
+    }
+    for (r, v) in batch.into_iter().zip(verdicts) {
+        let _ = r.reply.send(v.unwrap_or(Err(MirrorError::Protocol {
+            what: "no verdict for a write",
+        })));
     }
 }
 
