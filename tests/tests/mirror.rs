@@ -340,3 +340,43 @@ async fn writes_fail_loudly_when_redis_is_down_and_the_buffer_is_full() {
         "{r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_keeps_running_through_a_redis_outage_and_catches_up() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let sk = SecKey::from_seed(b"svc-outage");
+    let m = RedisMirror::start(&url, sk.clone(), MirrorConfig::default()).unwrap();
+    m.put(svc(), svc_value(1), None).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let feed = MirrorFeed::start(&url, FeedConfig::new(dht::Config::default()), tx).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.pk, sk.pubkey());
+    // Redis goes away for a while; the feed keeps trying and does not end.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        std::thread::sleep(Duration::from_millis(1500));
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    assert!(
+        feed.stats()
+            .redis_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    // A write made after Redis is back reaches the same feed without restarting it.
+    let later = Item::sign(&sk, svc(), first.seq + 10, svc_value(2)).unwrap();
+    m.put_item(later).await.unwrap();
+    let got = recv_until(&mut rx, Duration::from_secs(10), |i| {
+        i.seq == first.seq + 10
+    })
+    .await;
+    assert!(got.is_some(), "feed did not catch up after the outage");
+    drop(redis);
+}
