@@ -17,7 +17,7 @@ use dht::value::{ServiceEntries, ServiceEntry, ValueFormat};
 use dht::{Item, Salt};
 use keys::SecKey;
 use mirror::{MirrorConfig, RedisMirror};
-use skymesh_tests::free_port;
+use skymesh_tests::RedisServer;
 
 fn value(n: u64) -> Vec<u8> {
     ServiceEntries {
@@ -30,42 +30,6 @@ fn value(n: u64) -> Vec<u8> {
         }],
     }
     .encode()
-}
-
-struct Redis(std::process::Child);
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> (Redis, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install -y redis-server)");
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (Redis(child), format!("redis://127.0.0.1:{port}/"), dir)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -82,7 +46,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(mirror::writer::DEFAULT_BATCH);
-    let (_redis, url, _dir) = start_redis();
+    let redis = RedisServer::start_volatile();
+    let url = redis.url();
     let writer_sk = SecKey::from_seed(b"bench-writer");
     let salt = Salt::new("svc").unwrap();
     // Pre-signed delegated items for n subjects (signing is not part of the write-path figures).

@@ -118,6 +118,8 @@ pub fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct RedisServer {
     proc: Option<Proc>,
+    /// AOF with `appendfsync always` (tests) or no persistence at all (benchmarks).
+    durable: bool,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     dir: tempfile::TempDir,
@@ -127,10 +129,21 @@ impl RedisServer {
     /// Starts a server with AOF persistence and `appendfsync always`, so that every write Redis
     /// acknowledged survives a SIGKILL of the server.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    /// Starts a server without any persistence, so that the disk does not decide the figures of
+    /// a benchmark. A restart loses everything.
+    pub fn start_volatile() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let port = free_port();
         let mut s = RedisServer {
             proc: None,
+            durable,
             port,
             dir,
         };
@@ -141,37 +154,20 @@ impl RedisServer {
     fn launch(&mut self) {
         let bin = which_redis();
         let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--protected-mode",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(self.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--protected-mode", "no"]);
+        if self.durable {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        cmd.arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let proc = Proc::spawn("redis-server", &mut cmd).expect("spawn redis-server");
         self.proc = Some(proc);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!(
-            "redis-server did not listen on 127.0.0.1:{} within 10 s",
-            self.port
-        );
+        wait_listening(self.port);
     }
 
     /// `redis://127.0.0.1:PORT/`.
