@@ -143,9 +143,7 @@ impl Store for MemoryStore {
                 .map(|((_, c), t)| (*c, *t))
                 .collect(),
         };
-        let has_more = hits.len() > limit;
-        hits.truncate(limit);
-        let next_cursor = hits.last().map_or(cursor, |(c, _)| Cursor(*c));
+        let (next_cursor, has_more) = super::cut_page(&mut hits, limit, cursor);
         let items = hits
             .iter()
             .filter_map(|(_, t)| self.items.get(t).map(|e| e.item.clone()))

@@ -256,6 +256,20 @@ pub trait Store {
     fn stats(&self) -> StoreStats;
 }
 
+/// Cuts `hits` (up to `limit + 1` `(change, target)` pairs read after `cursor`) to one page:
+/// returns the next cursor and whether more changes follow. Shared by every backend so that
+/// paging means the same everywhere.
+pub(crate) fn cut_page(
+    hits: &mut Vec<(u64, Target)>,
+    limit: usize,
+    cursor: Cursor,
+) -> (Cursor, bool) {
+    let has_more = hits.len() > limit;
+    hits.truncate(limit);
+    let next = hits.last().map_or(cursor, |(c, _)| Cursor::from_u64(*c));
+    (next, has_more)
+}
+
 pub(crate) fn clamp_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_LIST_LIMIT)
 }

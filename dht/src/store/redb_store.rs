@@ -456,9 +456,7 @@ impl Store for RedbStore {
                 }
             }
         }
-        let has_more = hits.len() > limit;
-        hits.truncate(limit);
-        let next_cursor = hits.last().map_or(cursor, |(c, _)| Cursor::from_u64(*c));
+        let (next_cursor, has_more) = super::cut_page(&mut hits, limit, cursor);
         let items_table = txn.open_table(ITEMS).map_err(db_err(op))?;
         let mut items = Vec::with_capacity(hits.len());
         for (_, t) in &hits {
