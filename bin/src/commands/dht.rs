@@ -72,6 +72,20 @@ fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
+/// Sends one admin API request and returns its status and JSON body.
+async fn call(
+    req: reqwest::RequestBuilder,
+    node: &str,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let res = req
+        .send()
+        .await
+        .with_context(|| format!("contacting {node}"))?;
+    let status = res.status();
+    let body = res.json().await.context("reading the answer")?;
+    Ok((status, body))
+}
+
 async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
@@ -79,28 +93,20 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
         .context("HTTP client")?;
     match cmd {
         DhtCommand::Put { node, salt, value } => {
-            let res = client
+            let req = client
                 .post(format!("{}/api/v1/put", base(&node)))
-                .json(&serde_json::json!({ "salt": salt, "value": value }))
-                .send()
-                .await
-                .with_context(|| format!("contacting {node}"))?;
-            let status = res.status();
-            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+                .json(&serde_json::json!({ "salt": salt, "value": value }));
+            let (status, body) = call(req, &node).await?;
             if !status.is_success() {
                 bail!("put failed ({status}): {}", body["error"]);
             }
             println!("{body}");
         }
         DhtCommand::Get { node, pk, salt } => {
-            let res = client
+            let req = client
                 .get(format!("{}/api/v1/get", base(&node)))
-                .query(&[("pk", pk.as_str()), ("salt", salt.as_str())])
-                .send()
-                .await
-                .with_context(|| format!("contacting {node}"))?;
-            let status = res.status();
-            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+                .query(&[("pk", pk.as_str()), ("salt", salt.as_str())]);
+            let (status, body) = call(req, &node).await?;
             if status == reqwest::StatusCode::NOT_FOUND {
                 bail!("not found");
             }
@@ -110,13 +116,8 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
         DhtCommand::Info { node, json } => {
-            let res = client
-                .get(format!("{}/api/v1/info", base(&node)))
-                .send()
-                .await
-                .with_context(|| format!("contacting {node}"))?;
-            let status = res.status();
-            let body: serde_json::Value = res.json().await.context("reading the answer")?;
+            let req = client.get(format!("{}/api/v1/info", base(&node)));
+            let (status, body) = call(req, &node).await?;
             if !status.is_success() {
                 bail!("info failed ({status}): {}", body["error"]);
             }
