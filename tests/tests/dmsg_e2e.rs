@@ -21,6 +21,16 @@ fn wait_port(port: u16) {
     panic!("nothing listens on {port}");
 }
 
+/// `skymesh dmsg http --dir WWW --sk HOST --disc DISC`.
+fn serve_dir(www: &std::path::Path, host: &SecKey, disc: &str) -> Proc {
+    let www = www.to_str().unwrap();
+    let sk = host.to_hex();
+    spawn(
+        "http",
+        &["dmsg", "http", "--dir", www, "--sk", &sk, "--disc", disc],
+    )
+}
+
 fn spawn(name: &str, args: &[&str]) -> Proc {
     let mut cmd = Command::new(skymesh_bin());
     cmd.args(args)
@@ -142,19 +152,7 @@ fn dmsg_get_fetches_file_byte_identical() {
     let (_d, disc) = discovery();
     let s = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 100);
     let host = SecKey::generate();
-    let _h = spawn(
-        "http",
-        &[
-            "dmsg",
-            "http",
-            "--dir",
-            www.to_str().unwrap(),
-            "--sk",
-            &host.to_hex(),
-            "--disc",
-            &disc,
-        ],
-    );
+    let _h = serve_dir(&www, &host, &disc);
     wait_entry(&disc, &host.pubkey().to_hex(), "delegated_servers\":[\"");
     let out = tmp.path().join("got.bin");
     let url = format!("dmsg://{}:80/file.bin", host.pubkey().to_hex());
@@ -196,19 +194,7 @@ fn dmsg_get_through_the_other_server() {
     let (_d, disc) = discovery();
     let s1 = server(tmp.path(), "s1", &disc, &SecKey::generate(), None, 10);
     let host = SecKey::generate();
-    let _h = spawn(
-        "http",
-        &[
-            "dmsg",
-            "http",
-            "--dir",
-            www.to_str().unwrap(),
-            "--sk",
-            &host.to_hex(),
-            "--disc",
-            &disc,
-        ],
-    );
+    let _h = serve_dir(&www, &host, &disc);
     wait_entry(&disc, &host.pubkey().to_hex(), &s1.pk);
     // A second server appears after the host chose s1. It advertises more free sessions (100 vs
     // at most 10), so the getter's own session goes to s2; the host is only on s1, so the
@@ -233,19 +219,7 @@ fn dmsg_http_host_survives_server_restart() {
     let ssk = SecKey::generate();
     let mut s1 = server(tmp.path(), "s1", &disc, &ssk, None, 100);
     let host = SecKey::generate();
-    let _h = spawn(
-        "http",
-        &[
-            "dmsg",
-            "http",
-            "--dir",
-            www.to_str().unwrap(),
-            "--sk",
-            &host.to_hex(),
-            "--disc",
-            &disc,
-        ],
-    );
+    let _h = serve_dir(&www, &host, &disc);
     wait_entry(&disc, &host.pubkey().to_hex(), &s1.pk);
     let url = format!("dmsg://{}:80/f", host.pubkey().to_hex());
     let out = tmp.path().join("got");
