@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use dht::value::{DmsgClientEntry, ValueFormat};
+use dht::value::{ServiceEntries, ServiceEntry, ValueFormat};
 use dht::{Config, Cursor, Item, MemoryStore, RedbStore, Salt, SaltKind, Store, Timestamp, rules};
 use keys::SecKey;
 
@@ -14,17 +14,22 @@ fn items(n: usize) -> Vec<Item> {
     let keys: Vec<SecKey> = (0..64)
         .map(|i| SecKey::from_seed(format!("bench-{i}").as_bytes()))
         .collect();
-    let value = DmsgClientEntry {
+    let value = ServiceEntries {
         v: 1,
-        delegated_servers: vec![SecKey::from_seed(b"srv").pubkey()],
+        services: vec![ServiceEntry {
+            kind: "vpn".into(),
+            port: 3,
+            addrs: vec!["203.0.113.7:7000".into()],
+            version: "1.3.0".into(),
+        }],
     }
     .encode();
     (0..n)
         .map(|i| {
             let sk = &keys[i % keys.len()];
-            // Distinct targets: one dmsg item per key, then opaque salts.
+            // Distinct targets: one svc item per key, then opaque salts.
             let salt = if i < keys.len() {
-                Salt::of_kind(SaltKind::Dmsg)
+                Salt::of_kind(SaltKind::Svc)
             } else {
                 Salt::new(format!("s{i}").into_bytes()).unwrap()
             };
@@ -51,7 +56,7 @@ fn bench(c: &mut Criterion) {
     let it = pool[0].clone();
     g.bench_function("signature", |b| b.iter(|| it.verify_signature().unwrap()));
     let c0 = cfg();
-    g.bench_function("rules_validate_dmsg", |b| {
+    g.bench_function("rules_validate_svc", |b| {
         b.iter(|| rules::validate(&c0, &it).unwrap())
     });
     g.finish();

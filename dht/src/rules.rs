@@ -143,6 +143,13 @@ fn check_value_and_signature(item: &Item) -> Result<Value, InvalidItem> {
     let value = Value::decode(&item.salt, &item.value)
         .and_then(|v| v.check_subject(&item.pk).map(|()| v))
         .map_err(|source| InvalidItem::Value { source })?;
+    if let Value::Dmsg(entry) = &value {
+        // Self-authenticating value: the owner's reference entry signature is the item's.
+        entry
+            .authenticate(item)
+            .map_err(|source| InvalidItem::Value { source })?;
+        return Ok(value);
+    }
     item.verify_signature()
         .map_err(|source| InvalidItem::Signature {
             signer: item.signer(),

@@ -13,7 +13,7 @@ pub const MAX_SALT_LEN: usize = 64;
 pub const FULLNODE: &str = "fullnode";
 /// Salt of a DMSG server's entry ([`crate::value::DmsgServerEntry`]).
 pub const DMSG_SERVER: &str = "dmsg-server";
-/// Salt of a DMSG client's entry ([`crate::value::DmsgClientEntry`]).
+/// Salt of a key's DMSG discovery entry in the reference format ([`crate::value::DmsgEntry`]).
 pub const DMSG: &str = "dmsg";
 /// Salt of a visor's transport list ([`crate::value::TransportEntries`]).
 pub const TP: &str = "tp";

@@ -44,7 +44,7 @@ pub const MAX_ADDR_LEN: usize = 256;
 pub const MAX_PROTOCOLS: usize = 16;
 /// Longest short name (protocol, transport kind, service kind, version, label; bytes).
 pub const MAX_NAME_LEN: usize = 64;
-/// Most delegated servers in a [`DmsgClientEntry`]; DMSG clients use 1–3, the Go cap was 10.
+/// Most delegated servers in a [`DmsgEntry`]; DMSG clients use 1–3, the Go cap was 10.
 pub const MAX_DELEGATED: usize = 16;
 /// Most transports in [`TransportEntries`]. A busy visor has tens; the value size limit
 /// (64 KiB ≈ 300 entries of ~200 bytes) usually binds first, this bound holds when it is raised.
@@ -64,6 +64,15 @@ pub enum ValueError {
         /// Parser error.
         #[source]
         source: serde_json::Error,
+    },
+    /// A `dmsg` entry is malformed, fails the reference's validation, or does not authenticate
+    /// its item.
+    #[error("{salt}: {reason}")]
+    Entry {
+        /// Salt name.
+        salt: &'static str,
+        /// What is wrong.
+        reason: String,
     },
     /// The `v` field is not [`FORMAT_VERSION`].
     #[error("{salt}: unsupported value version {version}")]
@@ -299,25 +308,119 @@ impl ValueFormat for DmsgServerEntry {
     }
 }
 
-/// `dmsg`: a DMSG client's entry (the servers it can be reached through).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DmsgClientEntry {
-    /// Format version, [`FORMAT_VERSION`].
-    pub v: u8,
-    /// Servers the client holds sessions with, ≤ [`MAX_DELEGATED`]. Empty = not reachable.
-    pub delegated_servers: Vec<PubKey>,
-}
+/// `dmsg`: the subject's DMSG discovery entry in the reference format (skycoin/dmsg
+/// `disc.Entry`: client entries with delegated servers, server entries with address and
+/// available sessions), exactly as the reference discovery stores it under the key.
+///
+/// Unlike every other format, this value authenticates itself: it carries the owner's
+/// reference entry signature, and an item with salt `dmsg` is valid only when its `seq` is the
+/// entry's `sequence`, it has no writer, and its item signature is that same entry signature
+/// over the entry's signed JSON ([`crate::rules::validate`] checks this instead of the item
+/// envelope signature). So an entry posted by a Go program to any full node's discovery API
+/// can be stored and relayed by anyone and verified by everyone against the owner's key,
+/// without trusting the node that accepted it. Build such items with [`DmsgEntry::to_item`].
+///
+/// Canonical encoding: the reference's JSON of the signed entry
+/// ([`dmsg_proto::disc::Entry::canonical_json`]); decoding is strict (re-encoding must give the
+/// input bytes back), the entry must pass the reference's `Validate` (without the timestamp
+/// window, which only the accepting discovery applies) and list at most [`MAX_DELEGATED`]
+/// delegated servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmsgEntry(pub dmsg_proto::disc::Entry);
 
-impl ValueFormat for DmsgClientEntry {
-    const KIND: SaltKind = SaltKind::Dmsg;
-    fn validate(&self) -> Result<(), ValueError> {
-        check_count(
-            Self::KIND,
-            "delegated_servers",
-            &self.delegated_servers,
-            MAX_DELEGATED,
-        )
+impl DmsgEntry {
+    /// The canonical encoding (the signed entry JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        self.0.canonical_json().into_bytes()
+    }
+
+    /// Strict decode (see the type doc).
+    pub fn decode(bytes: &[u8]) -> Result<DmsgEntry, ValueError> {
+        let salt = SaltKind::Dmsg.name();
+        let entry = dmsg_proto::disc::Entry::from_json(bytes).map_err(|e| ValueError::Entry {
+            salt,
+            reason: e.to_string(),
+        })?;
+        entry.validate(None).map_err(|e| ValueError::Entry {
+            salt,
+            reason: e.to_string(),
+        })?;
+        if let Some(list) = entry
+            .client
+            .as_ref()
+            .and_then(|c| c.delegated_servers.as_ref())
+        {
+            check_count(SaltKind::Dmsg, "delegated_servers", list, MAX_DELEGATED)?;
+        }
+        if let Some(s) = &entry.server {
+            check_len(SaltKind::Dmsg, "address", &s.address, 1, MAX_ADDR_LEN)?;
+        }
+        let value = DmsgEntry(entry);
+        if value.encode() != bytes {
+            return Err(ValueError::NonCanonical { salt });
+        }
+        Ok(value)
+    }
+
+    /// The entry's `static` key must be the item's subject key.
+    pub fn check_subject(&self, subject: &PubKey) -> Result<(), ValueError> {
+        if self.0.static_pk != *subject {
+            return Err(ValueError::SubjectMismatch {
+                salt: SaltKind::Dmsg.name(),
+                field: "static",
+                found: self.0.static_pk,
+                subject: *subject,
+            });
+        }
+        Ok(())
+    }
+
+    /// The signature the entry carries, parsed.
+    pub fn signature(&self) -> Result<keys::Sig, ValueError> {
+        keys::Sig::from_hex(&self.0.signature).map_err(|_| ValueError::Entry {
+            salt: SaltKind::Dmsg.name(),
+            reason: "signature is not 65 bytes of hex".into(),
+        })
+    }
+
+    /// The `dmsg` item carrying this signed entry: subject = `static`, seq = `sequence`, the
+    /// item signature = the entry signature. Fails when the value is not canonical-clean
+    /// (see [`DmsgEntry::decode`]) or the signature is not 65 bytes of hex; the signature itself
+    /// is checked by [`crate::rules::validate`] like any other item's.
+    pub fn to_item(&self) -> Result<crate::Item, ValueError> {
+        let value = self.encode();
+        let checked = DmsgEntry::decode(&value)?;
+        Ok(crate::Item {
+            pk: checked.0.static_pk,
+            salt: crate::Salt::of_kind(SaltKind::Dmsg),
+            seq: checked.0.sequence,
+            writer: None,
+            sig: checked.signature()?,
+            value,
+        })
+    }
+
+    /// Checks an item with salt `dmsg` whose value decoded to `self`: no writer, seq equal to the
+    /// entry's sequence, item signature equal to the entry's and valid over the entry's signed
+    /// JSON for the subject key.
+    pub fn authenticate(&self, item: &crate::Item) -> Result<(), ValueError> {
+        let salt = SaltKind::Dmsg.name();
+        let bad = |reason: &str| ValueError::Entry {
+            salt,
+            reason: reason.to_string(),
+        };
+        if item.writer.is_some() {
+            return Err(bad("a dmsg entry cannot be written for another key"));
+        }
+        if item.seq != self.0.sequence {
+            return Err(bad("item seq differs from the entry sequence"));
+        }
+        if self.signature()? != item.sig {
+            return Err(bad("item signature differs from the entry signature"));
+        }
+        item.pk
+            .verify(self.0.signed_json().as_bytes(), &item.sig)
+            .map_err(|_| bad("entry signature does not verify against the subject key"))
     }
 }
 
@@ -420,7 +523,7 @@ pub enum Value {
     /// `dmsg-server`
     DmsgServer(DmsgServerEntry),
     /// `dmsg`
-    Dmsg(DmsgClientEntry),
+    Dmsg(DmsgEntry),
     /// `tp`
     Tp(TransportEntries),
     /// `svc`
@@ -435,7 +538,7 @@ impl Value {
         Ok(match salt.kind() {
             Some(SaltKind::Fullnode) => Value::Fullnode(FullnodeAdvert::decode(bytes)?),
             Some(SaltKind::DmsgServer) => Value::DmsgServer(DmsgServerEntry::decode(bytes)?),
-            Some(SaltKind::Dmsg) => Value::Dmsg(DmsgClientEntry::decode(bytes)?),
+            Some(SaltKind::Dmsg) => Value::Dmsg(DmsgEntry::decode(bytes)?),
             Some(SaltKind::Tp) => Value::Tp(TransportEntries::decode(bytes)?),
             Some(SaltKind::Svc) => Value::Svc(ServiceEntries::decode(bytes)?),
             None => Value::Opaque(bytes.to_vec()),

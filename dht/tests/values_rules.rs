@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use dht::rules::{self, Decision, Usage};
 use dht::value::{
-    DmsgClientEntry, DmsgServerEntry, FullnodeAdvert, Role, ServiceEntries, ServiceEntry,
+    DmsgEntry, DmsgServerEntry, FullnodeAdvert, Role, ServiceEntries, ServiceEntry,
     TransportEntries, TransportEntry, ValueFormat,
 };
 use dht::{CapacityLimit, Config, InvalidItem, Item, PutError, Salt, SaltKind, Value, ValueError};
@@ -46,11 +46,7 @@ fn samples(owner: PubKey) -> Vec<(SaltKind, Vec<u8>)> {
         (SaltKind::DmsgServer, server(owner).encode()),
         (
             SaltKind::Dmsg,
-            DmsgClientEntry {
-                v: 1,
-                delegated_servers: vec![pk("s1"), pk("s2")],
-            }
-            .encode(),
+            signed_entry(&sk("owner"), 7, vec![pk("s1"), pk("s2")]).encode(),
         ),
         (
             SaltKind::Tp,
@@ -87,11 +83,19 @@ fn fixed_encodings() {
         String::from_utf8(fullnode().encode()).unwrap(),
         r#"{"v":1,"listen":["/ip4/1.2.3.4/tcp/4001"],"role":"full","since":1790000000000}"#
     );
-    let d = DmsgClientEntry {
-        v: 1,
-        delegated_servers: vec![],
-    };
-    assert_eq!(d.encode(), br#"{"v":1,"delegated_servers":[]}"#);
+    let e = dmsg_proto::disc::Entry::new_client(
+        pk("owner"),
+        3,
+        1_790_000_000_000_000_000,
+        Some(vec![]),
+    );
+    assert_eq!(
+        String::from_utf8(DmsgEntry(e).encode()).unwrap(),
+        format!(
+            r#"{{"version":"0.0.1","sequence":3,"timestamp":1790000000000000000,"static":"{}","client":{{"delegated_servers":[]}}}}"#,
+            pk("owner").to_hex()
+        )
+    );
 }
 
 #[test]
@@ -119,19 +123,25 @@ fn every_format_round_trips_and_is_canonical() {
         }
         // Unknown field, missing field, other version, not JSON.
         let unknown = format!("{},\"x\":1}}", &text[..text.len() - 1]);
-        assert!(matches!(
-            Value::decode(&salt, unknown.as_bytes()),
-            Err(ValueError::Json { .. })
-        ));
-        assert!(matches!(
-            Value::decode(&salt, br#"{"v":1}"#),
-            Err(ValueError::Json { .. })
-        ));
-        let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
-        assert!(matches!(
-            Value::decode(&salt, v2.as_bytes()),
-            Err(ValueError::Version { version: 2, .. })
-        ));
+        if kind == SaltKind::Dmsg {
+            // The reference decoder drops unknown fields; the canonical check then refuses.
+            assert!(Value::decode(&salt, unknown.as_bytes()).is_err());
+            assert!(Value::decode(&salt, br#"{"v":1}"#).is_err());
+        } else {
+            assert!(matches!(
+                Value::decode(&salt, unknown.as_bytes()),
+                Err(ValueError::Json { .. })
+            ));
+            assert!(matches!(
+                Value::decode(&salt, br#"{"v":1}"#),
+                Err(ValueError::Json { .. })
+            ));
+            let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
+            assert!(matches!(
+                Value::decode(&salt, v2.as_bytes()),
+                Err(ValueError::Version { version: 2, .. })
+            ));
+        }
         assert!(Value::decode(&salt, b"\xff").is_err());
     }
     // Reordered keys, escaped characters that need no escaping, float for an integer.
@@ -167,12 +177,9 @@ fn format_bounds_and_subject_checks() {
         v.check_subject(&owner),
         Err(ValueError::SubjectMismatch { .. })
     ));
-    let d = DmsgClientEntry {
-        v: 1,
-        delegated_servers: vec![pk("s"); 17],
-    };
+    let d = signed_entry(&sk("owner"), 1, vec![pk("s"); 17]);
     assert!(matches!(
-        DmsgClientEntry::decode(&d.encode()),
+        DmsgEntry::decode(&d.encode()),
         Err(ValueError::TooMany { .. })
     ));
     let mut f = fullnode();
@@ -230,11 +237,75 @@ proptest! {
 // Acceptance rules
 
 fn dmsg_item(signer: &SecKey, seq: u64) -> Item {
-    let v = DmsgClientEntry {
+    let v = ServiceEntries {
         v: 1,
-        delegated_servers: vec![pk("s1")],
+        services: vec![ServiceEntry {
+            kind: "vpn".into(),
+            port: 3,
+            addrs: vec![],
+            version: String::new(),
+        }],
     };
-    Item::sign(signer, Salt::of_kind(SaltKind::Dmsg), seq, v.encode()).unwrap()
+    Item::sign(signer, Salt::of_kind(SaltKind::Svc), seq, v.encode()).unwrap()
+}
+
+fn signed_entry(owner: &SecKey, seq: u64, delegated: Vec<PubKey>) -> DmsgEntry {
+    let mut e = dmsg_proto::disc::Entry::new_client(
+        owner.pubkey(),
+        seq,
+        1_790_000_000_000_000_000,
+        Some(delegated),
+    );
+    e.sign(owner);
+    DmsgEntry(e)
+}
+
+#[test]
+fn dmsg_entry_items_authenticate_through_the_entry_signature() {
+    let cfg = Config::default();
+    let owner = sk("owner");
+    let entry = signed_entry(&owner, 5, vec![pk("s1")]);
+    let item = entry.to_item().unwrap();
+    assert_eq!(item.pk, owner.pubkey());
+    assert_eq!(item.seq, 5);
+    assert!(matches!(rules::validate(&cfg, &item), Ok(Value::Dmsg(_))));
+    assert!(rules::admit(&cfg, &item, None, &usage()).is_ok());
+
+    // An owner-envelope signature is not enough: the entry signature is the authentication.
+    let enveloped = Item::sign(&owner, Salt::of_kind(SaltKind::Dmsg), 5, entry.encode()).unwrap();
+    assert!(rules::validate(&cfg, &enveloped).is_err());
+    // seq must equal the entry's sequence.
+    let mut bumped = item.clone();
+    bumped.seq = 6;
+    assert!(rules::validate(&cfg, &bumped).is_err());
+    // An entry signed by someone else for the owner's key.
+    let mut forged = entry.0.clone();
+    forged.sign(&sk("mallory"));
+    let forged = DmsgEntry(forged).to_item().unwrap();
+    assert!(rules::validate(&cfg, &forged).is_err());
+    // A changed entry under the original signature.
+    let mut tampered = entry.0.clone();
+    tampered.client = Some(dmsg_proto::disc::ClientInfo {
+        delegated_servers: Some(vec![pk("evil")]),
+    });
+    let tampered = DmsgEntry(tampered).to_item().unwrap();
+    assert!(rules::validate(&cfg, &tampered).is_err());
+    // No writer may carry someone else's entry.
+    let mut delegated = item.clone();
+    delegated.writer = Some(pk("mirror"));
+    let mut trusting = Config::default();
+    trusting.trusted_writers.insert(pk("mirror"));
+    assert!(rules::validate(&trusting, &delegated).is_err());
+    // Unsigned entries are not values.
+    let unsigned = dmsg_proto::disc::Entry::new_client(owner.pubkey(), 1, 1, Some(vec![]));
+    assert!(DmsgEntry::decode(unsigned.canonical_json().as_bytes()).is_err());
+    // The seq rules apply as to any item: a newer entry replaces, an older one is stale.
+    let newer = signed_entry(&owner, 9, vec![pk("s2")]).to_item().unwrap();
+    assert!(matches!(
+        rules::admit(&cfg, &newer, Some(&item), &usage()),
+        Ok(Decision::Replace { previous_seq: 5 })
+    ));
+    assert!(rules::admit(&cfg, &item, Some(&newer), &usage()).is_err());
 }
 
 fn usage() -> Usage {
