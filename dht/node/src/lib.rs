@@ -42,6 +42,8 @@ pub mod store;
 pub use config::Config;
 pub use error::{GetError, IdentityError, PutError, SpawnError};
 pub use metrics::Metrics;
-pub use node::{LocalStoreReport, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath};
+pub use node::{
+    LocalStoreReport, MAX_LOCAL_LIST, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath,
+};
 pub use role::{Reachability, Role};
 pub use store::ItemStore;

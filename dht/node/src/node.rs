@@ -158,6 +158,9 @@ pub struct NodeInfo {
     pub last_bootstrap: Option<u64>,
 }
 
+/// Most items one [`Node::local_items`] call returns (bounds one swarm-loop turn).
+pub const MAX_LOCAL_LIST: usize = 100_000;
+
 enum Command {
     PutItem {
         item: Item,
@@ -187,6 +190,11 @@ enum Command {
     },
     FullNodes {
         reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    ListLocal {
+        salt: Salt,
+        max: usize,
+        reply: oneshot::Sender<Vec<Item>>,
     },
     Shutdown,
 }
@@ -315,6 +323,15 @@ impl Node {
     /// (bootstrap peers included).
     pub async fn find_full_nodes(&self) -> Vec<PeerId> {
         self.call(|reply| Command::FullNodes { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Items with `salt` held in this node's own store (at most `max`, capped at
+    /// [`MAX_LOCAL_LIST`]), in the store's change order. On a full node this is the dataset
+    /// (used by the legacy discovery API and `tp all`); on a regular node only its share.
+    pub async fn local_items(&self, salt: Salt, max: usize) -> Vec<Item> {
+        self.call(|reply| Command::ListLocal { salt, max, reply })
             .await
             .unwrap_or_default()
     }
@@ -652,6 +669,10 @@ impl Actor {
             }
             Command::FullNodes { reply } => {
                 let _ = reply.send(self.find_full_nodes());
+            }
+            Command::ListLocal { salt, max, reply } => {
+                let max = max.min(MAX_LOCAL_LIST);
+                let _ = reply.send(self.store().with_salt(&salt, max));
             }
             Command::Shutdown => {}
         }
