@@ -177,7 +177,9 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
     let local = listen_addr(&f.local_address);
     let mut cfg = ServerConfig::new(sk, &local);
     cfg.public_addr = f.public_address.clone();
-    cfg.discovery = (!f.discovery.is_empty()).then(|| f.discovery.clone());
+    if !f.discovery.is_empty() {
+        cfg.discovery_url(&f.discovery);
+    }
     if f.max_sessions > 0 {
         cfg.max_sessions = f.max_sessions;
     }

@@ -59,7 +59,7 @@ async fn setup() -> (DiscServer, Server) {
     dc.test_mode = true;
     let disc = DiscServer::spawn(dc).await.unwrap();
     let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
-    sc.discovery = Some(format!("http://{}", disc.local_addr()));
+    sc.discovery_url(&format!("http://{}", disc.local_addr()));
     sc.max_sessions = 100_000;
     let mut reg = Registry::default();
     let server = Server::spawn(sc, ServerMetrics::new(&mut reg))

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::defaults::*;
 use crate::disc_client::DiscClient;
+use crate::discovery::Discovery;
 use crate::error::{DialError, DiscError, StreamError};
 use crate::mux::{MuxConfig, MuxStream};
 use crate::stream::{DmsgStream, PortGuard, read_object, write_object};
@@ -39,8 +40,8 @@ use crate::{AbortOnDrop, lock};
 pub struct ClientConfig {
     /// The client's key.
     pub sk: SecKey,
-    /// Discovery base URL.
-    pub discovery: String,
+    /// Where servers and peers are found and the client entry is published.
+    pub discovery: Arc<dyn Discovery>,
     /// Sessions to keep to servers from discovery (0: only dial on demand).
     pub min_sessions: usize,
     /// Most sessions in total.
@@ -50,11 +51,16 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults for everything but the key and discovery.
+    /// Defaults for everything but the key and the discovery base URL.
     pub fn new(sk: SecKey, discovery: &str) -> ClientConfig {
+        ClientConfig::with_discovery(sk, Arc::new(DiscClient::new(discovery)))
+    }
+
+    /// Defaults for everything but the key and the discovery (HTTP or the DHT).
+    pub fn with_discovery(sk: SecKey, discovery: Arc<dyn Discovery>) -> ClientConfig {
         ClientConfig {
             sk,
-            discovery: discovery.to_string(),
+            discovery,
             min_sessions: DEFAULT_MIN_SESSIONS,
             max_sessions: DEFAULT_MAX_CLIENT_SESSIONS,
             mux: MuxConfig::default(),
@@ -112,7 +118,7 @@ struct ClientSession {
 struct Inner {
     cfg: ClientConfig,
     pk: PubKey,
-    disc: DiscClient,
+    disc: Arc<dyn Discovery>,
     sessions: Mutex<HashMap<PubKey, Arc<ClientSession>>>,
     ports: Arc<Mutex<PortTable>>,
     listeners: Mutex<HashMap<u16, mpsc::Sender<DmsgStream>>>,
@@ -167,7 +173,7 @@ impl Client {
     pub fn spawn(cfg: ClientConfig) -> Client {
         let inner = Arc::new(Inner {
             pk: cfg.sk.pubkey(),
-            disc: DiscClient::new(&cfg.discovery),
+            disc: cfg.discovery.clone(),
             cfg,
             sessions: Mutex::new(HashMap::new()),
             ports: Arc::new(Mutex::new(PortTable::default())),
@@ -281,7 +287,7 @@ async fn delegated_servers(inner: &Arc<Inner>, pk: &PubKey) -> Result<Vec<PubKey
     {
         return Ok(v.clone());
     }
-    let e = inner.disc.entry(pk).await.map_err(DialError::Disc)?;
+    let e = inner.disc.entry(*pk).await.map_err(DialError::Disc)?;
     let servers = e
         .client
         .and_then(|c| c.delegated_servers)
@@ -439,7 +445,7 @@ async fn open_session(inner: &Arc<Inner>, server: PubKey) -> Result<Arc<ClientSe
     if lock(&inner.sessions).len() >= inner.cfg.max_sessions {
         return Err(DialError::NoSession { pk: server });
     }
-    let e = inner.disc.entry(&server).await.map_err(DialError::Disc)?;
+    let e = inner.disc.entry(server).await.map_err(DialError::Disc)?;
     let addr = e
         .server
         .map(|s| s.address)
@@ -528,7 +534,7 @@ async fn maintain(inner: Arc<Inner>) {
         }
         if posted.as_ref() != Some(&servers) && !servers.is_empty() {
             let e = Entry::new_client(inner.pk, seq, crate::now_ns(), Some(servers.clone()));
-            match inner.disc.put_entry(&inner.cfg.sk, e).await {
+            match inner.disc.put_entry(inner.cfg.sk.clone(), e).await {
                 Ok(e) => {
                     seq = e.sequence + 1;
                     posted = Some(servers);

@@ -9,6 +9,7 @@
 //! * [`stream`]: stream objects on a session and the end-to-end [`DmsgStream`].
 //! * [`server`]: [`Server`] — sessions, discovery registration, relaying, splicing.
 //! * [`client`]: [`Client`] — sessions, client entry, [`Client::dial`], [`Client::listen`].
+//! * [`discovery`]: the [`Discovery`] trait (HTTP discovery or the DHT).
 //! * [`disc_client`] / [`disc_server`]: the discovery API.
 //! * [`http`]: DMSG-HTTP client and directory server (hyper 1).
 //! * [`metrics`]: `skymesh_dmsg_*` Prometheus metrics.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod defaults;
 pub mod disc_client;
 pub mod disc_server;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub mod transport;
 
 pub use client::{Client, ClientConfig, Listener};
 pub use disc_client::DiscClient;
+pub use discovery::{DiscFuture, Discovery};
 pub use server::{Server, ServerConfig};
 pub use stream::DmsgStream;
 

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::defaults::*;
 use crate::disc_client::DiscClient;
+use crate::discovery::Discovery;
 use crate::error::{ServeError, SessionError, StreamError};
 use crate::metrics::ServerMetrics;
 use crate::mux::{MuxConfig, MuxStream, RecvHalf, SendHalf};
@@ -36,8 +37,8 @@ pub struct ServerConfig {
     pub local_addr: String,
     /// Address advertised in discovery (`host:port`); empty = the bound address.
     pub public_addr: String,
-    /// Discovery base URL (`None`: do not register).
-    pub discovery: Option<String>,
+    /// Where the server registers its entry (`None`: do not register).
+    pub discovery: Option<Arc<dyn Discovery>>,
     /// Most sessions held.
     pub max_sessions: usize,
     /// Discovery entry refresh interval.
@@ -61,6 +62,11 @@ impl ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             mux: MuxConfig::default(),
         }
+    }
+
+    /// Registers with the HTTP discovery at `url`.
+    pub fn discovery_url(&mut self, url: &str) {
+        self.discovery = Some(Arc::new(DiscClient::new(url)));
     }
 }
 
@@ -120,10 +126,10 @@ impl Server {
             inner.clone(),
             listener,
         )))];
-        if let Some(url) = inner.cfg.discovery.clone() {
+        if let Some(disc) = inner.cfg.discovery.clone() {
             tasks.push(AbortOnDrop(tokio::spawn(register_loop(
                 inner.clone(),
-                DiscClient::new(&url),
+                disc,
             ))));
         }
         tracing::info!(pk = %inner.pk, addr = %local_addr, "dmsg server listening");
@@ -156,14 +162,8 @@ impl Server {
 
     /// Deletes the server's discovery entry (best effort), for a clean shutdown.
     pub async fn deregister(&self) {
-        if let Some(url) = &self.inner.cfg.discovery {
-            let disc = DiscClient::new(url);
-            if let Ok(mut e) = disc.entry(&self.inner.pk).await {
-                e.timestamp = crate::now_ns();
-                e.signature.clear();
-                e.sign(&self.inner.cfg.sk);
-                let _ = disc.delete_entry(&e).await;
-            }
+        if let Some(disc) = &self.inner.cfg.discovery {
+            let _ = disc.withdraw(self.inner.cfg.sk.clone()).await;
         }
     }
 }
@@ -357,7 +357,7 @@ async fn pump(mut from: RecvHalf<'_>, mut to: SendHalf<'_>, m: &ServerMetrics) {
     }
 }
 
-async fn register_loop(inner: Arc<Inner>, disc: DiscClient) {
+async fn register_loop(inner: Arc<Inner>, disc: Arc<dyn Discovery>) {
     let mut seq: Option<u64> = None;
     let mut last_avail: Option<i64>;
     let mut backoff = DEFAULT_BACKOFF_MIN;
@@ -370,7 +370,7 @@ async fn register_loop(inner: Arc<Inner>, disc: DiscClient) {
             inner.public_addr.clone(),
             avail,
         );
-        match disc.put_entry(&inner.cfg.sk, e).await {
+        match disc.put_entry(inner.cfg.sk.clone(), e).await {
             Ok(e) => {
                 seq = Some(e.sequence);
                 last_avail = Some(avail);

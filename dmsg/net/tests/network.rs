@@ -31,7 +31,7 @@ async fn net() -> Net {
     let disc = DiscServer::spawn(dc).await.unwrap();
     let disc_url = format!("http://{}", disc.local_addr());
     let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
-    sc.discovery = Some(disc_url.clone());
+    sc.discovery_url(&disc_url);
     let mut registry = Registry::default();
     let m = ServerMetrics::new(&mut registry);
     let server = Server::spawn(sc, m).await.unwrap();
@@ -485,7 +485,7 @@ async fn client_reconnects_after_server_restart() {
     let ssk = SecKey::generate();
     let spawn = |addr: String| {
         let mut sc = ServerConfig::new(ssk.clone(), &addr);
-        sc.discovery = Some(url.clone());
+        sc.discovery_url(&url);
         let mut reg = Registry::default();
         Server::spawn(sc, ServerMetrics::new(&mut reg))
     };
@@ -526,7 +526,7 @@ async fn dial_peer_that_is_only_on_another_server() {
     let url = format!("http://{}", disc.local_addr());
     let spawn = |max: usize| {
         let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
-        sc.discovery = Some(url.clone());
+        sc.discovery_url(&url);
         sc.max_sessions = max;
         let mut reg = Registry::default();
         Server::spawn(sc, ServerMetrics::new(&mut reg))
