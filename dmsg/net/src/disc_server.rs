@@ -17,8 +17,10 @@
 //! (a POST of a new key beyond that answers 500).
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,12 +112,80 @@ impl Store {
     }
 }
 
-struct Inner {
+/// The backend could not answer (Redis down, store full, DHT node stopped); the API answers
+/// 500 `something unexpected happened`, as the reference does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUnavailable;
+
+/// A boxed backend call.
+pub type BackendFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreUnavailable>> + Send + 'a>>;
+
+/// Where a discovery API keeps its entries: the embedded store, Redis with the reference's
+/// layout, or (in `skymesh-overlay`) the DHT. The API applies every check before calling
+/// [`EntryBackend::put`]; a backend only stores and lists.
+pub trait EntryBackend: Send + Sync + 'static {
+    /// The entry of `pk` and its stored JSON.
+    fn get(&self, pk: PubKey) -> BackendFuture<'_, Option<(Entry, String)>>;
+    /// Stores a checked entry (`new`: no entry existed; `ttl`: the reference's expiry).
+    fn put(&self, e: Entry, new: bool, ttl: Option<Duration>) -> BackendFuture<'_, ()>;
+    /// Removes the entries of `pks`.
+    fn remove(&self, pks: Vec<PubKey>) -> BackendFuture<'_, ()>;
+    /// Keys (hex) of every client entry.
+    fn clients(&self) -> BackendFuture<'_, Vec<String>>;
+    /// Every live server entry with its JSON.
+    fn servers(&self) -> BackendFuture<'_, Vec<(Entry, String)>>;
+}
+
+/// The reference discovery API (routes, checks, status codes, bodies) over any
+/// [`EntryBackend`]. [`DiscServer`] serves it on its own listener; a full node mounts it on its
+/// HTTP listener with [`DiscApi::respond`].
+pub struct DiscApi {
+    cfg: DiscServerConfig,
+    backend: Arc<dyn EntryBackend>,
+    started: String,
+}
+
+impl DiscApi {
+    /// The API over `backend` (`cfg`: test mode, deregister whitelist, TTLs; its address and
+    /// storage fields are not used here).
+    pub fn new(cfg: DiscServerConfig, backend: Arc<dyn EntryBackend>) -> DiscApi {
+        DiscApi {
+            cfg,
+            backend,
+            started: rfc3339_now(),
+        }
+    }
+
+    /// Answers one request. `req`'s body is the request body read up to
+    /// [`MAX_ENTRY_BODY`] + 1 bytes, or `None` when reading it failed.
+    pub async fn respond(&self, req: Request<Option<Bytes>>) -> Response<Full<Bytes>> {
+        handle(self, req).await
+    }
+}
+
+/// Reads a request body for [`DiscApi::respond`] (at most [`MAX_ENTRY_BODY`] + 1 bytes, so an
+/// oversized body is seen as oversized).
+pub async fn read_body<B>(body: B) -> Option<Bytes>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Limited::new(body, MAX_ENTRY_BODY + 1)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
+}
+
+/// The embedded store (memory, optionally persisted to a directory) or Redis.
+struct LocalBackend {
     cfg: DiscServerConfig,
     store: Mutex<Store>,
     redis: Option<redis::aio::ConnectionManager>,
-    started: String,
 }
+
+type Inner = DiscApi;
 
 /// A running discovery server. Dropping it stops it.
 pub struct DiscServer {
@@ -159,14 +229,14 @@ impl DiscServer {
             ),
             None => None,
         };
-        let inner = Arc::new(Inner {
-            cfg,
+        let backend = Arc::new(LocalBackend {
+            cfg: cfg.clone(),
             store: Mutex::new(store),
             redis,
-            started: rfc3339_now(),
         });
+        let inner = Arc::new(DiscApi::new(cfg, backend.clone()));
         let mut tasks = vec![AbortOnDrop(tokio::spawn(serve(inner.clone(), listener)))];
-        tasks.push(AbortOnDrop(tokio::spawn(housekeeping(inner.clone()))));
+        tasks.push(AbortOnDrop(tokio::spawn(housekeeping(backend))));
         tracing::info!(addr = %local_addr, "dmsg discovery listening");
         Ok(DiscServer {
             local_addr,
@@ -188,9 +258,13 @@ async fn serve(inner: Arc<Inner>, listener: TcpListener) {
         };
         let inner = inner.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let inner = inner.clone();
-                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = read_body(body).await;
+                    Ok::<_, Infallible>(inner.respond(Request::from_parts(parts, body)).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
@@ -201,7 +275,7 @@ async fn serve(inner: Arc<Inner>, listener: TcpListener) {
 
 /// Removes expired entries every 10 s (the reference prunes its server set every 10 s) and
 /// writes the store to disk when it changed.
-async fn housekeeping(inner: Arc<Inner>) {
+async fn housekeeping(inner: Arc<LocalBackend>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
     loop {
@@ -268,15 +342,11 @@ const BAD_INPUT: &str = "error bad input";
 const NOT_FOUND: &str = "entry of public key is not found";
 const NO_SERVERS: &str = "no delegated dmsg servers available for remote";
 
-async fn body_bytes(req: Request<Incoming>) -> Option<Bytes> {
-    Limited::new(req.into_body(), MAX_ENTRY_BODY + 1)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
+fn body_bytes(req: Request<Option<Bytes>>) -> Option<Bytes> {
+    req.into_body()
 }
 
-async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(inner: &Inner, req: Request<Option<Bytes>>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let is = |m: &Method| method == *m;
@@ -296,7 +366,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
             if !is(&Method::DELETE) {
                 return empty(405);
             }
-            let Some(body) = body_bytes(req).await else {
+            let Some(body) = body_bytes(req) else {
                 return msg(500, "something unexpected happened");
             };
             delete_entry(inner, &body).await
@@ -305,12 +375,12 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
             if !is(&Method::GET) {
                 return empty(405);
             }
-            match inner.clients().await {
+            match inner.backend.clients().await {
                 Ok(keys) => json(
                     200,
                     serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into()),
                 ),
-                Err(()) => msg(500, "something unexpected happened"),
+                Err(StoreUnavailable) => msg(500, "something unexpected happened"),
             }
         }
         "/dmsg-discovery/available_servers" | "/dmsg-discovery/all_servers" => {
@@ -335,7 +405,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
                     .uri()
                     .query()
                     .is_some_and(|q| q.split('&').any(|kv| kv == "timeout=true"));
-                let Some(body) = body_bytes(req).await else {
+                let Some(body) = body_bytes(req) else {
                     return msg(500, "something unexpected happened");
                 };
                 post_entry(inner, &body, timeout).await
@@ -349,17 +419,17 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
     }
 }
 
-async fn get_entry(inner: &Arc<Inner>, key: &str) -> Response<Full<Bytes>> {
+async fn get_entry(inner: &Inner, key: &str) -> Response<Full<Bytes>> {
     if key.bytes().all(|b| b == b'0') {
         return msg(404, NOT_FOUND);
     }
     let Ok(pk) = PubKey::from_hex(&key.to_ascii_lowercase()) else {
         return msg(400, BAD_INPUT);
     };
-    match inner.get(&pk).await {
+    match inner.backend.get(pk).await {
         Ok(Some((_, j))) => json(200, j),
         Ok(None) => msg(404, NOT_FOUND),
-        Err(()) => msg(500, "something unexpected happened"),
+        Err(StoreUnavailable) => msg(500, "something unexpected happened"),
     }
 }
 
@@ -374,14 +444,14 @@ fn refusal(r: &dmsg_proto::error::DiscRefusal) -> Response<Full<Bytes>> {
     msg(r.status(), &r.message())
 }
 
-async fn post_entry(inner: &Arc<Inner>, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
+async fn post_entry(inner: &Inner, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
     let e = match disc::decode_body(body) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
     };
-    let stored = match inner.get(&e.static_pk).await {
+    let stored = match inner.backend.get(e.static_pk).await {
         Ok(s) => s.map(|(e, _)| e),
-        Err(()) => return msg(500, "something unexpected happened"),
+        Err(StoreUnavailable) => return msg(500, "something unexpected happened"),
     };
     let outcome = match disc::check_post_entry(&e, stored.as_ref(), &policy(inner)) {
         Ok(o) => o,
@@ -397,9 +467,9 @@ async fn post_entry(inner: &Arc<Inner>, body: &[u8], timeout: bool) -> Response<
     } else {
         None
     };
-    match inner.put(e, stored.is_none(), ttl).await {
+    match inner.backend.put(e, stored.is_none(), ttl).await {
         Ok(()) => msg(200, outcome.message()),
-        Err(()) => msg(500, "something unexpected happened"),
+        Err(StoreUnavailable) => msg(500, "something unexpected happened"),
     }
 }
 
@@ -423,7 +493,7 @@ fn put(st: &mut Store, e: Entry, expires: Option<Instant>) {
     st.dirty = true;
 }
 
-async fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> {
+async fn delete_entry(inner: &Inner, body: &[u8]) -> Response<Full<Bytes>> {
     let e = match disc::decode_body(body) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
@@ -431,9 +501,9 @@ async fn delete_entry(inner: &Arc<Inner>, body: &[u8]) -> Response<Full<Bytes>> 
     if let Err(r) = disc::check_delete_entry(&e, &policy(inner)) {
         return refusal(&r);
     }
-    match inner.remove(&[e.static_pk]).await {
+    match inner.backend.remove(vec![e.static_pk]).await {
         Ok(()) => msg(200, "deleted entry"),
-        Err(()) => msg(500, "something unexpected happened"),
+        Err(StoreUnavailable) => msg(500, "something unexpected happened"),
     }
 }
 
@@ -444,8 +514,8 @@ fn remove(st: &mut Store, pk: &PubKey) {
     st.dirty = true;
 }
 
-async fn server_list(inner: &Arc<Inner>, available: bool) -> Response<Full<Bytes>> {
-    let Ok(entries) = inner.servers().await else {
+async fn server_list(inner: &Inner, available: bool) -> Response<Full<Bytes>> {
+    let Ok(entries) = inner.backend.servers().await else {
         return msg(500, "something unexpected happened");
     };
     let mut list: Vec<(i64, String)> = Vec::new();
@@ -477,7 +547,7 @@ async fn server_list(inner: &Arc<Inner>, available: bool) -> Response<Full<Bytes
     json(200, out)
 }
 
-async fn deregister(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn deregister(inner: &Inner, req: Request<Option<Bytes>>) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -499,7 +569,7 @@ async fn deregister(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full
     if pk.verify(pk.to_hex().as_bytes(), &sig).is_err() {
         return empty(403);
     }
-    let Some(body) = body_bytes(req).await else {
+    let Some(body) = body_bytes(req) else {
         return empty(400);
     };
     let Ok(list) = serde_json::from_slice::<Vec<String>>(&body) else {
@@ -512,14 +582,14 @@ async fn deregister(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full
             Err(_) => return msg(400, BAD_INPUT),
         }
     }
-    match inner.remove(&keys).await {
+    match inner.backend.remove(keys).await {
         Ok(()) => json(200, "null".into()),
-        Err(()) => msg(500, "something unexpected happened"),
+        Err(StoreUnavailable) => msg(500, "something unexpected happened"),
     }
 }
 
-impl Inner {
-    async fn get(&self, pk: &PubKey) -> Result<Option<(Entry, String)>, ()> {
+impl LocalBackend {
+    async fn get_(&self, pk: &PubKey) -> Result<Option<(Entry, String)>, StoreUnavailable> {
         let Some(con) = &self.redis else {
             let mut st = lock(&self.store);
             return Ok(st.get(pk).map(|s| (s.entry.clone(), s.json.clone())));
@@ -533,11 +603,16 @@ impl Inner {
         Ok(v.and_then(|j| Entry::from_json(j.as_bytes()).ok().map(|e| (e, j))))
     }
 
-    async fn put(&self, e: Entry, new: bool, ttl: Option<Duration>) -> Result<(), ()> {
+    async fn put_(
+        &self,
+        e: Entry,
+        new: bool,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreUnavailable> {
         let Some(con) = &self.redis else {
             let mut st = lock(&self.store);
             if new && st.entries.len() >= DEFAULT_MAX_ENTRIES {
-                return Err(());
+                return Err(StoreUnavailable);
             }
             put(&mut st, e, ttl.map(|t| Instant::now() + t));
             return Ok(());
@@ -561,7 +636,7 @@ impl Inner {
             .map_err(redis_err)
     }
 
-    async fn remove(&self, pks: &[PubKey]) -> Result<(), ()> {
+    async fn remove_(&self, pks: &[PubKey]) -> Result<(), StoreUnavailable> {
         let Some(con) = &self.redis else {
             let mut st = lock(&self.store);
             for pk in pks {
@@ -585,7 +660,7 @@ impl Inner {
             .map_err(redis_err)
     }
 
-    async fn clients(&self) -> Result<Vec<String>, ()> {
+    async fn clients_(&self) -> Result<Vec<String>, StoreUnavailable> {
         let Some(con) = &self.redis else {
             let st = lock(&self.store);
             return Ok(st.clients.iter().map(|k| k.to_hex()).collect());
@@ -599,7 +674,7 @@ impl Inner {
 
     /// Existing entries of the server set (stale members are pruned, as the reference's
     /// 10-second cleanup does).
-    async fn servers(&self) -> Result<Vec<(Entry, String)>, ()> {
+    async fn servers_(&self) -> Result<Vec<(Entry, String)>, StoreUnavailable> {
         let Some(con) = &self.redis else {
             let mut st = lock(&self.store);
             let keys: Vec<PubKey> = st.servers.iter().copied().collect();
@@ -641,8 +716,27 @@ impl Inner {
     }
 }
 
-fn redis_err(e: redis::RedisError) {
+impl EntryBackend for LocalBackend {
+    fn get(&self, pk: PubKey) -> BackendFuture<'_, Option<(Entry, String)>> {
+        Box::pin(async move { self.get_(&pk).await })
+    }
+    fn put(&self, e: Entry, new: bool, ttl: Option<Duration>) -> BackendFuture<'_, ()> {
+        Box::pin(self.put_(e, new, ttl))
+    }
+    fn remove(&self, pks: Vec<PubKey>) -> BackendFuture<'_, ()> {
+        Box::pin(async move { self.remove_(&pks).await })
+    }
+    fn clients(&self) -> BackendFuture<'_, Vec<String>> {
+        Box::pin(self.clients_())
+    }
+    fn servers(&self) -> BackendFuture<'_, Vec<(Entry, String)>> {
+        Box::pin(self.servers_())
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> StoreUnavailable {
     tracing::warn!(error = %e, "discovery redis error");
+    StoreUnavailable
 }
 
 /// Persistence format: one line per entry, `<remaining ms or -1>\t<client_set 0/1>\t<server_set
