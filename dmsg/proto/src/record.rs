@@ -18,11 +18,8 @@
 //! Based on skycoin/dmsg pkg/noise/noise.go and read_writer.go (commit 9c8b80bd); the window
 //! follows skywire@2026 pkg/dmsg/noise/nonce_window.go.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-
 use crate::error::{FrameError, RecordError, ReplayError};
-use crate::noise::{TAG_LEN, aead_nonce};
+use crate::noise::{ChaChaPoly, TAG_LEN};
 
 /// Length prefix size.
 pub const LEN_PREFIX: usize = 2;
@@ -73,7 +70,7 @@ pub fn read_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError> {
 
 /// Encrypts records with one direction's key.
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: ChaChaPoly,
     counter: u64,
 }
 
@@ -81,7 +78,7 @@ impl Sealer {
     /// A sealer whose first record carries nonce 1.
     pub fn new(key: &[u8; 32]) -> Sealer {
         Sealer {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            cipher: ChaChaPoly::new(key),
             counter: 0,
         }
     }
@@ -112,11 +109,7 @@ impl Sealer {
         out.extend_from_slice(plaintext);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&aead_nonce(nonce)),
-                &[],
-                &mut out[start..],
-            )
+            .seal_in_place(nonce, &[], &mut out[start..])
             .map_err(|_| RecordError::Decrypt)?;
         out.extend_from_slice(&tag);
         Ok(())
@@ -218,7 +211,7 @@ impl ReplayWindow {
 
 /// Decrypts records with one direction's key and applies a [`ReplayPolicy`].
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
+    cipher: ChaChaPoly,
     policy: ReplayPolicy,
     window: ReplayWindow,
 }
@@ -227,7 +220,7 @@ impl Opener {
     /// An opener for `key` with `policy`.
     pub fn new(key: &[u8; 32], policy: ReplayPolicy) -> Opener {
         Opener {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            cipher: ChaChaPoly::new(key),
             policy,
             window: ReplayWindow::default(),
         }
@@ -264,16 +257,13 @@ impl Opener {
         nb.copy_from_slice(nonce_bytes);
         let nonce = u64::from_be_bytes(nb);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(tag);
         let start = out.len();
         out.extend_from_slice(ct);
         if self
             .cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&aead_nonce(nonce)),
-                &[],
-                &mut out[start..],
-                Tag::from_slice(tag),
-            )
+            .open_in_place(nonce, &[], &mut out[start..], &t)
             .is_err()
         {
             out.truncate(start);
