@@ -124,6 +124,16 @@ pub enum ValueError {
         /// Declared maximum.
         max: u32,
     },
+    /// A field breaks a rule of its format version (`tp`: state presence, sorted edges and ids).
+    #[error("{salt}: {field}: {reason}")]
+    Invalid {
+        /// Salt name.
+        salt: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// The rule broken.
+        reason: &'static str,
+    },
     /// The value names a key that must be the item's subject key but is not.
     #[error("{salt}: {field} {found} is not the item's key {subject}")]
     SubjectMismatch {
@@ -424,38 +434,101 @@ impl DmsgEntry {
     }
 }
 
+/// The `v` of the current `tp` format. Version 2 adds the per-transport `state` and requires
+/// sorted edges and ids; version 1 (no `state`) is still read, so a reader can tell an old
+/// publisher's list from a new one and nothing is silently misread.
+pub const TP_FORMAT_VERSION: u8 = 2;
+
+/// The state a publisher reports for one of its transports (`tp` v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportState {
+    /// The link is established and its keepalives arrive.
+    Up,
+    /// The link is configured but not established (reconnecting, or the peer is gone).
+    Down,
+}
+
 /// One transport of a visor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransportEntry {
     /// Transport id (a UUID as text in Skywire), 1..=[`MAX_NAME_LEN`] bytes.
     pub id: String,
-    /// Both edge keys; one of them must be the item's subject key.
+    /// Both edge keys; one of them must be the item's subject key. In v2 sorted ascending (by
+    /// the 33 key bytes) and distinct, so both ends list the same pair in the same order.
     pub edges: [PubKey; 2],
-    /// Transport type (`stcpr`, `sudph`, `dmsg`, …), 1..=[`MAX_NAME_LEN`] bytes.
+    /// Transport type (`dmsg`, `stcpr`, `sudph`, …), 1..=[`MAX_NAME_LEN`] bytes. Free text in
+    /// the format: a new kind needs no format change.
     pub kind: String,
     /// Free-form label, 0..=[`MAX_NAME_LEN`] bytes.
     pub label: String,
+    /// v2: the publisher's view of the link; absent in v1 (and required in v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TransportState>,
 }
 
 /// `tp`: every transport of the subject visor (the whole list; `[]` = none).
+///
+/// Versions: `v: 1` entries have no `state`; `v: 2` entries ([`TP_FORMAT_VERSION`]) carry
+/// `state` after `label`, have sorted distinct edges, and the list is sorted by `id` with no
+/// repeats (so a set of transports has exactly one encoding). Both versions decode; anything
+/// else is [`ValueError::Version`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransportEntries {
-    /// Format version, [`FORMAT_VERSION`].
+    /// Format version: 1 or [`TP_FORMAT_VERSION`].
     pub v: u8,
     /// The transports, ≤ [`MAX_TRANSPORTS`].
     pub transports: Vec<TransportEntry>,
 }
 
+impl TransportEntries {
+    /// A v2 list from entries in any order: sorted by id (entries must have distinct ids,
+    /// sorted edges and a state to pass [`ValueFormat::validate`]).
+    pub fn v2(mut transports: Vec<TransportEntry>) -> TransportEntries {
+        transports.sort_by(|a, b| a.id.cmp(&b.id));
+        TransportEntries {
+            v: TP_FORMAT_VERSION,
+            transports,
+        }
+    }
+}
+
 impl ValueFormat for TransportEntries {
     const KIND: SaltKind = SaltKind::Tp;
     fn validate(&self) -> Result<(), ValueError> {
+        let salt = Self::KIND.name();
+        if self.v != 1 && self.v != TP_FORMAT_VERSION {
+            return Err(ValueError::Version {
+                salt,
+                version: u64::from(self.v),
+            });
+        }
+        let v2 = self.v == TP_FORMAT_VERSION;
         check_count(Self::KIND, "transports", &self.transports, MAX_TRANSPORTS)?;
-        for t in &self.transports {
+        let invalid = |field: &'static str, reason: &'static str| ValueError::Invalid {
+            salt,
+            field,
+            reason,
+        };
+        for (i, t) in self.transports.iter().enumerate() {
             check_len(Self::KIND, "id", &t.id, 1, MAX_NAME_LEN)?;
             check_len(Self::KIND, "kind", &t.kind, 1, MAX_NAME_LEN)?;
             check_len(Self::KIND, "label", &t.label, 0, MAX_NAME_LEN)?;
+            match (v2, t.state) {
+                (true, None) => return Err(invalid("state", "required in v2")),
+                (false, Some(_)) => return Err(invalid("state", "not part of v1")),
+                _ => {}
+            }
+            if v2 {
+                if t.edges[0].as_bytes() >= t.edges[1].as_bytes() {
+                    return Err(invalid("edges", "must be distinct and sorted in v2"));
+                }
+                if i > 0 && self.transports[i - 1].id >= t.id {
+                    return Err(invalid("id", "ids must be unique and sorted in v2"));
+                }
+            }
         }
         Ok(())
     }
@@ -471,6 +544,25 @@ impl ValueFormat for TransportEntries {
             }
         }
         Ok(())
+    }
+    /// Strict decode accepting `v` 1 and 2 (see the type doc); otherwise as the trait's.
+    fn decode(bytes: &[u8]) -> Result<Self, ValueError> {
+        let salt = Self::KIND.name();
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| ValueError::Json { salt, source })?;
+        if probe.v != 1 && probe.v != u64::from(TP_FORMAT_VERSION) {
+            return Err(ValueError::Version {
+                salt,
+                version: probe.v,
+            });
+        }
+        let value: Self =
+            serde_json::from_slice(bytes).map_err(|source| ValueError::Json { salt, source })?;
+        value.validate()?;
+        if value.encode() != bytes {
+            return Err(ValueError::NonCanonical { salt });
+        }
+        Ok(value)
     }
 }
 

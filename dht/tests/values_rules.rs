@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use dht::rules::{self, Decision, Usage};
 use dht::value::{
     DmsgEntry, DmsgServerEntry, FullnodeAdvert, Role, ServiceEntries, ServiceEntry,
-    TransportEntries, TransportEntry, ValueFormat,
+    TP_FORMAT_VERSION, TransportEntries, TransportEntry, TransportState, ValueFormat,
 };
 use dht::{CapacityLimit, Config, InvalidItem, Item, PutError, Salt, SaltKind, Value, ValueError};
 use keys::{PubKey, SecKey};
@@ -57,10 +57,12 @@ fn samples(owner: PubKey) -> Vec<(SaltKind, Vec<u8>)> {
                     edges: [owner, pk("peer")],
                     kind: "stcpr".into(),
                     label: String::new(),
+                    state: None,
                 }],
             }
             .encode(),
         ),
+        (SaltKind::Tp, tp_v2(owner, pk("peer")).encode()),
         (
             SaltKind::Svc,
             ServiceEntries {
@@ -136,10 +138,11 @@ fn every_format_round_trips_and_is_canonical() {
                 Value::decode(&salt, br#"{"v":1}"#),
                 Err(ValueError::Json { .. })
             ));
-            let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
+            // A future version (every sample starts with `{"v":N,`).
+            let future = format!("{{\"v\":99,{}", &text[text.find(',').unwrap() + 1..]);
             assert!(matches!(
-                Value::decode(&salt, v2.as_bytes()),
-                Err(ValueError::Version { version: 2, .. })
+                Value::decode(&salt, future.as_bytes()),
+                Err(ValueError::Version { version: 99, .. })
             ));
         }
         assert!(Value::decode(&salt, b"\xff").is_err());
@@ -195,6 +198,7 @@ fn format_bounds_and_subject_checks() {
             edges: [pk("a"), pk("b")],
             kind: "stcpr".into(),
             label: String::new(),
+            state: None,
         }],
     };
     let tv = TransportEntries::decode(&t.encode()).unwrap();
@@ -506,4 +510,193 @@ fn rule_quota_and_capacity() {
         }
     ));
     assert!(!e.is_item_fault());
+}
+
+// ---- tp (v1 and v2) -------------------------------------------------------------------------
+
+fn sorted(a: PubKey, b: PubKey) -> [PubKey; 2] {
+    if a < b { [a, b] } else { [b, a] }
+}
+
+fn tp_entry(id: &str, a: PubKey, b: PubKey, state: TransportState) -> TransportEntry {
+    TransportEntry {
+        id: id.into(),
+        edges: sorted(a, b),
+        kind: "dmsg".into(),
+        label: String::new(),
+        state: Some(state),
+    }
+}
+
+fn tp_v2(a: PubKey, b: PubKey) -> TransportEntries {
+    TransportEntries::v2(vec![
+        tp_entry("b0c1", a, b, TransportState::Down),
+        tp_entry("a0c1", a, pk("third"), TransportState::Up),
+    ])
+}
+
+#[test]
+fn tp_v2_fixed_encoding_and_order() {
+    let (a, b) = (pk("a"), pk("b"));
+    let [lo, hi] = sorted(a, b);
+    let t = TransportEntries::v2(vec![tp_entry("x1", a, b, TransportState::Down)]);
+    assert_eq!(t.v, TP_FORMAT_VERSION);
+    assert_eq!(
+        String::from_utf8(t.encode()).unwrap(),
+        format!(
+            r#"{{"v":2,"transports":[{{"id":"x1","edges":["{}","{}"],"kind":"dmsg","label":"","state":"down"}}]}}"#,
+            lo.to_hex(),
+            hi.to_hex()
+        )
+    );
+    // v2() sorts by id; the decoder gives the same list back.
+    let two = tp_v2(a, b);
+    assert_eq!(two.transports[0].id, "a0c1");
+    assert_eq!(TransportEntries::decode(&two.encode()).unwrap(), two);
+    // Both ends of one transport publish byte-identical entries (sorted edges).
+    let from_b = TransportEntries::v2(vec![tp_entry("x1", b, a, TransportState::Down)]);
+    assert_eq!(from_b.encode(), t.encode());
+    t.check_subject(&a).unwrap();
+    t.check_subject(&b).unwrap();
+    assert!(t.check_subject(&pk("c")).is_err());
+}
+
+#[test]
+fn tp_v1_still_decodes_and_versions_are_strict() {
+    let (a, b) = (pk("a"), pk("b"));
+    let v1 = format!(
+        r#"{{"v":1,"transports":[{{"id":"x","edges":["{}","{}"],"kind":"stcpr","label":""}}]}}"#,
+        b.to_hex(),
+        a.to_hex()
+    );
+    let got = TransportEntries::decode(v1.as_bytes()).unwrap();
+    assert_eq!(got.v, 1);
+    assert_eq!(got.transports[0].state, None);
+    assert_eq!(got.encode(), v1.as_bytes());
+    let invalid = |text: &str, field: &str| match TransportEntries::decode(text.as_bytes()) {
+        Err(ValueError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+        other => panic!("{text}: {other:?}"),
+    };
+    // v1 with a state, v2 without one.
+    invalid(
+        &v1.replace(r#""label":""}"#, r#""label":"","state":"up"}"#),
+        "state",
+    );
+    invalid(&v1.replacen(r#""v":1"#, r#""v":2"#, 1), "state");
+    // v2 with unsorted or equal edges, unsorted or repeated ids.
+    let up = |id: &str, e0: PubKey, e1: PubKey| {
+        format!(
+            r#"{{"id":"{id}","edges":["{}","{}"],"kind":"dmsg","label":"","state":"up"}}"#,
+            e0.to_hex(),
+            e1.to_hex()
+        )
+    };
+    let [lo, hi] = sorted(a, b);
+    let list = |entries: &[String]| format!(r#"{{"v":2,"transports":[{}]}}"#, entries.join(","));
+    TransportEntries::decode(list(&[up("a", lo, hi), up("b", lo, hi)]).as_bytes()).unwrap();
+    invalid(&list(&[up("a", hi, lo)]), "edges");
+    invalid(&list(&[up("a", lo, lo)]), "edges");
+    invalid(&list(&[up("b", lo, hi), up("a", lo, hi)]), "id");
+    invalid(&list(&[up("a", lo, hi), up("a", lo, hi)]), "id");
+    // Unknown states, fields and versions.
+    assert!(matches!(
+        TransportEntries::decode(
+            list(&[up("a", lo, hi)])
+                .replace("up", "sideways")
+                .as_bytes()
+        ),
+        Err(ValueError::Json { .. })
+    ));
+    assert!(matches!(
+        TransportEntries::decode(
+            list(&[up("a", lo, hi)])
+                .replace(r#""v":2"#, r#""v":3"#)
+                .as_bytes()
+        ),
+        Err(ValueError::Version { version: 3, .. })
+    ));
+    assert!(matches!(
+        TransportEntries::decode(
+            list(&[up("a", lo, hi)])
+                .replace(r#""state":"up""#, r#""state":"up","rtt":1"#)
+                .as_bytes()
+        ),
+        Err(ValueError::Json { .. })
+    ));
+    // `"state":null` is another spelling of "absent": refused as non-canonical in v1.
+    assert!(
+        TransportEntries::decode(
+            v1.replace(r#""label":""}"#, r#""label":"","state":null}"#)
+                .as_bytes()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn tp_bounds() {
+    let (a, b) = (pk("a"), pk("b"));
+    let many: Vec<TransportEntry> = (0..=dht::value::MAX_TRANSPORTS)
+        .map(|i| tp_entry(&format!("{i:05}"), a, b, TransportState::Up))
+        .collect();
+    assert!(matches!(
+        TransportEntries::decode(&TransportEntries::v2(many).encode()),
+        Err(ValueError::TooMany { .. })
+    ));
+    let mut long = tp_entry("x", a, b, TransportState::Up);
+    long.kind = "k".repeat(65);
+    assert!(matches!(
+        TransportEntries::decode(&TransportEntries::v2(vec![long]).encode()),
+        Err(ValueError::BadLength { .. })
+    ));
+}
+
+fn tp_state() -> impl Strategy<Value = TransportState> {
+    prop_oneof![Just(TransportState::Up), Just(TransportState::Down)]
+}
+
+proptest! {
+    #[test]
+    fn tp_v2_round_trip(
+        entries in proptest::collection::btree_map(
+            "[0-9a-f-]{1,36}",
+            ("[a-z]{1,8}", "[ -~é\"\\\n]{0,20}", tp_state(), 0u8..4),
+            0..12,
+        ),
+    ) {
+        let peers = [pk("p0"), pk("p1"), pk("p2"), pk("p3")];
+        let owner = pk("owner");
+        let list: Vec<TransportEntry> = entries
+            .into_iter()
+            .map(|(id, (kind, label, state, peer))| TransportEntry {
+                id,
+                edges: sorted(owner, peers[usize::from(peer)]),
+                kind,
+                label,
+                state: Some(state),
+            })
+            .collect();
+        let x = TransportEntries::v2(list);
+        let b = x.encode();
+        let back = TransportEntries::decode(&b).unwrap();
+        prop_assert_eq!(&back, &x);
+        prop_assert!(back.check_subject(&owner).is_ok());
+    }
+
+    #[test]
+    fn tp_decode_never_panics_and_accepts_only_canonical(
+        cut in 0usize..400,
+        flip in any::<(usize, u8)>(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut b = tp_v2(pk("a"), pk("b")).encode();
+        let i = flip.0 % b.len();
+        b[i] ^= flip.1;
+        b.truncate(cut.min(b.len()));
+        for input in [b, garbage] {
+            if let Ok(v) = TransportEntries::decode(&input) {
+                prop_assert_eq!(v.encode(), input);
+            }
+        }
+    }
 }
