@@ -171,18 +171,22 @@ impl PubKey {
     }
 
     /// Verifies `sig` over a 32-byte digest with the reference's rules (recover-then-compare).
+    ///
+    /// One curve operation (the recovery), not two: if the key recovered from `(r, s, recid)`
+    /// is this key `Q`, then `Q = r⁻¹(s·R − e·G)`, i.e. `R = s⁻¹(e·G + r·Q)` with `x(R) ≡ r`,
+    /// which is exactly what an ECDSA verification computes and checks. A separate verification
+    /// could therefore only add its low-S rule (`s ≤ n/2`, which libsecp256k1's verify and the
+    /// reference enforce), and that rule is checked directly on the scalar. The accepted set
+    /// is the same as recover + compare + full verify (`tests::verify_equals_recover_and_verify`).
     pub fn verify_hash(&self, digest: &[u8; 32], sig: &Sig) -> Result<(), SigError> {
         let recovered = sig.recover_hash(digest)?;
         if recovered != *self {
             return Err(SigError::KeyMismatch);
         }
-        // Plain ECDSA verify; libsecp256k1 refuses high-S here, as the reference does.
-        let point = self.point().map_err(|_| SigError::KeyMismatch)?;
-        let std_sig = secp256k1::ecdsa::Signature::from_compact(&sig.0[..64])
-            .map_err(|_| SigError::Invalid)?;
-        std_sig
-            .verify(Message::from_digest(*digest), &point)
-            .map_err(|_| SigError::Invalid)
+        if !sig.is_low_s() {
+            return Err(SigError::Invalid);
+        }
+        Ok(())
     }
 }
 
@@ -221,9 +225,14 @@ impl<'de> serde::Deserialize<'de> for PubKey {
 // ---------------------------------------------------------------------------------------------
 // SecKey
 
-/// A secp256k1 secret key. Its `Debug` form never prints the key.
+/// A secp256k1 secret key and its public key (computed once: a multiplication by G costs
+/// about as much as a signature, and handshakes and signers ask for it every time). Its `Debug`
+/// form never prints the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecKey(secp256k1::SecretKey);
+pub struct SecKey {
+    sk: secp256k1::SecretKey,
+    pk: PubKey,
+}
 
 impl SecKey {
     /// Parses a 32-byte big-endian scalar in `[1, n-1]`.
@@ -233,7 +242,7 @@ impl SecKey {
             got: b.len(),
         })?;
         secp256k1::SecretKey::from_secret_bytes(arr)
-            .map(SecKey)
+            .map(SecKey::from_secret)
             .map_err(|_| KeyError::InvalidScalar)
     }
 
@@ -243,9 +252,16 @@ impl SecKey {
         SecKey::from_bytes(&arr)
     }
 
+    fn from_secret(sk: secp256k1::SecretKey) -> SecKey {
+        SecKey {
+            pk: PubKey(sk.public_key().serialize()),
+            sk,
+        }
+    }
+
     /// A fresh random key from the operating system's RNG.
     pub fn generate() -> SecKey {
-        SecKey(secp256k1::SecretKey::new(&mut secp256k1::rand::rng()))
+        SecKey::from_secret(secp256k1::SecretKey::new(&mut secp256k1::rand::rng()))
     }
 
     /// The key pair skycoin's `cipher.GenerateDeterministicKeyPair(seed)` derives (the same
@@ -256,7 +272,7 @@ impl SecKey {
 
     /// The 32 secret bytes.
     pub fn to_bytes(&self) -> [u8; SECKEY_LEN] {
-        self.0.to_secret_bytes()
+        self.sk.to_secret_bytes()
     }
 
     /// Lowercase hex (64 characters).
@@ -264,9 +280,9 @@ impl SecKey {
         hex::encode(self.to_bytes())
     }
 
-    /// The matching public key.
+    /// The matching public key (computed when the key was made).
     pub fn pubkey(&self) -> PubKey {
-        PubKey(self.0.public_key().serialize())
+        self.pk
     }
 
     /// Signs `SHA256(payload)`.
@@ -283,7 +299,7 @@ impl SecKey {
             return Err(SigError::ZeroDigest);
         }
         let rs =
-            RecoverableSignature::sign_ecdsa_recoverable(Message::from_digest(*digest), &self.0);
+            RecoverableSignature::sign_ecdsa_recoverable(Message::from_digest(*digest), &self.sk);
         let (recid, compact) = rs.serialize_compact();
         let mut out = [0u8; SIG_LEN];
         out[..64].copy_from_slice(&compact);
@@ -294,7 +310,7 @@ impl SecKey {
     /// `cipher.ECDH`: SHA256 of the compressed shared point `sk·pk`.
     pub fn ecdh(&self, pk: &PubKey) -> Result<[u8; 32], KeyError> {
         let point = pk.point()?;
-        Ok(secp256k1::ecdh::SharedSecret::new(&point, &self.0).to_secret_bytes())
+        Ok(secp256k1::ecdh::SharedSecret::new(&point, &self.sk).to_secret_bytes())
     }
 }
 
@@ -344,7 +360,7 @@ impl SeedDerivation {
             inner_ecdh_point: e,
             seed1,
             seed2,
-            sk: SecKey(scalar_from_hash(sha256(&seed2))),
+            sk: SecKey::from_secret(scalar_from_hash(sha256(&seed2))),
         }
     }
 
@@ -406,6 +422,19 @@ impl Sig {
     /// Lowercase hex (130 characters).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// Whether `s` is at most n/2 (the low-S rule of ECDSA verification; the reference and
+    /// libsecp256k1 refuse the high-S twin). An unparsable `(r, s)` is not low-S.
+    fn is_low_s(&self) -> bool {
+        match secp256k1::ecdsa::Signature::from_compact(&self.0[..64]) {
+            Ok(sig) => {
+                let mut low = sig;
+                low.normalize_s();
+                low == sig
+            }
+            Err(_) => false,
+        }
     }
 
     /// Recovers the signer of a digest, applying the reference's pre-checks (recid < 4, top bit
@@ -481,6 +510,48 @@ mod tests {
         assert_eq!(pk.verify(b"hello", &Sig(b)), Err(SigError::RecoveryId));
     }
 
+    /// The verification before the one-operation rule: recover, compare, then a full ECDSA
+    /// verification by libsecp256k1.
+    fn verify_recover_and_verify(
+        pk: &PubKey,
+        digest: &[u8; 32],
+        sig: &Sig,
+    ) -> Result<(), SigError> {
+        let recovered = sig.recover_hash(digest)?;
+        if recovered != *pk {
+            return Err(SigError::KeyMismatch);
+        }
+        let point = pk.point().map_err(|_| SigError::KeyMismatch)?;
+        let std_sig = secp256k1::ecdsa::Signature::from_compact(&sig.0[..64])
+            .map_err(|_| SigError::Invalid)?;
+        std_sig
+            .verify(Message::from_digest(*digest), &point)
+            .map_err(|_| SigError::Invalid)
+    }
+
+    #[test]
+    fn high_s_with_top_bit_clear_is_refused() {
+        // s in (n/2, 2^255): the top-bit pre-check passes, recovery gives some key Q, and only
+        // the low-S rule refuses it — for both verification paths.
+        let digest = sha256(b"high s");
+        let mut raw = [0u8; SIG_LEN];
+        // r = x(G)
+        raw[..32].copy_from_slice(
+            &hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+                .unwrap(),
+        );
+        // s = 0x7fff…ff, above n/2 = 0x7fff…ff5d576e73… and below 2^255
+        raw[32] = 0x7f;
+        raw[33..64].fill(0xff);
+        let sig = Sig(raw);
+        let q = sig.recover_hash(&digest).unwrap();
+        assert_eq!(q.verify_hash(&digest, &sig), Err(SigError::Invalid));
+        assert_eq!(
+            verify_recover_and_verify(&q, &digest, &sig),
+            Err(SigError::Invalid)
+        );
+    }
+
     #[test]
     fn null_key_text() {
         assert_eq!(PubKey::from_hex_or_null("0").unwrap(), PubKey::NULL);
@@ -526,6 +597,29 @@ mod tests {
                 prop_assert!(sig.as_bytes()[64] < 4);
                 prop_assert_eq!(sig.as_bytes()[32] & 0x80, 0);
                 prop_assert!(sk.pubkey().verify(&msg, &sig).is_ok());
+            }
+
+            #[test]
+            fn verify_equals_recover_and_verify(
+                seed in any::<Vec<u8>>(),
+                msg in any::<Vec<u8>>(),
+                flip in 0usize..66,
+                bit in 0u8..8,
+                other in any::<bool>(),
+            ) {
+                let sk = SecKey::from_seed(&seed);
+                let digest = sha256(&msg);
+                let mut b = *sk.sign_hash(&digest).unwrap().as_bytes();
+                // flip == 65: the signature as made; otherwise one bit flipped
+                if flip < SIG_LEN {
+                    b[flip] ^= 1 << bit;
+                }
+                let sig = Sig(b);
+                let pk = if other { SecKey::from_seed(&msg).pubkey() } else { sk.pubkey() };
+                prop_assert_eq!(
+                    pk.verify_hash(&digest, &sig),
+                    super::verify_recover_and_verify(&pk, &digest, &sig)
+                );
             }
 
             #[test]

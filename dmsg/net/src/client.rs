@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dmsg_proto::ErrorCode;
 use dmsg_proto::disc::Entry;
-use dmsg_proto::noise::{HandshakeState, Pattern, Role};
+use dmsg_proto::noise::{DH_LEN, HandshakeState, Pattern, Role};
 use dmsg_proto::stream::{
     Addr, RequestContext, RequestPolicy, StreamRequest, StreamResponse, TypeIds, verify_request,
     verify_response,
@@ -124,6 +124,8 @@ struct Inner {
     listeners: Mutex<HashMap<u16, mpsc::Sender<DmsgStream>>>,
     changed: Notify,
     entry_cache: Mutex<HashMap<PubKey, (Instant, Vec<PubKey>)>>,
+    /// KK static-static DH results by peer key (see [`static_dh`]).
+    static_dh: Mutex<HashMap<PubKey, [u8; DH_LEN]>>,
     ready: Notify,
     is_ready: AtomicBool,
     dialing: tokio::sync::Mutex<()>,
@@ -131,6 +133,8 @@ struct Inner {
 
 /// Most cached target entries (bounded; cleared when full).
 const ENTRY_CACHE_MAX: usize = 1024;
+/// Most cached static-static DH results (bounded; cleared when full). 34 bytes of value each.
+const STATIC_DH_CACHE_MAX: usize = 1024;
 /// How long a looked-up target entry is reused.
 const ENTRY_CACHE_TTL: Duration = Duration::from_secs(30);
 
@@ -180,6 +184,7 @@ impl Client {
             listeners: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             entry_cache: Mutex::new(HashMap::new()),
+            static_dh: Mutex::new(HashMap::new()),
             ready: Notify::new(),
             is_ready: AtomicBool::new(false),
             dialing: tokio::sync::Mutex::new(()),
@@ -303,6 +308,22 @@ async fn delegated_servers(inner: &Arc<Inner>, pk: &PubKey) -> Result<Vec<PubKey
     Ok(servers)
 }
 
+/// The KK `ss` term with `pk`: it depends only on our key and the peer's, so it is computed
+/// once per peer instead of once per stream (one ECDH less on each side of every dial after
+/// the first). `None` if the key is unusable (the handshake then reports it).
+fn static_dh(inner: &Inner, pk: &PubKey) -> Option<[u8; DH_LEN]> {
+    if let Some(ss) = lock(&inner.static_dh).get(pk) {
+        return Some(*ss);
+    }
+    let ss = dmsg_proto::noise::dh(&inner.cfg.sk, pk).ok()?;
+    let mut cache = lock(&inner.static_dh);
+    if cache.len() >= STATIC_DH_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(*pk, ss);
+    Some(ss)
+}
+
 async fn dial_on(
     inner: &Arc<Inner>,
     sess: &Arc<ClientSession>,
@@ -320,6 +341,9 @@ async fn dial_on(
     let mut ms = sess.est.session.open().map_err(serr)?;
     let mut hs = HandshakeState::new(Pattern::KK, Role::Initiator, inner.cfg.sk.clone(), Some(pk))
         .map_err(|e| serr(StreamError::Handshake(e)))?;
+    if let Some(ss) = static_dh(inner, &pk) {
+        hs = hs.with_static_dh(ss);
+    }
     let msg1 = hs
         .write_message()
         .map_err(|e| serr(StreamError::Handshake(e)))?;
@@ -400,7 +424,10 @@ async fn accept_stream(inner: Arc<Inner>, sess: Arc<ClientSession>, mut ms: MuxS
         inner.cfg.sk.clone(),
         Some(req.src.pk),
     ) {
-        Ok(h) => h,
+        Ok(h) => match static_dh(&inner, &req.src.pk) {
+            Some(ss) => h.with_static_dh(ss),
+            None => h,
+        },
         Err(_) => return,
     };
     let step = hs

@@ -318,6 +318,7 @@ pub struct HandshakeState {
     s: SecKey,
     e: Option<SecKey>,
     injected_e: Option<SecKey>,
+    static_dh: Option<[u8; DH_LEN]>,
     rs: Option<PubKey>,
     re: Option<PubKey>,
     next: usize,
@@ -370,6 +371,7 @@ impl HandshakeState {
             s: local_static,
             e: None,
             injected_e: None,
+            static_dh: None,
             rs,
             re: None,
             next: 0,
@@ -380,6 +382,16 @@ impl HandshakeState {
     /// reused ephemeral key breaks forward secrecy).
     pub fn with_ephemeral(mut self, e: SecKey) -> HandshakeState {
         self.injected_e = Some(e);
+        self
+    }
+
+    /// Supplies `ss` = [`dh`]`(local static, remote static)` computed earlier for the same two
+    /// keys, so a KK handshake skips one ECDH (a client that dials or accepts the same peer
+    /// again caches it: the value depends only on the two static keys). The caller must pass the
+    /// value for exactly this handshake's keys; a wrong one makes the handshake fail to
+    /// authenticate, never succeed with other keys.
+    pub fn with_static_dh(mut self, ss: [u8; DH_LEN]) -> HandshakeState {
+        self.static_dh = Some(ss);
         self
     }
 
@@ -424,7 +436,10 @@ impl HandshakeState {
             Token::ES => dh(&self.s, re()?),
             Token::SE if init => dh(&self.s, re()?),
             Token::SE => dh(e()?, rs()?),
-            Token::SS => dh(&self.s, rs()?),
+            Token::SS => match self.static_dh {
+                Some(ss) => Ok(ss),
+                None => dh(&self.s, rs()?),
+            },
             Token::E | Token::S => Err(HandshakeError::Dh),
         }
     }
@@ -609,6 +624,45 @@ mod tests {
     fn missing_remote_static() {
         let r = HandshakeState::new(Pattern::KK, Role::Responder, SecKey::generate(), None);
         assert!(matches!(r, Err(HandshakeError::MissingRemoteStatic)));
+    }
+
+    #[test]
+    fn cached_static_dh_gives_the_same_handshake() {
+        let a = SecKey::generate();
+        let b = SecKey::generate();
+        let (apk, bpk) = (a.pubkey(), b.pubkey());
+        let ea = SecKey::generate();
+        let eb = SecKey::generate();
+        let run = |cache: bool| {
+            let mut i = HandshakeState::new(Pattern::KK, Role::Initiator, a.clone(), Some(bpk))
+                .unwrap()
+                .with_ephemeral(ea.clone());
+            let mut r = HandshakeState::new(Pattern::KK, Role::Responder, b.clone(), Some(apk))
+                .unwrap()
+                .with_ephemeral(eb.clone());
+            if cache {
+                i = i.with_static_dh(dh(&a, &bpk).unwrap());
+                r = r.with_static_dh(dh(&b, &apk).unwrap());
+            }
+            let m1 = i.write_message().unwrap();
+            r.read_message(&m1).unwrap();
+            let m2 = r.write_message().unwrap();
+            i.read_message(&m2).unwrap();
+            (
+                m1,
+                m2,
+                i.into_transport().unwrap(),
+                r.into_transport().unwrap(),
+            )
+        };
+        assert_eq!(run(false), run(true));
+        // a wrong cached value does not authenticate
+        let mut i = HandshakeState::new(Pattern::KK, Role::Initiator, a.clone(), Some(bpk))
+            .unwrap()
+            .with_static_dh([1u8; DH_LEN]);
+        let mut r = HandshakeState::new(Pattern::KK, Role::Responder, b, Some(apk)).unwrap();
+        let m1 = i.write_message().unwrap();
+        assert_eq!(r.read_message(&m1), Err(HandshakeError::Decrypt));
     }
 
     #[test]
