@@ -152,6 +152,14 @@ pub enum DiscError {
         /// The key.
         pk: PubKey,
     },
+    /// A non-HTTP discovery (the DHT) could not answer or refused an entry.
+    #[error("{source_name}: {reason}")]
+    Unavailable {
+        /// Which discovery (e.g. `dht`).
+        source_name: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Errors of [`crate::Client::dial`] and [`crate::Client::listen`].

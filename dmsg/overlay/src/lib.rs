@@ -1,2 +1,26 @@
-//! DMSG without central discovery: servers and clients meet through the DHT. Being built.
+//! DMSG without central discovery: DMSG servers and clients meet through the DHT.
+//!
+//! * [`DhtDiscovery`] implements [`dmsg::Discovery`] on a DHT [`dhtnode::Node`]: entries are
+//!   `dmsg` items (the reference discovery entry, authenticated by its own signature — see
+//!   [`dht::value::DmsgEntry`]), servers are found among the full nodes and the local store,
+//!   ranked by measured RTT and load ([`rank`]). A DMSG server additionally publishes its
+//!   `dmsg-server` item (max/available sessions, DHT bootstrap flag, protocols).
+//! * [`DhtEntries`] is the [`dmsg::disc_server::EntryBackend`] that lets a full node serve the
+//!   reference discovery HTTP API (`/dmsg-discovery/…`) from DHT data, so unmodified Go servers,
+//!   clients, `dmsgget` and `dmsghttp` can use any full node as their discovery; an entry they
+//!   post becomes a `dmsg` item every other node verifies against the owner's key.
+//! * [`deploy`]: the deployment config (bootstrap full nodes, DMSG servers, service endpoints
+//!   with a `dmsg://` and an `http(s)://` address), embedded default overridable by a file.
+//!
+//! Nothing here opens sockets except the RTT probe in [`rank`] (a TCP connect with a deadline).
 #![deny(missing_docs)]
+
+pub mod backend;
+pub mod deploy;
+pub mod discovery;
+pub mod entries;
+pub mod rank;
+
+pub use backend::DhtEntries;
+pub use deploy::Deployment;
+pub use discovery::{DhtDiscovery, ServerExtras};

@@ -1,0 +1,236 @@
+//! The deployment config: where a node finds the network when nobody told it.
+//!
+//! ```json
+//! {"v":1,"name":"devnet",
+//!  "dht_bootstrap":["/ip4/127.0.0.1/tcp/4100/p2p/16Uiu2…"],
+//!  "dmsg_servers":[{"pk":"02…","address":"127.0.0.1:8080"}],
+//!  "services":{"transport_discovery":{"dmsg":"dmsg://02…:80","http":"http://127.0.0.1:9091"}}}
+//! ```
+//!
+//! * `dht_bootstrap`: full nodes (multiaddrs ending in `/p2p/<peer id>`) a node bootstraps from
+//!   when `--bootstrap` is not given.
+//! * `dmsg_servers`: DMSG servers to try when the DHT has not answered yet (a fresh visor).
+//! * `services`: each service with a `dmsg://PK:PORT` and/or an `http(s)://` address;
+//!   [`ServiceEndpoint::candidates`] gives DMSG first, HTTP only as the fallback.
+//!
+//! The embedded default ([`EMBEDDED`], `dmsg/overlay/deploy/default.json`) names the public
+//! Skywire service hosts. It lists no bootstrap full nodes or DMSG servers yet: skymesh full
+//! nodes are not deployed publicly, so a production node needs `--bootstrap` or a deployment
+//! file until they are. `SKYDEPLOY=FILE` or `--deploy FILE` replaces it entirely.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use keys::PubKey;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The embedded default deployment.
+pub const EMBEDDED: &str = include_str!("../deploy/default.json");
+
+/// Environment variable naming a deployment file.
+pub const ENV_VAR: &str = "SKYDEPLOY";
+
+/// Format version.
+pub const DEPLOY_VERSION: u8 = 1;
+
+/// A deployment (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Format version, [`DEPLOY_VERSION`].
+    pub v: u8,
+    /// A name for logs.
+    #[serde(default)]
+    pub name: String,
+    /// Bootstrap full nodes.
+    #[serde(default)]
+    pub dht_bootstrap: Vec<Multiaddr>,
+    /// DMSG servers to start from.
+    #[serde(default)]
+    pub dmsg_servers: Vec<DmsgServer>,
+    /// Service endpoints by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceEndpoint>,
+}
+
+/// A DMSG server of the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsgServer {
+    /// Its key.
+    pub pk: PubKey,
+    /// Its TCP address.
+    pub address: String,
+}
+
+/// A service reachable over DMSG and/or HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEndpoint {
+    /// `dmsg://PK:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmsg: Option<String>,
+    /// `http(s)://HOST[:PORT]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+}
+
+impl ServiceEndpoint {
+    /// Addresses to try, DMSG first, HTTP as the fallback.
+    pub fn candidates(&self) -> Vec<&str> {
+        self.dmsg
+            .iter()
+            .chain(self.http.iter())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Why a deployment could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The file could not be read.
+    #[error("reading the deployment file {path}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JSON is not a deployment.
+    #[error("deployment {origin}: {source}")]
+    Parse {
+        /// File path or `embedded`.
+        origin: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field is invalid.
+    #[error("deployment {origin}: {reason}")]
+    Invalid {
+        /// File path or `embedded`.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Deployment {
+    /// Parses and checks a deployment (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Deployment, DeployError> {
+        let d: Deployment = serde_json::from_str(text).map_err(|source| DeployError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        let invalid = |reason: String| DeployError::Invalid {
+            origin: origin.to_string(),
+            reason,
+        };
+        if d.v != DEPLOY_VERSION {
+            return Err(invalid(format!("unsupported version {}", d.v)));
+        }
+        for a in &d.dht_bootstrap {
+            if !a
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            {
+                return Err(invalid(format!(
+                    "bootstrap {a} does not end in /p2p/<peer id>"
+                )));
+            }
+        }
+        for (name, s) in &d.services {
+            if s.dmsg.is_none() && s.http.is_none() {
+                return Err(invalid(format!("service {name} has neither dmsg nor http")));
+            }
+            if let Some(u) = &s.dmsg
+                && !u.starts_with("dmsg://")
+            {
+                return Err(invalid(format!(
+                    "service {name}: {u} is not a dmsg:// address"
+                )));
+            }
+            if let Some(u) = &s.http
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(invalid(format!(
+                    "service {name}: {u} is not an http(s):// URL"
+                )));
+            }
+        }
+        Ok(d)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Result<Deployment, DeployError> {
+        Deployment::parse(EMBEDDED, "embedded")
+    }
+
+    /// `file` if given, else the file named by `$SKYDEPLOY`, else the embedded default.
+    pub fn load(file: Option<&Path>) -> Result<Deployment, DeployError> {
+        let env = std::env::var_os(ENV_VAR).map(std::path::PathBuf::from);
+        match file.map(Path::to_path_buf).or(env) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| DeployError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Deployment::parse(&text, &path.display().to_string())
+            }
+            None => Deployment::embedded(),
+        }
+    }
+
+    /// The JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_prefers_dmsg() {
+        let d = Deployment::embedded().unwrap();
+        assert_eq!(d.v, 1);
+        assert!(d.services.contains_key("transport_discovery"));
+        let both = ServiceEndpoint {
+            dmsg: Some("dmsg://02aa:80".into()),
+            http: Some("https://x".into()),
+        };
+        assert_eq!(both.candidates(), ["dmsg://02aa:80", "https://x"]);
+    }
+
+    #[test]
+    fn bad_deployments_are_refused_with_reasons() {
+        for (text, what) in [
+            (r#"{"v":2}"#, "version"),
+            (r#"{"v":1,"dht_bootstrap":["/ip4/1.2.3.4/tcp/1"]}"#, "/p2p/"),
+            (r#"{"v":1,"services":{"x":{}}}"#, "neither"),
+            (r#"{"v":1,"services":{"x":{"dmsg":"http://a"}}}"#, "dmsg://"),
+            (r#"{"v":1,"services":{"x":{"http":"ftp://a"}}}"#, "http(s)"),
+        ] {
+            let err = Deployment::parse(text, "t").unwrap_err().to_string();
+            assert!(err.contains(what), "{text}: {err}");
+        }
+        assert!(matches!(
+            Deployment::parse(r#"{"v":1,"extra":1}"#, "t"),
+            Err(DeployError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let d = Deployment::parse(
+            r#"{"v":1,"name":"n","dmsg_servers":[{"pk":"0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798","address":"127.0.0.1:1"}],"services":{"tpd":{"http":"http://x"}}}"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(Deployment::parse(&d.to_json(), "t").unwrap(), d);
+    }
+}
