@@ -12,7 +12,8 @@
 //! * [`deploy`]: the deployment config (bootstrap full nodes, DMSG servers, service endpoints
 //!   with a `dmsg://` and an `http(s)://` address), embedded default overridable by a file.
 //!
-//! Nothing here opens sockets except the RTT probe in [`rank`] (a TCP connect with a deadline).
+//! * [`runtime`]: starting a DMSG server on a full node, a client on a visor, or a short-lived
+//!   client for one command.
 #![deny(missing_docs)]
 
 pub mod backend;
@@ -20,7 +21,9 @@ pub mod deploy;
 pub mod discovery;
 pub mod entries;
 pub mod rank;
+pub mod runtime;
 
 pub use backend::DhtEntries;
 pub use deploy::Deployment;
 pub use discovery::{DhtDiscovery, ServerExtras};
+pub use runtime::{DhtClient, DhtServer, ServerOptions, join, start_client, start_server};

@@ -10,6 +10,15 @@
 //! | `GET /api/v1/info` | node info JSON (role, public_key, peer_id, listen_addrs, peers, full_nodes, items, …) |
 //! | `POST /api/v1/put` | body `{"salt": S, "value": TEXT}`: signs with the node key and puts; answers the put report |
 //! | `GET /api/v1/get?pk=PK&salt=S` | the verified item as JSON, 404 when not found |
+//! | `GET /api/v1/dmsg` | DMSG status: server (sessions) and/or client (servers held) |
+//! | `GET /api/v1/dmsg/fetch?url=dmsg://PK:PORT/PATH` | a visor fetches the URL over DMSG and answers the body |
+//! | `/dmsg-discovery/…` | full nodes with `--dmsg-listen`: the reference discovery API served from DHT data |
+//!
+//! DMSG: `--dmsg-listen HOST:PORT` (full nodes) runs a DMSG relay server that publishes itself
+//! in the DHT; `--dmsg` (regular nodes, i.e. visors) runs a DMSG client that finds servers and
+//! peers through the DHT, optionally serving `--dmsg-http-dir` over DMSG-HTTP. Without
+//! `--bootstrap`, the node bootstraps from the deployment config (`--deploy FILE`,
+//! `$SKYDEPLOY`, else the embedded default).
 //!
 //! The admin API has no authentication: bind it to loopback (the default) only.
 //!
@@ -29,6 +38,8 @@ use dhtnode::{Config, Node, Reachability, Role};
 use keys::SecKey;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
+
+mod dmsg_api;
 
 /// Reachability as a command-line value.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -81,6 +92,32 @@ pub(crate) struct Args {
     /// transport discovery). Repeatable.
     #[arg(long = "trusted-writer", value_name = "PK")]
     trusted_writers: Vec<String>,
+    /// Run a DMSG relay server on this TCP address (full nodes); it publishes itself in the
+    /// DHT and the node serves the reference discovery API at /dmsg-discovery.
+    #[arg(long, value_name = "HOST:PORT")]
+    dmsg_listen: Option<String>,
+    /// Address the DMSG server advertises (default: the bound address).
+    #[arg(long, value_name = "HOST:PORT", requires = "dmsg_listen")]
+    dmsg_public: Option<String>,
+    /// DMSG server session limit.
+    #[arg(long, default_value_t = 2048, requires = "dmsg_listen")]
+    max_sessions: usize,
+    /// Accept loopback server addresses posted to /dmsg-discovery (like dmsg-discovery -t).
+    #[arg(long, requires = "dmsg_listen")]
+    disc_test_mode: bool,
+    /// Run a DMSG client that finds servers and peers through the DHT (visors).
+    #[arg(long)]
+    dmsg: bool,
+    /// Serve this directory over DMSG-HTTP (needs --dmsg).
+    #[arg(long, requires = "dmsg", value_name = "DIR")]
+    dmsg_http_dir: Option<PathBuf>,
+    /// DMSG port for --dmsg-http-dir.
+    #[arg(long, default_value_t = 80)]
+    dmsg_http_port: u16,
+    /// Deployment config (bootstrap full nodes, DMSG servers, service endpoints); default:
+    /// the embedded one.
+    #[arg(long, env = "SKYDEPLOY", value_name = "FILE")]
+    deploy: Option<PathBuf>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -262,11 +299,48 @@ struct AppState {
     registry: Registry,
 }
 
+/// What the node runs, for the admin routes of each feature (`dmsg_api`, …).
+pub(crate) struct NodeCtx {
+    /// The DHT node.
+    pub(crate) node: Node,
+    /// The node's role.
+    pub(crate) role: Role,
+    /// The node's key.
+    pub(crate) sk: SecKey,
+    /// The deployment config in effect.
+    pub(crate) deploy: overlay::Deployment,
+    /// The DMSG server (full nodes with `--dmsg-listen`).
+    pub(crate) dmsg_server: Option<overlay::DhtServer>,
+    /// The DMSG client (visors with `--dmsg`).
+    pub(crate) dmsg_client: Option<overlay::DhtClient>,
+    /// Discovery API test mode.
+    pub(crate) disc_test_mode: bool,
+}
+
 async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
+    if args.dmsg_listen.is_some() && args.role != Role::Full {
+        anyhow::bail!("--dmsg-listen needs --role full: a DMSG server is a full node");
+    }
+    if args.dmsg && args.role != Role::Regular {
+        anyhow::bail!(
+            "--dmsg is for visors (--role regular); a full node runs a DMSG server (--dmsg-listen)"
+        );
+    }
+    let deploy = overlay::Deployment::load(args.deploy.as_deref())?;
     let mut registry = Registry::default();
-    let mut cfg = Config::new(sk, args.role);
+    let mut cfg = Config::new(sk.clone(), args.role);
     cfg.listen = args.listen.clone();
-    cfg.bootstrap = args.bootstrap.clone();
+    cfg.bootstrap = if args.bootstrap.is_empty() {
+        let own = dhtnode::identity::peer_id(&sk.pubkey())?;
+        deploy
+            .dht_bootstrap
+            .iter()
+            .filter(|a| !a.iter().any(|p| p == libp2p::multiaddr::Protocol::P2p(own)))
+            .cloned()
+            .collect()
+    } else {
+        args.bootstrap.clone()
+    };
     cfg.data_dir = Some(args.data.clone());
     cfg.metrics = dhtnode::Metrics::register(&mut registry);
     cfg.reachability = match args.reachability {
@@ -293,6 +367,46 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
     for a in node.listen_addrs() {
         tracing::info!(addr = %a, "listening");
     }
+    let dmsg_server = match &args.dmsg_listen {
+        Some(listen) => {
+            let opts = overlay::ServerOptions {
+                listen: listen.clone(),
+                public: args.dmsg_public.clone().unwrap_or_default(),
+                max_sessions: args.max_sessions,
+            };
+            let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
+            let s = overlay::start_server(&node, sk.clone(), &opts, metrics)
+                .await
+                .with_context(|| format!("starting the DMSG server on {listen}"))?;
+            tracing::info!(addr = %s.server.local_addr(), "dmsg server listening");
+            Some(s)
+        }
+        None => None,
+    };
+    let dmsg_client = args.dmsg.then(|| overlay::start_client(&node, sk.clone()));
+    let _dmsg_http = match (&dmsg_client, &args.dmsg_http_dir) {
+        (Some(c), Some(dir)) => {
+            let listener = c
+                .client
+                .listen(args.dmsg_http_port)
+                .with_context(|| format!("DMSG port {}", args.dmsg_http_port))?;
+            tracing::info!(dir = %dir.display(), port = args.dmsg_http_port, "serving over DMSG-HTTP");
+            Some(AbortOnDrop(tokio::spawn(::dmsg::http::serve_dir(
+                listener,
+                dir.clone(),
+            ))))
+        }
+        _ => None,
+    };
+    let ctx = Arc::new(NodeCtx {
+        node: node.clone(),
+        role: args.role,
+        sk: sk.clone(),
+        deploy,
+        dmsg_server,
+        dmsg_client,
+        disc_test_mode: args.disc_test_mode,
+    });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding the HTTP listener {}", args.http))?;
@@ -310,7 +424,8 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         .route("/api/v1/info", get(info))
         .route("/api/v1/put", post(put))
         .route("/api/v1/get", get(get_item))
-        .with_state(state);
+        .with_state(state)
+        .merge(dmsg_api::router(ctx.clone()));
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     server.await.context("HTTP server")?;
     tracing::info!("shutting down");

@@ -1,0 +1,142 @@
+//! DMSG admin routes and, on full nodes running a DMSG server, the reference discovery API.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use dmsg::disc_server::{DiscApi, DiscServerConfig, read_body};
+
+use super::{NodeCtx, error};
+
+/// Largest body `GET /api/v1/dmsg/fetch` returns.
+const MAX_FETCH_BODY: usize = 16 * 1024 * 1024;
+/// Deadline of one fetch (dial + transfer).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The routes: `/api/v1/dmsg`, `/api/v1/dmsg/fetch`, and `/dmsg-discovery/…` when the node runs
+/// a DMSG server.
+pub(super) fn router(ctx: Arc<NodeCtx>) -> Router {
+    let mut r = Router::new()
+        .route("/api/v1/dmsg", get(status))
+        .route("/api/v1/dmsg/fetch", get(fetch))
+        .with_state(ctx.clone());
+    if ctx.dmsg_server.is_some() {
+        let mut cfg = DiscServerConfig::new("");
+        cfg.test_mode = ctx.disc_test_mode;
+        let backend = Arc::new(overlay::DhtEntries::new(ctx.node.clone()));
+        let api = Arc::new(DiscApi::new(cfg, backend));
+        r = r.merge(
+            Router::new()
+                .route("/dmsg-discovery/{*rest}", any(discovery))
+                .with_state(api),
+        );
+    }
+    r
+}
+
+async fn discovery(State(api): State<Arc<DiscApi>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await;
+    api.respond(axum::http::Request::from_parts(parts, body))
+        .await
+        .into_response()
+}
+
+async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
+    let server = ctx.dmsg_server.as_ref().map(|s| {
+        serde_json::json!({
+            "pk": s.server.pk().to_hex(),
+            "address": s.server.local_addr().to_string(),
+            "sessions": s.server.num_sessions(),
+        })
+    });
+    let client = ctx.dmsg_client.as_ref().map(|c| {
+        let servers: Vec<String> = c.client.servers().iter().map(|k| k.to_hex()).collect();
+        serde_json::json!({
+            "pk": c.client.pk().to_hex(),
+            "servers": servers,
+            "ports_in_use": c.client.ports_in_use(),
+            "discovery": "dht",
+        })
+    });
+    Json(serde_json::json!({
+        "role": ctx.role.as_str(),
+        "public_key": ctx.sk.pubkey().to_hex(),
+        "server": server,
+        "client": client,
+        "deployment": ctx.deploy.name,
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FetchQuery {
+    url: String,
+}
+
+async fn fetch(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<FetchQuery>) -> Response {
+    let Some(c) = &ctx.dmsg_client else {
+        return error(
+            StatusCode::CONFLICT,
+            "this node runs no DMSG client (start it with --dmsg)",
+        );
+    };
+    let mut out = Capped::default();
+    let fut = dmsg::http::fetch(&c.client, &q.url, &mut out, |_, _| {});
+    match tokio::time::timeout(FETCH_TIMEOUT, fut).await {
+        Ok(Ok(_)) => (StatusCode::OK, Body::from(out.buf)).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, error_chain(&e)),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within {FETCH_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// A body buffer refusing to grow past [`MAX_FETCH_BODY`].
+#[derive(Default)]
+struct Capped {
+    buf: Vec<u8>,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.buf.len() + data.len() > MAX_FETCH_BODY {
+            return Poll::Ready(Err(std::io::Error::other(format!(
+                "body larger than {MAX_FETCH_BODY} bytes"
+            ))));
+        }
+        self.buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

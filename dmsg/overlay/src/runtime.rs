@@ -1,0 +1,115 @@
+//! Starting DMSG on a DHT node: a server on a full node, a client on a visor, or a short-lived
+//! client for one command (`skymesh dmsg get --dht …`).
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dhtnode::{Node, Reachability, Role};
+use dmsg::metrics::ServerMetrics;
+use dmsg::{Client, ClientConfig, Server, ServerConfig};
+use keys::SecKey;
+use libp2p::Multiaddr;
+
+use crate::discovery::{DhtDiscovery, ServerExtras, spawn_republisher};
+use crate::entries::{CLIENT_REPUBLISH, SERVER_REPUBLISH};
+
+/// A DMSG server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// TCP listen address.
+    pub listen: String,
+    /// Advertised `host:port` (empty: the bound address).
+    pub public: String,
+    /// Session limit.
+    pub max_sessions: usize,
+}
+
+/// A DMSG server publishing itself through the DHT.
+pub struct DhtServer {
+    /// The server.
+    pub server: Server,
+    /// Its discovery.
+    pub discovery: Arc<DhtDiscovery>,
+}
+
+/// Starts a DMSG server on `node` (a full node): it publishes its `dmsg` entry and its
+/// `dmsg-server` item every [`SERVER_REPUBLISH`] and whenever its free sessions change.
+pub async fn start_server(
+    node: &Node,
+    sk: SecKey,
+    opts: &ServerOptions,
+    metrics: ServerMetrics,
+) -> Result<DhtServer, dmsg::error::ServeError> {
+    let extras = ServerExtras {
+        max_sessions: u32::try_from(opts.max_sessions).unwrap_or(u32::MAX),
+        dht_bootstrap: true,
+        protocols: vec!["dmsg".to_string()],
+    };
+    let discovery = Arc::new(DhtDiscovery::new(node.clone(), Some(extras)));
+    let mut cfg = ServerConfig::new(sk, &opts.listen);
+    cfg.public_addr = opts.public.clone();
+    cfg.max_sessions = opts.max_sessions;
+    cfg.update_interval = SERVER_REPUBLISH;
+    cfg.discovery = Some(discovery.clone());
+    let server = Server::spawn(cfg, metrics).await?;
+    Ok(DhtServer { server, discovery })
+}
+
+/// A DMSG client finding servers and peers through the DHT.
+pub struct DhtClient {
+    /// The client.
+    pub client: Arc<Client>,
+    /// Its discovery.
+    pub discovery: Arc<DhtDiscovery>,
+    _republish: dmsg::AbortOnDrop,
+}
+
+/// Starts a DMSG client on `node`; its client entry is republished every
+/// [`CLIENT_REPUBLISH`] when unchanged.
+pub fn start_client(node: &Node, sk: SecKey) -> DhtClient {
+    let discovery = Arc::new(DhtDiscovery::new(node.clone(), None));
+    let client = Arc::new(Client::spawn(ClientConfig::with_discovery(
+        sk.clone(),
+        discovery.clone(),
+    )));
+    let republish = dmsg::AbortOnDrop(spawn_republisher(discovery.clone(), sk, CLIENT_REPUBLISH));
+    DhtClient {
+        client,
+        discovery,
+        _republish: republish,
+    }
+}
+
+/// Why a short-lived DHT client could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The DHT node did not start.
+    #[error("starting the DHT node")]
+    Spawn(#[from] dhtnode::SpawnError),
+    /// No full node became known in time.
+    #[error("no full node answered within {0:?} (check --dht)")]
+    NoFullNode(Duration),
+}
+
+/// Joins the DHT as a private regular node (no listener others dial, memory store) and starts
+/// a DMSG client on it; returns once a full node is known or fails after `wait`.
+pub async fn join(
+    sk: SecKey,
+    bootstrap: Vec<Multiaddr>,
+    wait: Duration,
+) -> Result<(Node, DhtClient), JoinError> {
+    let mut cfg = dhtnode::Config::new(sk.clone(), Role::Regular);
+    cfg.reachability = Reachability::Private;
+    cfg.bootstrap = bootstrap;
+    cfg.data_dir = None;
+    let (node, _task) = Node::spawn(cfg).await?;
+    let start = Instant::now();
+    while node.find_full_nodes().await.is_empty() {
+        if start.elapsed() > wait {
+            return Err(JoinError::NoFullNode(wait));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = start_client(&node, sk);
+    Ok((node, client))
+}
