@@ -6,8 +6,12 @@
 //!   `health_endpoint_address`, `log_level`, `update_interval` (ns), `max_sessions`). Serves
 //!   `GET /health` and `GET /metrics` on `health_endpoint_address`.
 //! * `skymesh dmsg discovery --addr HOST:PORT [-t] [--data DIR] [--redis URL]`
-//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] --disc URL`
-//! * `skymesh dmsg get --disc URL [--sk SK] (--out FILE | --stdout) dmsg://PK:PORT/PATH`
+//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] (--disc URL | --dht MULTIADDR…)`
+//! * `skymesh dmsg get (--disc URL | --dht MULTIADDR…) [--sk SK] (--out FILE | --stdout)
+//!   dmsg://PK:PORT/PATH`
+//!
+//! With `--dht`, no discovery URL is needed: the command joins the DHT through the given full
+//! node(s) as a private regular node and finds servers and peers there.
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,16 +82,34 @@ struct HttpArgs {
     #[arg(short, long, env = "DMSGHTTP_SK", hide_env_values = true)]
     sk: Option<String>,
     /// Discovery URL.
-    #[arg(long, short = 'D')]
-    disc: String,
+    #[arg(
+        long,
+        short = 'D',
+        required_unless_present = "dht",
+        conflicts_with = "dht"
+    )]
+    disc: Option<String>,
+    /// Find servers and peers through the DHT instead: a full node's multiaddr ending in
+    /// /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    dht: Vec<libp2p::Multiaddr>,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["out", "stdout"])))]
 struct GetArgs {
     /// Discovery URL.
-    #[arg(long, short = 'd')]
-    disc: String,
+    #[arg(
+        long,
+        short = 'd',
+        required_unless_present = "dht",
+        conflicts_with = "dht"
+    )]
+    disc: Option<String>,
+    /// Find servers and peers through the DHT instead: a full node's multiaddr ending in
+    /// /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    dht: Vec<libp2p::Multiaddr>,
     /// Secret key (hex); random when absent.
     #[arg(short, long, env = "DMSGGET_SK", hide_env_values = true)]
     sk: Option<String>,
@@ -254,10 +276,31 @@ async fn discovery(a: DiscArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `--dht` waits for a full node to answer.
+const DHT_JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A DMSG client on the HTTP discovery or, with `--dht`, on a short-lived DHT node (kept
+/// alive by the returned guard).
+async fn client_for(
+    sk: SecKey,
+    disc: &Option<String>,
+    dht: &[libp2p::Multiaddr],
+) -> anyhow::Result<(Arc<Client>, Option<(dhtnode::Node, overlay::DhtClient)>)> {
+    match disc {
+        Some(url) => Ok((Arc::new(Client::spawn(ClientConfig::new(sk, url))), None)),
+        None => {
+            let (node, c) = overlay::join(sk, dht.to_vec(), DHT_JOIN_WAIT)
+                .await
+                .context("joining the DHT (--dht)")?;
+            Ok((c.client.clone(), Some((node, c))))
+        }
+    }
+}
+
 async fn http(a: HttpArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk)?;
     let pk = sk.pubkey();
-    let client = Client::spawn(ClientConfig::new(sk, &a.disc));
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht).await?;
     let listener = client.listen(a.port)?;
     eprintln!("serving {} on dmsg://{pk}:{}", a.dir.display(), a.port);
     tokio::select! {
@@ -271,7 +314,7 @@ async fn get_url(a: GetArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk)?;
     // Like dmsgget (-e 1): one session to a server from available_servers first; a target on
     // another server gets a session to one of its delegated servers when dialed.
-    let client = Client::spawn(ClientConfig::new(sk, &a.disc));
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht).await?;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), client.ready()).await;
     let show = !a.stdout && std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;

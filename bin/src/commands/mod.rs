@@ -1,4 +1,5 @@
 //! One module per subcommand; `run` dispatches.
+pub(crate) mod devnet;
 pub(crate) mod dht;
 pub(crate) mod dmsg;
 pub(crate) mod item;
@@ -17,5 +18,6 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Dht(args) => dht::run(args),
         Command::Dmsg(args) => dmsg::run(args),
         Command::Mirror(args) => mirror::run(args),
+        Command::Devnet(args) => devnet::run(args),
     }
 }

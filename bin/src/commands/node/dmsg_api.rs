@@ -55,6 +55,9 @@ async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
             "pk": s.server.pk().to_hex(),
             "address": s.server.local_addr().to_string(),
             "sessions": s.server.num_sessions(),
+            "streams_active": s.server.metrics().streams_active.get(),
+            "streams_total": s.server.metrics().streams.get(),
+            "bytes_relayed": s.server.metrics().bytes_relayed.get(),
         })
     });
     let client = ctx.dmsg_client.as_ref().map(|c| {

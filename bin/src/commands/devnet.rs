@@ -1,0 +1,505 @@
+//! `skymesh devnet [--full N] [--visors N] [--data DIR] [--check]`: a whole local network.
+//!
+//! Starts `--full` full nodes that are DMSG servers and `--visors` visors (regular DHT nodes
+//! with a DMSG client serving a small directory over DMSG-HTTP), all as real `skymesh node`
+//! child processes on loopback, on free ports, with data (and logs) in a temporary directory
+//! unless `--data` is given. No discovery URL anywhere: everything meets through the DHT. The
+//! nodes share a generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT
+//! bootstrap peers and DMSG servers.
+//!
+//! Without `--check` it shows a live status table until Ctrl-C, then stops every node. With
+//! `--check` it runs DHT and relay round trips, prints what it verified and exits 0 or 1.
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use keys::SecKey;
+use serde_json::Value;
+
+/// Arguments of `skymesh devnet`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Full nodes (each also a DMSG server).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    full: u16,
+    /// Visors (regular nodes with a DMSG client).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(0..=64))]
+    visors: u16,
+    /// Keep data and logs here (default: a temporary directory removed on exit).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Verify the network (DHT and DMSG round trips), print the result and exit 0/1.
+    #[arg(long)]
+    check: bool,
+    /// How long --check waits for the network to converge.
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    timeout: u64,
+}
+
+/// One child `skymesh node`.
+struct Member {
+    name: String,
+    full: bool,
+    pk: String,
+    http: String,
+    p2p: String,
+    child: Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let (_tmp, dir) = match &args.data {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("skymesh-devnet-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let members = start(&args, &dir)?;
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()?;
+        wait_healthy(&http, &members).await?;
+        if args.check {
+            let ok = check(&http, &members, Duration::from_secs(args.timeout)).await;
+            return if ok {
+                println!("devnet check passed");
+                Ok(())
+            } else {
+                bail!(
+                    "devnet check failed (logs in {})",
+                    dir.join("logs").display()
+                )
+            };
+        }
+        print_usage(&members, &dir);
+        live_table(&http, &members).await;
+        Ok(())
+    })
+}
+
+fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
+    let exe = std::env::current_exe().context("locating the skymesh binary")?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    struct Plan {
+        name: String,
+        full: bool,
+        sk: SecKey,
+        p2p_port: u16,
+        http_port: u16,
+        dmsg_port: u16,
+    }
+    let mut plans = Vec::new();
+    for i in 0..args.full {
+        plans.push(Plan {
+            name: format!("full-{i}"),
+            full: true,
+            sk: SecKey::from_seed(format!("skymesh-devnet-full-{i}").as_bytes()),
+            p2p_port: free_port()?,
+            http_port: free_port()?,
+            dmsg_port: free_port()?,
+        });
+    }
+    for i in 0..args.visors {
+        plans.push(Plan {
+            name: format!("visor-{i}"),
+            full: false,
+            sk: SecKey::from_seed(format!("skymesh-devnet-visor-{i}").as_bytes()),
+            p2p_port: free_port()?,
+            http_port: free_port()?,
+            dmsg_port: 0,
+        });
+    }
+    let mut bootstrap = Vec::new();
+    let mut servers = Vec::new();
+    for p in plans.iter().filter(|p| p.full) {
+        let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
+        bootstrap.push(format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port));
+        servers.push(serde_json::json!({
+            "pk": p.sk.pubkey().to_hex(),
+            "address": format!("127.0.0.1:{}", p.dmsg_port),
+        }));
+    }
+    let first_http = plans.first().map(|p| p.http_port).unwrap_or(0);
+    let deploy = serde_json::json!({
+        "v": 1,
+        "name": "devnet",
+        "dht_bootstrap": bootstrap,
+        "dmsg_servers": servers,
+        "services": {
+            "dmsg_discovery": {"http": format!("http://127.0.0.1:{first_http}")},
+        },
+    });
+    let deploy_path = dir.join("devnet.json");
+    std::fs::write(&deploy_path, serde_json::to_string_pretty(&deploy)?)?;
+    overlay::Deployment::load(Some(&deploy_path)).context("generated deployment")?;
+
+    let mut members = Vec::new();
+    for p in plans {
+        let data = dir.join(&p.name);
+        std::fs::create_dir_all(&data)?;
+        let log = std::fs::File::create(logs.join(format!("{}.log", p.name)))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .args(["--role", if p.full { "full" } else { "regular" }])
+            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", p.p2p_port)])
+            .arg("--data")
+            .arg(&data)
+            .args(["--http", &format!("127.0.0.1:{}", p.http_port)])
+            .arg("--deploy")
+            .arg(&deploy_path)
+            .env("SKYMESH_SK", p.sk.to_hex())
+            .env_remove("SKYDEPLOY")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if p.full {
+            cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", p.dmsg_port)])
+                .arg("--disc-test-mode");
+        } else {
+            let www = data.join("www");
+            std::fs::create_dir_all(&www)?;
+            std::fs::write(
+                www.join("index.html"),
+                format!("hello from {} {}\n", p.name, p.sk.pubkey().to_hex()),
+            )?;
+            cmd.args(["--reachability", "public", "--dmsg", "--dmsg-http-dir"])
+                .arg(&www);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", p.name))?;
+        let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
+        members.push(Member {
+            name: p.name,
+            full: p.full,
+            pk: p.sk.pubkey().to_hex(),
+            http: format!("http://127.0.0.1:{}", p.http_port),
+            p2p: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port),
+            child,
+        });
+    }
+    Ok(members)
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+async fn wait_healthy(http: &reqwest::Client, members: &[Member]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    for m in members {
+        while get_json(http, &format!("{}/health", m.http))
+            .await
+            .is_none()
+        {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("{} did not become healthy within 30 s", m.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+fn print_usage(members: &[Member], dir: &Path) {
+    let full = members.iter().find(|m| m.full);
+    let visor = members.iter().find(|m| !m.full);
+    println!(
+        "skymesh devnet: {} nodes, data and logs in {}",
+        members.len(),
+        dir.display()
+    );
+    if let Some(f) = full {
+        println!("  DHT:        skymesh dht info --node {}", f.http);
+        println!(
+            "  discovery:  {} (reference /dmsg-discovery API, usable by Go dmsg programs)",
+            f.http
+        );
+        if let Some(v) = visor {
+            println!(
+                "  DMSG fetch: skymesh dmsg get --dht {} --stdout dmsg://{}:80/index.html",
+                f.p2p, v.pk
+            );
+        }
+    }
+    println!("Ctrl-C stops every node.\n");
+}
+
+/// One status row.
+async fn row(http: &reqwest::Client, m: &Member) -> String {
+    let info = get_json(http, &format!("{}/api/v1/info", m.http)).await;
+    let dm = get_json(http, &format!("{}/api/v1/dmsg", m.http)).await;
+    let Some(info) = info else {
+        return format!("{:<9} {:<7} {:<12} {}", m.name, "-", &m.pk[..10], "DOWN");
+    };
+    let items: u64 = info["items"]
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    let dmsg = match &dm {
+        Some(d) if !d["server"].is_null() => format!(
+            "server: {} sessions, {} streams, {} B relayed",
+            d["server"]["sessions"], d["server"]["streams_active"], d["server"]["bytes_relayed"]
+        ),
+        Some(d) if !d["client"].is_null() => format!(
+            "client: {} server(s)",
+            d["client"]["servers"].as_array().map_or(0, Vec::len)
+        ),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{:<9} {:<7} {:<12} {:>5} {:>6}  {}",
+        m.name,
+        if m.full { "full" } else { "visor" },
+        &m.pk[..10],
+        info["peers"],
+        items,
+        dmsg
+    )
+}
+
+async fn live_table(http: &reqwest::Client, members: &[Member]) {
+    let tty = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(if tty { 2 } else { 10 }));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => {
+                println!("\nstopping {} nodes", members.len());
+                return;
+            }
+        }
+        let rows = futures_rows(http, members).await;
+        let mut out = String::new();
+        if tty {
+            out.push_str("\x1b[H\x1b[2J");
+            print_usage_inline(&mut out, members);
+        }
+        out.push_str(&format!(
+            "{:<9} {:<7} {:<12} {:>5} {:>6}  {}\n",
+            "NODE", "ROLE", "KEY", "PEERS", "ITEMS", "DMSG"
+        ));
+        for r in rows {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn print_usage_inline(out: &mut String, members: &[Member]) {
+    if let (Some(f), Some(v)) = (
+        members.iter().find(|m| m.full),
+        members.iter().find(|m| !m.full),
+    ) {
+        out.push_str(&format!(
+            "skymesh devnet — Ctrl-C to stop\n  skymesh dht info --node {}\n  skymesh dmsg get --dht {} --stdout dmsg://{}:80/index.html\n\n",
+            f.http, f.p2p, v.pk
+        ));
+    }
+}
+
+async fn futures_rows(http: &reqwest::Client, members: &[Member]) -> Vec<String> {
+    futures::future::join_all(members.iter().map(|m| row(http, m))).await
+}
+
+/// Retries `f` until it returns `Ok` or `deadline` passes; returns the last error.
+async fn until<F, Fut>(deadline: Instant, mut f: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        match f().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+fn report(ok: &mut bool, what: &str, r: Result<(), String>, started: Instant) {
+    match r {
+        Ok(()) => println!("✔ {what} ({:.1} s)", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            *ok = false;
+            println!("✘ {what}: {e}");
+        }
+    }
+}
+
+async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) -> bool {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut ok = true;
+    let fulls: Vec<&Member> = members.iter().filter(|m| m.full).collect();
+    let visors: Vec<&Member> = members.iter().filter(|m| !m.full).collect();
+    println!(
+        "devnet: {} full nodes (DMSG servers), {} visors; checking…",
+        fulls.len(),
+        visors.len()
+    );
+
+    // 1. Every node sees the full nodes.
+    let r = until(deadline, || async {
+        for m in members {
+            let info = get_json(http, &format!("{}/api/v1/info", m.http))
+                .await
+                .ok_or(format!("{}: no info", m.name))?;
+            let known = info["full_nodes"].as_array().map_or(0, Vec::len);
+            let want = if m.full { fulls.len() - 1 } else { fulls.len() };
+            if known < want {
+                return Err(format!("{} knows {known}/{want} full nodes", m.name));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    report(&mut ok, "every node knows every full node", r, started);
+
+    // 2. DHT round trip: a put on the first node is read back on every node.
+    let value = format!("devnet-check-{}", dmsg::now_ns());
+    let writer = &members[0];
+    let put = http
+        .post(format!("{}/api/v1/put", writer.http))
+        .json(&serde_json::json!({"salt": "devnet-check", "value": value}))
+        .send()
+        .await;
+    let r = match put {
+        Ok(r) if r.status().is_success() => {
+            until(deadline, || async {
+                for m in members {
+                    let url = format!("{}/api/v1/get?pk={}&salt=devnet-check", m.http, writer.pk);
+                    let got = get_json(http, &url)
+                        .await
+                        .ok_or(format!("{}: not found yet", m.name))?;
+                    if got["value"].as_str() != Some(value.as_str()) {
+                        return Err(format!("{}: read {}", m.name, got["value"]));
+                    }
+                }
+                Ok(())
+            })
+            .await
+        }
+        Ok(r) => Err(format!("put answered {}", r.status())),
+        Err(e) => Err(format!("put failed: {e}")),
+    };
+    report(
+        &mut ok,
+        &format!(
+            "DHT: item put on {} read back on all {} nodes",
+            writer.name,
+            members.len()
+        ),
+        r,
+        started,
+    );
+
+    // 3. Every visor holds a DMSG session.
+    let r = until(deadline, || async {
+        for v in &visors {
+            let d = get_json(http, &format!("{}/api/v1/dmsg", v.http))
+                .await
+                .ok_or(format!("{}: no dmsg status", v.name))?;
+            if d["client"]["servers"].as_array().is_none_or(Vec::is_empty) {
+                return Err(format!("{} holds no DMSG session", v.name));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    report(
+        &mut ok,
+        "DMSG: every visor holds a session with a server found in the DHT",
+        r,
+        started,
+    );
+
+    // 4. Every visor fetches every other visor's page over DMSG.
+    let pairs = visors.len() * visors.len().saturating_sub(1);
+    let r = until(deadline, || async {
+        for a in &visors {
+            for b in &visors {
+                if a.pk == b.pk {
+                    continue;
+                }
+                let url = format!(
+                    "{}/api/v1/dmsg/fetch?url=dmsg://{}:80/index.html",
+                    a.http, b.pk
+                );
+                let resp = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                if !status.is_success() || !body.contains(&b.pk) {
+                    return Err(format!("{} → {}: {status} {body}", a.name, b.name));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    report(
+        &mut ok,
+        &format!("DMSG relay: {pairs} visor-to-visor fetches over DMSG-HTTP"),
+        r,
+        started,
+    );
+
+    // 5. The legacy discovery API of every full node lists every server.
+    let r = until(deadline, || async {
+        for f in &fulls {
+            let list = get_json(
+                http,
+                &format!("{}/dmsg-discovery/available_servers", f.http),
+            )
+            .await
+            .ok_or(format!("{}: available_servers failed", f.name))?;
+            let n = list.as_array().map_or(0, Vec::len);
+            if n < fulls.len() {
+                return Err(format!("{} lists {n}/{} servers", f.name, fulls.len()));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    report(
+        &mut ok,
+        "discovery API: every full node lists every DMSG server at /dmsg-discovery/available_servers",
+        r,
+        started,
+    );
+    ok
+}
