@@ -109,6 +109,16 @@ pub enum PullError {
         /// The budget.
         max: u64,
     },
+    /// The page carried items that failed the acceptance rules in themselves (bad signature,
+    /// value or size), reported by the driver through [`Puller::abort`].
+    #[error("{count} invalid items in a page")]
+    InvalidItems {
+        /// How many.
+        count: u64,
+    },
+    /// The session was cancelled by its owner.
+    #[error("cancelled")]
+    Cancelled,
     /// A page arrived while none was asked for.
     #[error("unexpected page")]
     Unexpected,
@@ -129,6 +139,7 @@ impl PullError {
                 | PullError::CursorBackwards { .. }
                 | PullError::TooManyItems { .. }
                 | PullError::Budget { .. }
+                | PullError::InvalidItems { .. }
         )
     }
 }

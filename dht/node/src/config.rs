@@ -78,6 +78,27 @@ pub const DEFAULT_REPLICATION_FACTOR: usize = 20;
 /// Largest kad message: 1 MiB, room for one item at the 64 KiB value limit many times over.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
 
+/// A full node pulls from the full nodes it knows this often, one at a time, from the cursor it
+/// saved for each (incremental: only what changed). Pushes carry every write at once; this pull
+/// only repairs gaps (a push queue that overflowed, a node that was down). The Go node
+/// reconciled hourly and resent unchanged data every 60 s; an incremental pull of nothing costs
+/// one small request.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Time limit for one sync page or push (request sent → response read): 30 s, as the Go
+/// `GetItems`.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sync requests (GetItems pages and pushes) served per peer per [`DEFAULT_LIMIT_WINDOW`]:
+/// 6000/min = 100/s; a full sync of 1 M items is 1000 pages, so a joining node is never
+/// throttled by this while a flood of tiny requests is.
+pub const DEFAULT_MAX_SYNC_REQUESTS_PER_PEER: u32 = 6000;
+
+/// Items queued for pushing to one full node: 8192 × ~200 B ≈ 1.6 MiB per peer (a burst of a
+/// few seconds of heavy writes); beyond it items are dropped and counted, and the periodic pull
+/// repairs the gap.
+pub const DEFAULT_PUSH_QUEUE: usize = 8192;
+
 /// Configuration of one node.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -129,6 +150,14 @@ pub struct Config {
     pub replication_factor: usize,
     /// See [`DEFAULT_IDLE_CONNECTION_TIMEOUT`].
     pub idle_connection_timeout: Duration,
+    /// See [`DEFAULT_SYNC_INTERVAL`].
+    pub sync_interval: Duration,
+    /// See [`DEFAULT_SYNC_TIMEOUT`].
+    pub sync_timeout: Duration,
+    /// See [`DEFAULT_MAX_SYNC_REQUESTS_PER_PEER`].
+    pub max_sync_requests_per_peer: u32,
+    /// See [`DEFAULT_PUSH_QUEUE`].
+    pub push_queue: usize,
 }
 
 impl Config {
@@ -158,6 +187,10 @@ impl Config {
             limit_window: DEFAULT_LIMIT_WINDOW,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            max_sync_requests_per_peer: DEFAULT_MAX_SYNC_REQUESTS_PER_PEER,
+            push_queue: DEFAULT_PUSH_QUEUE,
         }
     }
 }

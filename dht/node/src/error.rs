@@ -100,3 +100,36 @@ pub enum GetError {
     #[error("node is shut down")]
     Shutdown,
 }
+
+/// Why a sync could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// No `from` address was given and no full node is known.
+    #[error("no full node known to sync from")]
+    NoFullNode,
+    /// The `from` address does not end in `/p2p/<peer id>`.
+    #[error("sync address {addr} must end in /p2p/<peer id>")]
+    Addr {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// The address is this node's own.
+    #[error("cannot sync from this node itself")]
+    SelfSync,
+    /// The peer is penalised (it sent bad pages or pushes recently).
+    #[error("peer {peer} is penalised")]
+    Penalised {
+        /// The peer.
+        peer: libp2p::PeerId,
+    },
+    /// Too many sync sessions are running.
+    #[error("{max} sync sessions already running")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
+    /// The node has shut down.
+    #[error("node is shut down")]
+    Shutdown,
+}

@@ -11,6 +11,7 @@
 //! | [`store`] | [`ItemStore`]: the kad `RecordStore` over a dht [`dht::Store`]; where a record is checked and admitted |
 //! | [`persist`] | write-behind thread owning the redb file (the swarm loop never touches the disk) |
 //! | [`codec`] | wire format of the one-round-trip read protocol `/skymesh/get/1` |
+//! | [`sync_codec`] | libp2p codec of the bulk sync and push protocol `/skymesh/sync/1` (layout in [`itemsync::wire`]); sessions, push queues and penalties live in `node/syncing.rs` |
 //! | [`identity`] | secp256k1 key ↔ libp2p `Keypair` / `PeerId` |
 //! | [`role`] | [`Role`] (full, regular) and [`Reachability`] → kad mode |
 //! | [`config`] | [`Config`] and `DEFAULT_*` constants |
@@ -38,12 +39,16 @@ pub mod node;
 pub mod persist;
 pub mod role;
 pub mod store;
+pub mod sync_codec;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::Config;
-pub use error::{GetError, IdentityError, PutError, SpawnError};
+pub use error::{GetError, IdentityError, PutError, SpawnError, SyncError};
 pub use metrics::Metrics;
 pub use node::{
     LocalStoreReport, MAX_LOCAL_LIST, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath,
+    SyncRequest, SyncStatus,
 };
 pub use role::{Reachability, Role};
-pub use store::ItemStore;
+pub use store::{ItemStore, StoreDigest};

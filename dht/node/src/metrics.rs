@@ -39,6 +39,125 @@ fn latency_histogram() -> Histogram {
     ))
 }
 
+/// Label set with one `source` label: `pull` (GetItems pages) or `push` (full-node pushes).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `pull` or `push`.
+    pub source: String,
+}
+
+/// Bulk sync and push metrics (`skymesh_sync_*`), see `docs/protocols/sync.md`.
+#[derive(Debug, Clone, Default)]
+pub struct SyncMetrics {
+    /// GetItems pages served to peers.
+    pub pages_served: Counter,
+    /// GetItems pages received from peers (checked by the puller).
+    pub pages_pulled: Counter,
+    /// Items received, by source.
+    pub items_received: Family<SourceLabel, Counter>,
+    /// Items stored (new or replacing), by source.
+    pub items_accepted: Family<SourceLabel, Counter>,
+    /// Items already held identically (nothing to do), by source.
+    pub items_deduplicated: Family<SourceLabel, Counter>,
+    /// Items the acceptance rules refused, by source.
+    pub items_refused: Family<SourceLabel, Counter>,
+    /// Push requests sent to full nodes.
+    pub pushes_sent: Counter,
+    /// Items sent in pushes.
+    pub push_items_sent: Counter,
+    /// Push requests received from full nodes.
+    pub pushes_received: Counter,
+    /// Items not pushed because the peer's push queue was full (repaired by the periodic pull).
+    pub push_items_dropped: Counter,
+    /// Peers penalised (malformed or oversized messages, protocol violations, invalid items).
+    pub peers_penalised: Counter,
+    /// Pull sessions finished, by outcome (`ok`, `failed`).
+    pub sessions: Family<OutcomeLabel, Counter>,
+}
+
+impl SyncMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "pages_served",
+            "GetItems pages served to peers",
+            self.pages_served.clone(),
+        );
+        r.register(
+            "pages_pulled",
+            "GetItems pages received from peers",
+            self.pages_pulled.clone(),
+        );
+        r.register(
+            "items_received",
+            "Items received by source (pull, push)",
+            self.items_received.clone(),
+        );
+        r.register(
+            "items_accepted",
+            "Items stored (new or replacing) by source",
+            self.items_accepted.clone(),
+        );
+        r.register(
+            "items_deduplicated",
+            "Items received that were already held identically, by source",
+            self.items_deduplicated.clone(),
+        );
+        r.register(
+            "items_refused",
+            "Items refused by the acceptance rules, by source",
+            self.items_refused.clone(),
+        );
+        r.register(
+            "pushes_sent",
+            "Push requests sent to full nodes",
+            self.pushes_sent.clone(),
+        );
+        r.register(
+            "push_items_sent",
+            "Items sent in pushes",
+            self.push_items_sent.clone(),
+        );
+        r.register(
+            "pushes_received",
+            "Push requests received from full nodes",
+            self.pushes_received.clone(),
+        );
+        r.register(
+            "push_items_dropped",
+            "Items not pushed because the peer's push queue was full",
+            self.push_items_dropped.clone(),
+        );
+        r.register(
+            "peers_penalised",
+            "Peers penalised for malformed messages, protocol violations or invalid items",
+            self.peers_penalised.clone(),
+        );
+        r.register(
+            "sessions",
+            "Pull sessions finished by outcome",
+            self.sessions.clone(),
+        );
+    }
+
+    pub(crate) fn items(&self, source: &str, received: u64, accepted: u64, dup: u64, refused: u64) {
+        let l = SourceLabel {
+            source: source.to_owned(),
+        };
+        self.items_received.get_or_create(&l).inc_by(received);
+        self.items_accepted.get_or_create(&l).inc_by(accepted);
+        self.items_deduplicated.get_or_create(&l).inc_by(dup);
+        self.items_refused.get_or_create(&l).inc_by(refused);
+    }
+
+    pub(crate) fn session(&self, outcome: &str) {
+        self.sessions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// All node metrics. Cloning is cheap (shared atomics); register once with [`Metrics::register`].
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -56,6 +175,8 @@ pub struct Metrics {
     pub inbound_puts: Family<OutcomeLabel, Counter>,
     /// Read latency by path.
     pub lookup_seconds: Family<PathLabel, Histogram>,
+    /// Bulk sync and push (`skymesh_sync_*`).
+    pub sync: SyncMetrics,
 }
 
 impl Default for Metrics {
@@ -68,14 +189,17 @@ impl Default for Metrics {
             gets: Family::default(),
             inbound_puts: Family::default(),
             lookup_seconds: Family::new_with_constructor(latency_histogram),
+            sync: SyncMetrics::default(),
         }
     }
 }
 
 impl Metrics {
-    /// New metrics registered in `registry` (prefix `skymesh_dht`).
+    /// New metrics registered in `registry` (prefixes `skymesh_dht` and `skymesh_sync`).
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
+        m.sync
+            .register(registry.sub_registry_with_prefix("skymesh_sync"));
         let r = registry.sub_registry_with_prefix("skymesh_dht");
         r.register("peers", "Connected peers", m.peers.clone());
         r.register(

@@ -47,12 +47,19 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{self, GetCodec, Request, Response};
 use crate::config::{Config, KAD_PROTOCOL};
+use crate::error::SyncError;
 use crate::error::{GetError, PutError, SpawnError};
 use crate::identity;
 use crate::limits::PeerLimiter;
 use crate::metrics::Metrics;
 use crate::role::{self, Role};
+use crate::store::StoreDigest;
 use crate::store::{self as istore, ItemStore};
+use crate::sync_codec::{self, SyncCodec};
+
+mod syncing;
+
+pub use syncing::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS, PENALTY, SyncRequest, SyncStatus};
 
 /// Identify protocol version announced by skymesh nodes.
 const IDENTIFY_PROTOCOL: &str = "/skymesh/id/1.0.0";
@@ -72,6 +79,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     get: request_response::Behaviour<GetCodec>,
+    sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// Where a read should look.
@@ -195,6 +203,21 @@ enum Command {
         salt: Salt,
         max: usize,
         reply: oneshot::Sender<Vec<Item>>,
+    },
+    Sync {
+        req: SyncRequest,
+        reply: oneshot::Sender<Result<u64, SyncError>>,
+    },
+    SyncStatus {
+        id: u64,
+        reply: oneshot::Sender<Option<SyncStatus>>,
+    },
+    SyncCancel {
+        id: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    Digest {
+        reply: oneshot::Sender<StoreDigest>,
     },
     Shutdown,
 }
@@ -336,6 +359,37 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// Starts a bulk sync (GetItems pages over `/skymesh/sync/1`) from `req.from` or a known
+    /// full node, resuming from the cursor saved for that peer unless `req.from_start`; every
+    /// item goes through the acceptance rules. Returns the session id for
+    /// [`Node::sync_status`].
+    pub async fn sync(&self, req: SyncRequest) -> Result<u64, SyncError> {
+        self.call(|reply| Command::Sync { req, reply })
+            .await
+            .ok_or(SyncError::Shutdown)?
+    }
+
+    /// The state of sync session `id` (`None` when unknown or long finished).
+    pub async fn sync_status(&self, id: u64) -> Option<SyncStatus> {
+        self.call(|reply| Command::SyncStatus { id, reply })
+            .await
+            .flatten()
+    }
+
+    /// Stops sync session `id`; its cursor stays saved, so the next sync resumes there. `true`
+    /// when it was running.
+    pub async fn sync_cancel(&self, id: u64) -> bool {
+        self.call(|reply| Command::SyncCancel { id, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Item count and an order-independent digest of the local store (two nodes holding the
+    /// same items have the same digest). Walks the whole store: diagnostics and tests.
+    pub async fn store_digest(&self) -> Option<StoreDigest> {
+        self.call(|reply| Command::Digest { reply }).await
+    }
+
     /// Asks the actor to stop; await the `JoinHandle` from [`Node::spawn`] to wait for it.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
@@ -398,6 +452,8 @@ struct Actor {
     last_bootstrap: Option<SystemTime>,
     request_limiter: PeerLimiter,
     item_limiter: PeerLimiter,
+    sync_limiter: PeerLimiter,
+    sync: syncing::SyncState,
     clocks: HashMap<Salt, SeqClock>,
     own_salts: HashSet<Salt>,
     listen_addrs: Vec<Multiaddr>,
@@ -458,6 +514,7 @@ impl Actor {
         let role = cfg.role;
         let mode = role.kad_mode(cfg.reachability);
         let req_timeout = cfg.request_timeout;
+        let sync_timeout = cfg.sync_timeout;
         let idle = cfg.idle_connection_timeout;
 
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -489,6 +546,13 @@ impl Actor {
                             .with_max_concurrent_streams(
                                 crate::config::DEFAULT_MAX_CONCURRENT_STREAMS,
                             ),
+                    ),
+                    sync: request_response::Behaviour::with_codec(
+                        SyncCodec,
+                        [(sync_codec::PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(sync_timeout)
+                            .with_max_concurrent_streams(sync_codec::MAX_CONCURRENT_STREAMS),
                     ),
                 }
             })
@@ -541,6 +605,8 @@ impl Actor {
             metrics: cfg.metrics.clone(),
             request_limiter: PeerLimiter::new(cfg.max_requests_per_peer, cfg.limit_window),
             item_limiter: PeerLimiter::new(cfg.max_items_per_peer, cfg.limit_window),
+            sync_limiter: PeerLimiter::new(cfg.max_sync_requests_per_peer, cfg.limit_window),
+            sync: syncing::SyncState::new(syncing::new_epoch()),
             cfg,
             sk,
             local_peer,
@@ -582,7 +648,19 @@ impl Actor {
         );
         let mut metrics = tokio::time::interval(crate::config::DEFAULT_METRICS_INTERVAL);
         let mut expire = tokio::time::interval(crate::config::DEFAULT_EXPIRE_INTERVAL);
-        for t in [&mut advert, &mut republish, &mut metrics, &mut expire] {
+        let mut sync_timer = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.cfg.sync_interval,
+            self.cfg.sync_interval,
+        );
+        let mut push_timer = tokio::time::interval(syncing::PUSH_TICK);
+        for t in [
+            &mut advert,
+            &mut republish,
+            &mut metrics,
+            &mut expire,
+            &mut sync_timer,
+            &mut push_timer,
+        ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -608,6 +686,8 @@ impl Actor {
                     self.fetch_adverts();
                 }
                 _ = republish.tick() => self.republish(),
+                _ = sync_timer.tick() => self.sync_tick(),
+                _ = push_timer.tick() => self.push_tick(),
                 _ = metrics.tick() => self.refresh_metrics(),
                 _ = expire.tick() => {
                     let n = self.store().expire(istore::now());
@@ -670,6 +750,18 @@ impl Actor {
             Command::FullNodes { reply } => {
                 let _ = reply.send(self.find_full_nodes());
             }
+            Command::Sync { req, reply } => {
+                let _ = reply.send(self.sync_request(req));
+            }
+            Command::SyncStatus { id, reply } => {
+                let _ = reply.send(self.sync_status(id));
+            }
+            Command::SyncCancel { id, reply } => {
+                let _ = reply.send(self.sync_cancel(id));
+            }
+            Command::Digest { reply } => {
+                let _ = reply.send(self.store().digest());
+            }
             Command::ListLocal { salt, max, reply } => {
                 let max = max.min(MAX_LOCAL_LIST);
                 let _ = reply.send(self.store().with_salt(&salt, max));
@@ -701,14 +793,24 @@ impl Actor {
         let bytes = item.encode();
         let own = item.pk == self.sk.pubkey();
         let salt = item.salt.clone();
-        if let Err(e) = self.store().insert(item, istore::now()) {
-            // Our own slot with an equal or higher seq already stored is not news to the network.
-            tracing::debug!(%target, error = %e, "put refused locally");
-            self.metrics.put("refused");
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(PutError::Refused(e)));
+        let copy = (self.cfg.role == Role::Full).then(|| item.clone());
+        match self.store().insert(item, istore::now()) {
+            Err(e) => {
+                // Our own slot with an equal or higher seq already stored is not news to the
+                // network.
+                tracing::debug!(%target, error = %e, "put refused locally");
+                self.metrics.put("refused");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(PutError::Refused(e)));
+                }
+                return;
             }
-            return;
+            Ok(dht::PutOutcome::Unchanged { .. }) => {}
+            Ok(_) => {
+                if let Some(item) = copy {
+                    self.forward(&item, None);
+                }
+            }
         }
         if own {
             self.own_salts.insert(salt);
@@ -1156,6 +1258,7 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => self.on_identify(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Get(ev)) => self.on_get(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
                 let a = address.with_p2p(self.local_peer).unwrap_or_else(|a| a);
@@ -1219,6 +1322,7 @@ impl Actor {
                 f.connected = true;
                 if first {
                     self.fetch_adverts_from(peer_id);
+                    self.maybe_join(peer_id);
                 }
             }
         }
@@ -1315,11 +1419,21 @@ impl Actor {
             return;
         }
         let is_advert = item.salt.kind() == Some(dht::SaltKind::Fullnode);
+        // Writes from full nodes are pushed by them; writes from anyone else are forwarded.
+        let copy = (self.cfg.role == Role::Full && !self.find_full_nodes().contains(&source))
+            .then(|| item.clone());
         match self.store().insert(item, istore::now()) {
-            Ok(_) => {
+            Ok(outcome) => {
                 self.metrics.inbound_put("stored");
                 if is_advert {
                     self.learn_advert(&record.value);
+                }
+                if let (
+                    Some(item),
+                    dht::PutOutcome::Inserted { .. } | dht::PutOutcome::Replaced { .. },
+                ) = (copy, outcome)
+                {
+                    self.forward(&item, Some(source));
                 }
             }
             Err(e) => {

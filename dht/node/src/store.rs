@@ -52,6 +52,15 @@ pub enum CheckError {
     Invalid(#[from] dht::InvalidItem),
 }
 
+/// What [`ItemStore::digest`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreDigest {
+    /// Items stored.
+    pub items: u64,
+    /// Wrapping sum of the first 128 bits of SHA-256 of every item's encoding (hex).
+    pub sum: String,
+}
+
 /// File name of the redb store inside the node's data directory.
 pub const STORE_FILE: &str = "items.redb";
 
@@ -179,6 +188,47 @@ impl ItemStore {
             }
         }
         out
+    }
+
+    /// The in-memory store the swarm loop serves from (for GetItems pages).
+    pub fn backend(&self) -> &MemoryStore {
+        &self.inner
+    }
+
+    /// An order-independent digest of every stored item: two stores holding exactly the same
+    /// items (every field, signature included) have the same digest.
+    pub fn digest(&self) -> StoreDigest {
+        let mut sum: u128 = 0;
+        let mut items = 0u64;
+        let mut cursor = Cursor::START;
+        loop {
+            match self
+                .inner
+                .list_since(None, cursor, dht::store::MAX_LIST_LIMIT)
+            {
+                Ok(page) => {
+                    for item in &page.items {
+                        let h = keys::sha256(&item.encode());
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(&h[..16]);
+                        sum = sum.wrapping_add(u128::from_be_bytes(a));
+                        items += 1;
+                    }
+                    cursor = page.next_cursor;
+                    if !page.has_more || page.items.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store list failed");
+                    break;
+                }
+            }
+        }
+        StoreDigest {
+            items,
+            sum: format!("{sum:032x}"),
+        }
     }
 
     /// Number of items per salt (salt as lossy UTF-8).

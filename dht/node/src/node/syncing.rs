@@ -1,0 +1,772 @@
+//! Bulk sync (`/skymesh/sync/1` GetItems pages) and full-node push, driven by the actor.
+//!
+//! The paging logic is [`itemsync`]'s (sans-io [`Puller`], [`itemsync::serve::page`]); this
+//! file owns the sessions, the push queues and the penalties, and puts every received item
+//! through the store's acceptance rules ([`ItemStore::insert`] → `dht::rules::admit`, signature
+//! included) before anything is stored.
+//!
+//! - **Serve**: every node answers GetItems from its in-memory store (epoch = this process's
+//!   start, since change numbers restart with the process), subject to the per-peer sync limit.
+//! - **Join**: a full node that has not completed a full pull yet pulls everything from the
+//!   first full node it identifies (and retries on the sync timer with another one).
+//! - **Push**: every write a full node accepts from a local put or from a non-full peer's kad
+//!   PutRecord is queued for each other known full node (bounded per peer, one push in flight per
+//!   peer, batched while one is in flight). Pushed items are never forwarded again (the origin
+//!   fans out; nothing is echoed back), and an item already held identically is only counted.
+//! - **Repair**: every [`crate::Config::sync_interval`] a full node pulls incrementally from the
+//!   next known full node, from the cursor it saved for it.
+//! - **Penalties**: a malformed or oversized message, a paging violation or an item that fails
+//!   the rules in itself (bad signature, value, size) gets the peer disconnected and refused for
+//!   [`PENALTY`]; the store keeps only what passed the rules.
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use dht::{Item, PutOutcome, Salt};
+use itemsync::wire::{self, GetItems, Page, RefuseReason, Request, Response};
+use itemsync::{PullConfig, PullError, Puller, SyncCursor};
+use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{Actor, MAX_FULL_NODES};
+use crate::error::SyncError;
+use crate::role::Role;
+use crate::store as istore;
+use crate::sync_codec;
+
+/// Sync sessions running at once (admin requests, join, repair); further requests get
+/// [`SyncError::Busy`]. Each has one page (≤ ~8 MiB) in flight.
+pub const MAX_ACTIVE_SESSIONS: usize = 4;
+
+/// Finished sessions kept for status queries (oldest dropped first).
+pub const MAX_FINISHED_SESSIONS: usize = 32;
+
+/// Saved cursors, one per (full node, salt filter); bounded like the full-node table.
+const MAX_CURSORS: usize = MAX_FULL_NODES;
+
+/// How long a penalised peer is disconnected from sync and refused.
+pub const PENALTY: Duration = Duration::from_secs(10 * 60);
+
+/// Penalised peers remembered (same bound as the per-peer limiters).
+const MAX_PENALISED: usize = crate::limits::MAX_TRACKED_PEERS;
+
+/// Wait before retrying a push that failed or was refused (e.g. the receiver had not yet
+/// identified us as a full node).
+const PUSH_RETRY: Duration = Duration::from_millis(500);
+
+/// How often queued pushes waiting for a retry are looked at.
+pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
+
+/// What a caller asks [`crate::Node::sync`] for.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SyncRequest {
+    /// The full node to pull from (ending in `/p2p/<peer id>`); `None`: a known full node.
+    pub from: Option<Multiaddr>,
+    /// Only this salt.
+    pub salt: Option<Salt>,
+    /// Ignore the saved cursor and pull everything.
+    pub from_start: bool,
+    /// Items per page (default and maximum [`wire::MAX_PAGE_ITEMS`]).
+    pub page_limit: Option<u16>,
+}
+
+/// Why a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Requested through [`crate::Node::sync`].
+    Request,
+    /// A full node's first full pull.
+    Join,
+    /// Periodic incremental pull.
+    Repair,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Join => "join",
+            Kind::Repair => "repair",
+        }
+    }
+}
+
+/// The state of one sync session, for [`crate::Node::sync_status`] and the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct SyncStatus {
+    /// Session id.
+    pub id: u64,
+    /// Peer pulled from.
+    pub peer: String,
+    /// `request`, `join` or `repair`.
+    pub kind: &'static str,
+    /// `running`, `done` or `failed`.
+    pub state: &'static str,
+    /// Salt filter, if any (lossy UTF-8).
+    pub salt: Option<String>,
+    /// Pages received.
+    pub pages: u64,
+    /// Items received.
+    pub items_received: u64,
+    /// Items stored (new or replacing).
+    pub accepted: u64,
+    /// Items already held identically.
+    pub unchanged: u64,
+    /// Items refused by the acceptance rules.
+    pub refused: u64,
+    /// Encoded bytes received.
+    pub bytes: u64,
+    /// Time since the session started (until it finished).
+    pub elapsed_ms: u64,
+    /// Cursor reached in the peer's change sequence.
+    pub cursor: u64,
+    /// The peer's last change number at the latest page (progress: `cursor / remote_last_change`).
+    pub remote_last_change: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+struct Session {
+    peer: PeerId,
+    kind: Kind,
+    puller: Puller,
+    started: Instant,
+    finished: Option<Instant>,
+    request: Option<OutboundRequestId>,
+}
+
+#[derive(Default)]
+struct Counts {
+    accepted: u64,
+    unchanged: u64,
+    refused: u64,
+    invalid: u64,
+}
+
+/// Sync state owned by the actor.
+pub(super) struct SyncState {
+    /// This process's epoch of its store's change sequence (see [`itemsync::wire`]).
+    epoch: u64,
+    next_id: u64,
+    sessions: HashMap<u64, Session>,
+    finished: VecDeque<u64>,
+    requests: HashMap<OutboundRequestId, u64>,
+    cursors: HashMap<(PeerId, Option<Salt>), SyncCursor>,
+    joined: bool,
+    repair_next: usize,
+    push_queues: HashMap<PeerId, VecDeque<Item>>,
+    push_in_flight: HashMap<OutboundRequestId, (PeerId, Vec<Item>)>,
+    push_busy: HashSet<PeerId>,
+    push_retry_at: HashMap<PeerId, Instant>,
+    penalised: HashMap<PeerId, Instant>,
+}
+
+impl SyncState {
+    pub(super) fn new(epoch: u64) -> SyncState {
+        SyncState {
+            epoch,
+            next_id: 1,
+            sessions: HashMap::new(),
+            finished: VecDeque::new(),
+            requests: HashMap::new(),
+            cursors: HashMap::new(),
+            joined: false,
+            repair_next: 0,
+            push_queues: HashMap::new(),
+            push_in_flight: HashMap::new(),
+            push_busy: HashSet::new(),
+            push_retry_at: HashMap::new(),
+            penalised: HashMap::new(),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.finished.is_none())
+            .count()
+    }
+
+    fn is_penalised(&self, peer: &PeerId, now: Instant) -> bool {
+        self.penalised.get(peer).is_some_and(|until| *until > now)
+    }
+
+    fn status(&self, id: u64) -> Option<SyncStatus> {
+        let s = self.sessions.get(&id)?;
+        let p = s.puller.progress();
+        let (state, error) = match s.puller.outcome() {
+            None => ("running", None),
+            Some(Ok(())) => ("done", None),
+            Some(Err(e)) => ("failed", Some(e.to_string())),
+        };
+        let end = s.finished.unwrap_or_else(Instant::now);
+        Some(SyncStatus {
+            id,
+            peer: s.peer.to_string(),
+            kind: s.kind.as_str(),
+            state,
+            salt: s
+                .puller
+                .salt()
+                .map(|x| String::from_utf8_lossy(x.as_bytes()).into_owned()),
+            pages: p.pages,
+            items_received: p.items,
+            accepted: p.accepted,
+            unchanged: p.unchanged,
+            refused: p.refused,
+            bytes: p.bytes,
+            elapsed_ms: u64::try_from(end.duration_since(s.started).as_millis())
+                .unwrap_or(u64::MAX),
+            cursor: s.puller.cursor().change,
+            remote_last_change: p.remote_last_change,
+            error,
+        })
+    }
+}
+
+/// A fresh epoch: this process's start time in ns (never 0, which means "no cursor").
+pub(super) fn new_epoch() -> u64 {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    ns.max(1)
+}
+
+impl Actor {
+    // ---- sessions ---------------------------------------------------------------------------
+
+    /// Starts a session asked for through the handle.
+    pub(super) fn sync_request(&mut self, req: SyncRequest) -> Result<u64, SyncError> {
+        let (peer, addr) = match &req.from {
+            Some(addr) => match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+                    (peer, Some(super::strip_p2p(addr.clone())))
+                }
+                _ => return Err(SyncError::Addr { addr: addr.clone() }),
+            },
+            None => {
+                let now = Instant::now();
+                let mut full = self.find_full_nodes();
+                full.retain(|p| !self.sync.is_penalised(p, now));
+                // Connected ones first.
+                full.sort_by_key(|p| !self.swarm.is_connected(p));
+                match full.first() {
+                    Some(p) => (*p, None),
+                    None => return Err(SyncError::NoFullNode),
+                }
+            }
+        };
+        self.start_session(peer, addr, req, Kind::Request)
+    }
+
+    fn start_session(
+        &mut self,
+        peer: PeerId,
+        addr: Option<Multiaddr>,
+        req: SyncRequest,
+        kind: Kind,
+    ) -> Result<u64, SyncError> {
+        if peer == self.local_peer {
+            return Err(SyncError::SelfSync);
+        }
+        if self.sync.is_penalised(&peer, Instant::now()) {
+            return Err(SyncError::Penalised { peer });
+        }
+        if self.sync.active() >= MAX_ACTIVE_SESSIONS {
+            return Err(SyncError::Busy {
+                max: MAX_ACTIVE_SESSIONS,
+            });
+        }
+        if let Some(a) = addr {
+            self.swarm.add_peer_address(peer, a);
+        }
+        let start = if req.from_start {
+            SyncCursor::default()
+        } else {
+            self.sync
+                .cursors
+                .get(&(peer, req.salt.clone()))
+                .copied()
+                .unwrap_or_default()
+        };
+        let mut cfg = PullConfig::new(start);
+        cfg.salt = req.salt;
+        if let Some(limit) = req.page_limit {
+            cfg.page_limit = limit.clamp(1, wire::MAX_PAGE_ITEMS);
+        }
+        let id = self.sync.next_id;
+        self.sync.next_id += 1;
+        tracing::debug!(%peer, id, kind = kind.as_str(), cursor = start.change, "sync session started");
+        self.sync.sessions.insert(
+            id,
+            Session {
+                peer,
+                kind,
+                puller: Puller::new(cfg),
+                started: Instant::now(),
+                finished: None,
+                request: None,
+            },
+        );
+        self.session_step(id);
+        Ok(id)
+    }
+
+    /// Sends the session's next request, or finishes it.
+    fn session_step(&mut self, id: u64) {
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        match s.puller.poll_request() {
+            Some(req) => {
+                let peer = s.peer;
+                let rid = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, Request::GetItems(req));
+                if let Some(s) = self.sync.sessions.get_mut(&id) {
+                    s.request = Some(rid);
+                }
+                self.sync.requests.insert(rid, id);
+            }
+            None => self.finish_session(id),
+        }
+    }
+
+    fn finish_session(&mut self, id: u64) {
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.finished.is_some() {
+            return;
+        }
+        s.finished = Some(Instant::now());
+        if let Some(rid) = s.request.take() {
+            self.sync.requests.remove(&rid);
+        }
+        let ok = matches!(s.puller.outcome(), Some(Ok(())));
+        let (peer, kind, progress) = (s.peer, s.kind, s.puller.progress());
+        if ok && kind == Kind::Join {
+            self.sync.joined = true;
+        }
+        self.metrics.sync.session(if ok { "ok" } else { "failed" });
+        match s.puller.outcome() {
+            Some(Err(e)) => {
+                tracing::info!(%peer, id, kind = kind.as_str(), error = %e, items = progress.items, "sync session failed")
+            }
+            _ => {
+                tracing::info!(%peer, id, kind = kind.as_str(), items = progress.items, accepted = progress.accepted, "sync session done")
+            }
+        }
+        self.sync.finished.push_back(id);
+        while self.sync.finished.len() > MAX_FINISHED_SESSIONS {
+            if let Some(old) = self.sync.finished.pop_front() {
+                self.sync.sessions.remove(&old);
+            }
+        }
+    }
+
+    pub(super) fn sync_status(&self, id: u64) -> Option<SyncStatus> {
+        self.sync.status(id)
+    }
+
+    pub(super) fn sync_cancel(&mut self, id: u64) -> bool {
+        match self.sync.sessions.get_mut(&id) {
+            Some(s) if s.finished.is_none() => {
+                s.puller.abort(PullError::Cancelled);
+                self.finish_session(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn save_cursor(&mut self, peer: PeerId, salt: Option<Salt>, cursor: SyncCursor) {
+        let key = (peer, salt);
+        if !self.sync.cursors.contains_key(&key) && self.sync.cursors.len() >= MAX_CURSORS {
+            // Forget cursors of peers that are no longer known full nodes first.
+            let known: HashSet<PeerId> = self.find_full_nodes().into_iter().collect();
+            self.sync.cursors.retain(|(p, _), _| known.contains(p));
+            if self.sync.cursors.len() >= MAX_CURSORS {
+                return;
+            }
+        }
+        self.sync.cursors.insert(key, cursor);
+    }
+
+    /// A full node we just identified: pull everything from it if we never completed a join.
+    pub(super) fn maybe_join(&mut self, peer: PeerId) {
+        if self.cfg.role != Role::Full || self.sync.joined {
+            return;
+        }
+        let joining = self
+            .sync
+            .sessions
+            .values()
+            .any(|s| s.kind == Kind::Join && s.finished.is_none());
+        if !joining {
+            let _ = self.start_session(peer, None, SyncRequest::default(), Kind::Join);
+        }
+    }
+
+    /// The sync timer: a join if none completed yet, else an incremental pull from the next
+    /// known full node.
+    pub(super) fn sync_tick(&mut self) {
+        if self.cfg.role != Role::Full {
+            return;
+        }
+        let auto_running = self
+            .sync
+            .sessions
+            .values()
+            .any(|s| s.kind != Kind::Request && s.finished.is_none());
+        if auto_running {
+            return;
+        }
+        let now = Instant::now();
+        let mut peers = self.find_full_nodes();
+        peers.retain(|p| !self.sync.is_penalised(p, now));
+        if peers.is_empty() {
+            return;
+        }
+        let peer = peers[self.sync.repair_next % peers.len()];
+        self.sync.repair_next = self.sync.repair_next.wrapping_add(1);
+        let kind = if self.sync.joined {
+            Kind::Repair
+        } else {
+            Kind::Join
+        };
+        let _ = self.start_session(peer, None, SyncRequest::default(), kind);
+    }
+
+    fn on_page(&mut self, id: u64, page: Page) {
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        s.request = None;
+        let peer = s.peer;
+        self.metrics.sync.pages_pulled.inc();
+        let items = match s.puller.handle_page(page) {
+            Ok(items) => items,
+            Err(e) => {
+                self.penalise(peer, &e.to_string());
+                self.finish_session(id);
+                return;
+            }
+        };
+        let received = items.len() as u64;
+        let c = self.ingest(items);
+        self.metrics
+            .sync
+            .items("pull", received, c.accepted, c.unchanged, c.refused);
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        s.puller.record_ingest(c.accepted, c.unchanged, c.refused);
+        if c.invalid > 0 {
+            s.puller.abort(PullError::InvalidItems { count: c.invalid });
+            self.penalise(peer, "invalid items in a page");
+            self.finish_session(id);
+            return;
+        }
+        let (salt, cursor) = (s.puller.salt().cloned(), s.puller.cursor());
+        self.save_cursor(peer, salt, cursor);
+        self.session_step(id);
+    }
+
+    /// Puts received items through the acceptance rules.
+    fn ingest(&mut self, items: Vec<Item>) -> Counts {
+        let now = istore::now();
+        let mut c = Counts::default();
+        for item in items {
+            let advert = (item.salt.kind() == Some(dht::SaltKind::Fullnode)).then(|| item.encode());
+            match self.store().insert(item, now) {
+                Ok(PutOutcome::Unchanged { .. }) => c.unchanged += 1,
+                Ok(_) => {
+                    c.accepted += 1;
+                    if let Some(bytes) = advert {
+                        self.learn_advert(&bytes);
+                    }
+                }
+                Err(e) => {
+                    c.refused += 1;
+                    if matches!(e, dht::PutError::Invalid { .. }) {
+                        c.invalid += 1;
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    // ---- penalties --------------------------------------------------------------------------
+
+    /// Disconnects `peer` and refuses its sync traffic for [`PENALTY`].
+    pub(super) fn penalise(&mut self, peer: PeerId, why: &str) {
+        let now = Instant::now();
+        if !self.sync.penalised.contains_key(&peer) && self.sync.penalised.len() >= MAX_PENALISED {
+            self.sync.penalised.retain(|_, until| *until > now);
+            if self.sync.penalised.len() >= MAX_PENALISED {
+                // Keep the memory bound; a flood of fresh peer ids costs them their record.
+                self.sync.penalised.clear();
+            }
+        }
+        tracing::warn!(%peer, reason = why, "peer penalised");
+        self.metrics.sync.peers_penalised.inc();
+        self.sync.penalised.insert(peer, now + PENALTY);
+        self.sync.push_queues.remove(&peer);
+        let running: Vec<u64> = self
+            .sync
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer == peer && s.finished.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in running {
+            if let Some(s) = self.sync.sessions.get_mut(&id)
+                && !s.puller.is_done()
+            {
+                s.puller
+                    .abort(PullError::Failed(format!("peer penalised: {why}")));
+            }
+            self.finish_session(id);
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    // ---- push -------------------------------------------------------------------------------
+
+    /// Queues an accepted write for every other known full node (full nodes only). `source` is
+    /// the peer it came from, if any (never sent back to it).
+    pub(super) fn forward(&mut self, item: &Item, source: Option<PeerId>) {
+        if self.cfg.role != Role::Full {
+            return;
+        }
+        let now = Instant::now();
+        let bound = self.cfg.push_queue.max(1);
+        for peer in self.find_full_nodes() {
+            if Some(peer) == source || self.sync.is_penalised(&peer, now) {
+                continue;
+            }
+            let q = self.sync.push_queues.entry(peer).or_default();
+            if q.len() >= bound {
+                self.metrics.sync.push_items_dropped.inc();
+                continue;
+            }
+            q.push_back(item.clone());
+            self.push_flush(peer, now);
+        }
+    }
+
+    /// Sends the next batch to `peer` unless a push to it is in flight or waiting for a retry.
+    fn push_flush(&mut self, peer: PeerId, now: Instant) {
+        if self.sync.push_busy.contains(&peer)
+            || self.sync.push_retry_at.get(&peer).is_some_and(|t| *t > now)
+        {
+            return;
+        }
+        self.sync.push_retry_at.remove(&peer);
+        let Some(q) = self.sync.push_queues.get_mut(&peer) else {
+            return;
+        };
+        let n = wire::fitting(
+            q.iter()
+                .take(usize::from(wire::MAX_PUSH_ITEMS))
+                .map(Item::encoded_len),
+        );
+        if n == 0 {
+            self.sync.push_queues.remove(&peer);
+            return;
+        }
+        let batch: Vec<Item> = q.drain(..n).collect();
+        if q.is_empty() {
+            self.sync.push_queues.remove(&peer);
+        }
+        self.metrics.sync.pushes_sent.inc();
+        self.metrics.sync.push_items_sent.inc_by(batch.len() as u64);
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, Request::Push(batch.clone()));
+        self.sync.push_in_flight.insert(rid, (peer, batch));
+        self.sync.push_busy.insert(peer);
+    }
+
+    fn push_done(&mut self, rid: OutboundRequestId, retry: bool) {
+        let Some((peer, batch)) = self.sync.push_in_flight.remove(&rid) else {
+            return;
+        };
+        self.sync.push_busy.remove(&peer);
+        let now = Instant::now();
+        if retry && !self.sync.is_penalised(&peer, now) {
+            // Put the batch back in front, within the queue bound; retry after a pause.
+            let bound = self.cfg.push_queue.max(1);
+            let q = self.sync.push_queues.entry(peer).or_default();
+            for item in batch.into_iter().rev() {
+                if q.len() >= bound {
+                    self.metrics.sync.push_items_dropped.inc();
+                    continue;
+                }
+                q.push_front(item);
+            }
+            self.sync.push_retry_at.insert(peer, now + PUSH_RETRY);
+        }
+        self.push_flush(peer, now);
+    }
+
+    /// Retries pushes whose pause is over.
+    pub(super) fn push_tick(&mut self) {
+        if self.sync.push_retry_at.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .sync
+            .push_retry_at
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.push_flush(peer, now);
+        }
+    }
+
+    // ---- events -----------------------------------------------------------------------------
+
+    pub(super) fn on_sync(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.serve_sync(peer, request);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_sync_response(peer, request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let malformed =
+                    matches!(&error, OutboundFailure::Io(e) if sync_codec::is_malformed(e));
+                if let Some(id) = self.sync.requests.remove(&request_id) {
+                    if let Some(s) = self.sync.sessions.get_mut(&id) {
+                        s.request = None;
+                        s.puller.handle_failure(error.to_string());
+                    }
+                    self.finish_session(id);
+                }
+                if malformed {
+                    self.penalise(peer, &error.to_string());
+                }
+                self.push_done(request_id, !malformed);
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if matches!(&error, InboundFailure::Io(e) if sync_codec::is_malformed(e)) {
+                    self.penalise(peer, &error.to_string());
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_sync_response(&mut self, peer: PeerId, rid: OutboundRequestId, response: Response) {
+        if let Some(id) = self.sync.requests.remove(&rid) {
+            match response {
+                Response::Page(page) => self.on_page(id, page),
+                Response::Refused(reason) => {
+                    if let Some(s) = self.sync.sessions.get_mut(&id) {
+                        s.request = None;
+                        s.puller.handle_refused(reason);
+                    }
+                    self.finish_session(id);
+                }
+                Response::Ack { .. } => {
+                    if let Some(s) = self.sync.sessions.get_mut(&id) {
+                        s.request = None;
+                        s.puller
+                            .abort(PullError::Failed("ack for a page request".into()));
+                    }
+                    self.penalise(peer, "ack for a page request");
+                    self.finish_session(id);
+                }
+            }
+            return;
+        }
+        if !self.sync.push_in_flight.contains_key(&rid) {
+            // The answer to a page request of a cancelled session: dropped unread.
+            return;
+        }
+        match response {
+            Response::Ack { .. } => self.push_done(rid, false),
+            Response::Refused(_) => self.push_done(rid, true),
+            Response::Page(_) => {
+                self.push_done(rid, false);
+                self.penalise(peer, "page for a push");
+            }
+        }
+    }
+
+    fn serve_sync(&mut self, peer: PeerId, request: Request) -> Response {
+        let now = Instant::now();
+        if self.sync.is_penalised(&peer, now) {
+            return Response::Refused(RefuseReason::NotAllowed);
+        }
+        if !self.sync_limiter.allow(peer, now) {
+            return Response::Refused(RefuseReason::RateLimited);
+        }
+        match request {
+            Request::GetItems(g) => self.serve_page(&g),
+            Request::Push(items) => {
+                if self.cfg.role != Role::Full || !self.find_full_nodes().contains(&peer) {
+                    return Response::Refused(RefuseReason::NotAllowed);
+                }
+                self.metrics.sync.pushes_received.inc();
+                let received = items.len() as u64;
+                let c = self.ingest(items);
+                self.metrics
+                    .sync
+                    .items("push", received, c.accepted, c.unchanged, c.refused);
+                if c.invalid > 0 {
+                    self.penalise(peer, "invalid items in a push");
+                    return Response::Refused(RefuseReason::NotAllowed);
+                }
+                let n = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+                Response::Ack {
+                    stored: n(c.accepted),
+                    duplicate: n(c.unchanged),
+                    refused: n(c.refused),
+                }
+            }
+        }
+    }
+
+    fn serve_page(&mut self, g: &GetItems) -> Response {
+        let epoch = self.sync.epoch;
+        match itemsync::serve::page(self.store().backend(), epoch, g) {
+            Ok(page) => {
+                self.metrics.sync.pages_served.inc();
+                Response::Page(page)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the store for a sync page");
+                Response::Refused(RefuseReason::BadRequest)
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Bulk sync and full-node convergence on 127.0.0.1, real TCP + Noise + yamux, in one process.
+//! Nothing asserts on timing; everything is polled with generous deadlines (2-core CI).
+//!
+//! `SYNC_TEST_ITEMS` scales the big test (default 100 000, as the issue asks).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use dht::{Item, Salt};
+use dhtnode::testing::{config, load, signed_items};
+use dhtnode::{Node, ReadMode, Role, StoreDigest, SyncRequest, SyncStatus};
+use futures::StreamExt;
+use itemsync::wire;
+use keys::SecKey;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, StreamProtocol, noise, tcp, yamux};
+
+const DEADLINE: Duration = Duration::from_secs(240);
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+async fn poll_until<F, Fut, T>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_done(node: &Node, id: u64) -> SyncStatus {
+    poll_until("the sync session to end", || async {
+        let s = node.sync_status(id).await.unwrap();
+        (s.state != "running").then_some(s)
+    })
+    .await
+}
+
+async fn digest(node: &Node) -> StoreDigest {
+    node.store_digest().await.unwrap()
+}
+
+fn from(node: &Node) -> SyncRequest {
+    let mut r = SyncRequest::default();
+    r.from = Some(node.listen_addrs()[0].clone());
+    r
+}
+
+fn test_items() -> usize {
+    std::env::var("SYNC_TEST_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// Two full nodes: the joining one pulls everything (100k items) and ends with an identical
+/// store; after 1000 more changes on the source, an incremental sync transfers exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_pulls_everything_then_incremental_transfers_only_changes() {
+    init_tracing();
+    let n = test_items();
+    let (a, _ta) = Node::spawn(quiet(config(Role::Full, vec![])))
+        .await
+        .unwrap();
+    let items = signed_items("join", n, 1, 64);
+    assert_eq!(load(&a, items).await, n as u64);
+    assert!(digest(&a).await.items >= n as u64);
+
+    // B joins: it identifies A as a full node and pulls everything on its own.
+    let (b, _tb) = Node::spawn(quiet(config(Role::Full, vec![a.listen_addrs()[0].clone()])))
+        .await
+        .unwrap();
+    // Identical: every item with every byte (each holds both adverts by now).
+    same_stores(&a, &b).await;
+    // Drain whatever changed on A since the join's last page (B's own advert arriving there).
+    let id = b.sync(from(&a)).await.unwrap();
+    assert_eq!(wait_done(&b, id).await.state, "done");
+
+    // 1000 changes on A (new items and new seqs for existing ones), not pushed (store_local is
+    // for items every full node gets from a shared source).
+    let mut changes = signed_items("join", 500, 2, 64); // replace 500
+    changes.extend(signed_items("incr", 500, 1, 64)); // insert 500
+    assert_eq!(load(&a, changes).await, 1000);
+    let id = b.sync(from(&a)).await.unwrap();
+    let st = wait_done(&b, id).await;
+    assert_eq!(st.state, "done", "{st:?}");
+    assert_eq!(st.items_received, 1000, "only the changes travel: {st:?}");
+    assert_eq!(st.accepted, 1000);
+    same_stores(&a, &b).await;
+}
+
+/// Adverts only at start (a re-advert every second would keep changing both stores).
+fn quiet(mut cfg: dhtnode::Config) -> dhtnode::Config {
+    cfg.advert_interval = Duration::from_secs(600);
+    cfg
+}
+
+async fn same_stores(a: &Node, b: &Node) {
+    poll_until("identical stores", || async {
+        let (da, db) = (digest(a).await, digest(b).await);
+        (da == db).then_some(())
+    })
+    .await;
+}
+
+/// A sync cancelled mid-way resumes from its cursor: the two sessions together transfer each
+/// item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_sync_resumes_from_its_cursor() {
+    init_tracing();
+    let n = 20_000usize;
+    let (a, _ta) = Node::spawn(quiet(config(Role::Full, vec![])))
+        .await
+        .unwrap();
+    assert_eq!(load(&a, signed_items("resume", n, 1, 32)).await, n as u64);
+    let total = digest(&a).await.items;
+    // A regular node: it does not join on its own, so only the sessions below run.
+    let (b, _tb) = Node::spawn(config(Role::Regular, vec![])).await.unwrap();
+    let mut req = from(&a);
+    req.page_limit = Some(100);
+    let id = b.sync(req.clone()).await.unwrap();
+    poll_until("part of the items", || async {
+        let s = b.sync_status(id).await.unwrap();
+        (s.items_received >= 2000).then_some(())
+    })
+    .await;
+    assert!(b.sync_cancel(id).await);
+    let first = b.sync_status(id).await.unwrap();
+    assert_eq!(first.state, "failed");
+    assert!(first.items_received < total, "{first:?}");
+    let held = digest(&b).await.items;
+    assert_eq!(held, first.accepted);
+
+    let id2 = b.sync(req).await.unwrap();
+    let second = wait_done(&b, id2).await;
+    assert_eq!(second.state, "done", "{second:?}");
+    // Change numbers of A's store are 1, 2, …: the first session received exactly the
+    // changes up to its cursor, the second exactly the ones after it (A may have re-put its own
+    // advert meanwhile, so its last change can be above `total`).
+    assert_eq!(first.items_received, first.cursor, "{first:?}");
+    assert_eq!(
+        second.items_received,
+        second.cursor - first.cursor,
+        "nothing transferred twice: {first:?} {second:?}"
+    );
+    assert!(second.cursor >= total);
+    assert_eq!(digest(&a).await, digest(&b).await);
+}
+
+// ---- a peer serving bad pages -----------------------------------------------------------------
+
+/// What the fake server answers to every GetItems.
+#[derive(Clone)]
+enum Evil {
+    /// A page with a forged item (value changed after signing).
+    Forged,
+    /// Bytes that are not a message.
+    Garbage,
+    /// A message larger than any page may be.
+    Oversized,
+    /// A page that says "more" but carries nothing.
+    NoProgress,
+    /// A page whose cursor goes backwards.
+    Backwards,
+}
+
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        use futures::AsyncReadExt;
+        let mut buf = Vec::new();
+        io.take(1 << 20).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(Vec::new())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&res).await?;
+        io.close().await
+    }
+}
+
+fn evil_answer(mode: &Evil, request: &[u8]) -> Vec<u8> {
+    let Ok(wire::Request::GetItems(req)) = wire::decode_request(request) else {
+        return vec![0xff];
+    };
+    let good = signed_items("evil", 3, 1, 16);
+    let page = |next, has_more, items: Vec<Item>| {
+        wire::encode_response(&wire::Response::Page(wire::Page {
+            epoch: 7,
+            next_cursor: next,
+            last_change: 100,
+            has_more,
+            items,
+        }))
+        .unwrap()
+    };
+    match mode {
+        Evil::Forged => {
+            let mut forged = good.clone();
+            forged[1].value = b"evil 0 1 forged!".to_vec();
+            page(3, false, forged)
+        }
+        Evil::Garbage => vec![0x00, 1, 2, 3],
+        Evil::Oversized => vec![0u8; wire::MAX_RESPONSE_BYTES + 10],
+        Evil::NoProgress => page(req.cursor, true, vec![]),
+        Evil::Backwards => {
+            if req.cursor == 0 {
+                page(50, true, good)
+            } else {
+                page(10, true, good)
+            }
+        }
+    }
+}
+
+/// Spawns a libp2p peer that speaks `/skymesh/sync/1` badly; returns its address.
+async fn spawn_evil(mode: Evil) -> Multiaddr {
+    let kp = dhtnode::identity::keypair(&SecKey::generate()).unwrap();
+    let peer = kp.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(dhtnode::sync_codec::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .build();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address.with_p2p(peer).unwrap();
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                let answer = evil_answer(&mode, &request);
+                let _ = swarm.behaviour_mut().send_response(channel, answer);
+            }
+        }
+    });
+    addr
+}
+
+/// Peers serving forged items, garbage, oversized messages, or pages that make no progress are
+/// refused and penalised; the store keeps only what passed the rules; an honest full node is
+/// still served and synced from afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pages_are_refused_and_the_peer_penalised() {
+    init_tracing();
+    let mut cfg = config(Role::Regular, vec![]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    cfg.metrics = dhtnode::Metrics::register(&mut registry);
+    let metrics = cfg.metrics.clone();
+    let (b, _tb) = Node::spawn(cfg).await.unwrap();
+    let before = digest(&b).await;
+    let modes = [
+        Evil::Forged,
+        Evil::Garbage,
+        Evil::Oversized,
+        Evil::NoProgress,
+        Evil::Backwards,
+    ];
+    for (i, mode) in modes.iter().enumerate() {
+        let addr = spawn_evil(mode.clone()).await;
+        let mut req = SyncRequest::default();
+        req.from = Some(addr.clone());
+        let id = b.sync(req.clone()).await.unwrap();
+        let st = wait_done(&b, id).await;
+        assert_eq!(st.state, "failed", "mode {i}: {st:?}");
+        assert_eq!(metrics.sync.peers_penalised.get(), i as u64 + 1, "mode {i}");
+        // Penalised: a second attempt is refused at once.
+        assert!(b.sync(req).await.is_err(), "mode {i}");
+        match mode {
+            // The forged page's two valid items are stored (they pass the rules on their own);
+            // the forged one is not.
+            Evil::Forged => {
+                let forged_pk = signed_items("evil", 3, 1, 16)[1].pk;
+                let got = b
+                    .get_with(
+                        &forged_pk,
+                        &Salt::new(&b"s1"[..]).unwrap(),
+                        ReadMode::LocalOnly,
+                    )
+                    .await
+                    .unwrap();
+                assert!(got.item.is_none(), "forged item stored");
+                assert_eq!(digest(&b).await.items, before.items + 2);
+            }
+            // The backwards peer's first page is valid: its 3 genuine items are stored (one of
+            // them is the genuine version of the item forged above).
+            Evil::Backwards => assert_eq!(digest(&b).await.items, before.items + 3),
+            _ => assert_eq!(digest(&b).await.items, before.items + 2, "mode {i}"),
+        }
+    }
+    // An honest full node is still synced from.
+    let (a, _ta) = Node::spawn(config(Role::Full, vec![])).await.unwrap();
+    load(&a, signed_items("honest", 500, 1, 16)).await;
+    let id = b.sync(from(&a)).await.unwrap();
+    let st = wait_done(&b, id).await;
+    assert_eq!(st.state, "done", "{st:?}");
+    assert_eq!(st.accepted, st.items_received);
+    assert!(st.items_received >= 500);
+}
+
+/// Ten full nodes: a write accepted by any one of them reaches all ten (push, no waiting for
+/// the periodic pull, which is off here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_full_nodes_converge_by_push() {
+    init_tracing();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..10 {
+        let bootstrap = if i == 0 {
+            vec![]
+        } else {
+            vec![nodes[0].listen_addrs()[0].clone()]
+        };
+        let (n, _t) = Node::spawn(config(Role::Full, bootstrap)).await.unwrap();
+        nodes.push(n);
+    }
+    poll_until("every full node to know the nine others", || async {
+        for n in &nodes {
+            if n.find_full_nodes().await.len() < 9 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let writes = signed_items("conv", 30, 1, 40);
+    for (k, item) in writes.iter().enumerate() {
+        nodes[k % 10].put_item(item.clone()).await.unwrap();
+    }
+    for item in &writes {
+        for n in &nodes {
+            poll_until("the write on every full node", || async {
+                let got = n
+                    .get_with(&item.pk, &item.salt, ReadMode::LocalOnly)
+                    .await
+                    .unwrap();
+                got.item.filter(|i| i == item).map(|_| ())
+            })
+            .await;
+        }
+    }
+}
