@@ -175,6 +175,7 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
             .args(["--http", &format!("127.0.0.1:{}", p.http_port)])
             .arg("--deploy")
             .arg(&deploy_path)
+            .args(["--watch-parent", &std::process::id().to_string()])
             .env("SKYMESH_SK", p.sk.to_hex())
             .env_remove("SKYDEPLOY")
             .stdin(Stdio::null())
@@ -296,7 +297,7 @@ async fn live_table(http: &reqwest::Client, members: &[Member]) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = super::node::shutdown_signal() => {
                 println!("\nstopping {} nodes", members.len());
                 return;
             }

@@ -40,6 +40,8 @@ use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 
 mod dmsg_api;
+mod sync;
+mod tp;
 
 /// Reachability as a command-line value.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -118,6 +120,9 @@ pub(crate) struct Args {
     /// the embedded one.
     #[arg(long, env = "SKYDEPLOY", value_name = "FILE")]
     deploy: Option<PathBuf>,
+    /// Stop when the process with this pid exits (used by `skymesh devnet` for its nodes).
+    #[arg(long, hide = true, value_name = "PID")]
+    watch_parent: Option<u32>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -407,6 +412,7 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         dmsg_client,
         disc_test_mode: args.disc_test_mode,
     });
+    let tp_manager = tp::start(&ctx, &mut registry)?;
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding the HTTP listener {}", args.http))?;
@@ -425,8 +431,17 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         .route("/api/v1/put", post(put))
         .route("/api/v1/get", get(get_item))
         .with_state(state)
-        .merge(dmsg_api::router(ctx.clone()));
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+        .merge(dmsg_api::router(ctx.clone()))
+        .merge(sync::router(node.clone()))
+        .merge(tp::router(ctx.clone(), tp_manager));
+    let parent = args.watch_parent;
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = parent_gone(parent) => tracing::info!("parent process exited"),
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
     server.await.context("HTTP server")?;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -434,7 +449,19 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves when process `pid` no longer exists (never when `None`; Linux `/proc` check
+/// every 500 ms).
+async fn parent_gone(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return std::future::pending().await;
+    };
+    let path = PathBuf::from(format!("/proc/{pid}"));
+    while path.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
