@@ -7,6 +7,12 @@
 //!   found.
 //! - `dht info --node URL [--json]`: role, peer id, listen addresses, peers, full nodes known,
 //!   items by salt, last bootstrap.
+//! - `dht sync --node URL [--from MULTIADDR] [--salt S] [--from-start] [--json]`: asks the node
+//!   to pull (GetItems, `/skymesh/sync/1`) from a full node (default: one it knows), resuming
+//!   from the cursor it saved for that node; shows a progress bar on a terminal and prints a
+//!   summary (items received, accepted, unchanged, refused, bytes, time). Exit 1 when the sync
+//!   failed. Ctrl-C cancels the session on the node (its cursor stays saved).
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -47,6 +53,25 @@ enum DhtCommand {
         /// Salt (slot name).
         #[arg(long)]
         salt: String,
+    },
+    /// Pull items from a full node into the node (bulk sync; every item is checked).
+    Sync {
+        /// Admin API base URL of the node.
+        #[arg(long)]
+        node: String,
+        /// The full node to pull from, a multiaddr ending in /p2p/<peer id> (default: a full
+        /// node the node knows).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Option<String>,
+        /// Only items with this salt.
+        #[arg(long)]
+        salt: Option<String>,
+        /// Pull everything, ignoring the cursor saved from an earlier sync with that node.
+        #[arg(long)]
+        from_start: bool,
+        /// Print the final status as JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the node's state.
     Info {
@@ -115,6 +140,13 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
+        DhtCommand::Sync {
+            node,
+            from,
+            salt,
+            from_start,
+            json,
+        } => sync(&client, &node, from, salt, from_start, json).await?,
         DhtCommand::Info { node, json } => {
             let req = client.get(format!("{}/api/v1/info", base(&node)));
             let (status, body) = call(req, &node).await?;
@@ -155,4 +187,84 @@ fn print_info(v: &serde_json::Value) {
         Some(ms) => println!("last_bootstrap: {ms} (unix ms)"),
         None => println!("last_bootstrap: never"),
     }
+}
+
+/// How often `dht sync` polls the session status.
+const SYNC_POLL: Duration = Duration::from_millis(200);
+
+async fn sync(
+    client: &reqwest::Client,
+    node: &str,
+    from: Option<String>,
+    salt: Option<String>,
+    from_start: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let req = client
+        .post(format!("{}/api/v1/sync", base(node)))
+        .json(&serde_json::json!({ "from": from, "salt": salt, "from_start": from_start }));
+    let (status, body) = call(req, node).await?;
+    if !status.is_success() {
+        bail!("sync refused ({status}): {}", body["error"]);
+    }
+    let id = body["id"].as_u64().context("no session id in the answer")?;
+    let url = format!("{}/api/v1/sync/{id}", base(node));
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} changes  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let last = loop {
+        let poll = async {
+            tokio::time::sleep(SYNC_POLL).await;
+            call(client.get(&url), node).await
+        };
+        let (status, st) = tokio::select! {
+            r = poll => r?,
+            _ = tokio::signal::ctrl_c() => {
+                let _ = client.delete(&url).send().await;
+                bail!("interrupted; session {id} cancelled (the next sync resumes from its cursor)");
+            }
+        };
+        if !status.is_success() {
+            bail!("sync status ({status}): {}", st["error"]);
+        }
+        if let Some(b) = &bar {
+            b.set_length(st["remote_last_change"].as_u64().unwrap_or(0));
+            b.set_position(st["cursor"].as_u64().unwrap_or(0));
+            b.set_message(format!(
+                "{} items, {} accepted",
+                st["items_received"], st["accepted"]
+            ));
+        }
+        if st["state"] != "running" {
+            break st;
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json {
+        println!("{last}");
+    } else {
+        let n = |k: &str| last[k].as_u64().unwrap_or(0);
+        println!(
+            "sync {} from {}: {} items received, {} accepted, {} unchanged, {} refused, {} bytes, {:.1} s",
+            last["state"].as_str().unwrap_or("?"),
+            last["peer"].as_str().unwrap_or("?"),
+            n("items_received"),
+            n("accepted"),
+            n("unchanged"),
+            n("refused"),
+            n("bytes"),
+            n("elapsed_ms") as f64 / 1000.0,
+        );
+    }
+    if last["state"] != "done" {
+        bail!("sync failed: {}", last["error"]);
+    }
+    Ok(())
 }
