@@ -363,3 +363,64 @@ fn devnet_check_passes() {
         "{stdout}"
     );
 }
+
+/// `skymesh dmsg server CONFIG.json` with the skymesh `dht` section runs a full node that is a
+/// DMSG server publishing itself in the DHT; its health endpoint carries the admin and
+/// discovery APIs.
+#[test]
+fn reference_server_config_with_a_dht_section_runs_a_full_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = SecKey::generate();
+    let (p2p, health, dmsg_port) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("dmsg-server.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "public_key": sk.pubkey().to_hex(),
+            "secret_key": sk.to_hex(),
+            "discovery": "",
+            "public_address": format!("127.0.0.1:{dmsg_port}"),
+            "local_address": format!("127.0.0.1:{dmsg_port}"),
+            "health_endpoint_address": format!("127.0.0.1:{health}"),
+            "log_level": "info",
+            "update_interval": 0,
+            "max_sessions": 64,
+            "dht": {
+                "listen": [format!("/ip4/127.0.0.1/tcp/{p2p}")],
+                "data": dir.path().join("data").to_str().unwrap(),
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let _server = Proc::spawn(
+        "dmsg-server",
+        Command::new(skymesh_bin())
+            .args(["dmsg", "server", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .unwrap();
+    let info = poll("the server's admin API", DEADLINE, || {
+        get_json(health, "/api/v1/info")
+    });
+    assert_eq!(info["role"], "full");
+    let list = poll("the server in its own available_servers", DEADLINE, || {
+        get_json(health, "/dmsg-discovery/available_servers")
+    });
+    let entry = &list.as_array().unwrap()[0];
+    assert_eq!(entry["static"], sk.pubkey().to_hex());
+    assert_eq!(entry["server"]["address"], format!("127.0.0.1:{dmsg_port}"));
+    assert_eq!(entry["server"]["availableSessions"], 64);
+    // Its dmsg-server item carries what the reference entry cannot.
+    let item = poll("the dmsg-server item", DEADLINE, || {
+        get_json(
+            health,
+            &format!("/api/v1/get?pk={}&salt=dmsg-server", sk.pubkey()),
+        )
+    });
+    let value: Value = serde_json::from_str(item["value"].as_str().unwrap()).unwrap();
+    assert_eq!(value["max_sessions"], 64);
+    assert_eq!(value["dht_bootstrap"], true);
+}

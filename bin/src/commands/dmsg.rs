@@ -139,9 +139,89 @@ struct ServerFile {
     update_interval: u64,
     #[serde(default)]
     max_sessions: usize,
+    /// skymesh extension: run the server as a full DHT node that publishes itself in the DHT
+    /// (instead of registering with `discovery`) and serves the discovery API.
+    #[serde(default)]
+    dht: Option<DhtSection>,
+}
+
+/// The `dht` section of a server config (skymesh extension; the Go server ignores it).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DhtSection {
+    /// libp2p listen multiaddrs.
+    listen: Vec<String>,
+    /// Bootstrap full nodes (multiaddrs ending in /p2p/<peer id>); default: the deployment's.
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    /// Data directory (item store).
+    data: String,
+    /// Deployment file (default: `$SKYDEPLOY`, else embedded).
+    #[serde(default)]
+    deploy: Option<String>,
+}
+
+/// `skymesh node` arguments equivalent to a server config with a `dht` section: a full node
+/// with `--dmsg-listen`, its health/metrics/admin/discovery listener on
+/// `health_endpoint_address`.
+fn node_args(f: &ServerFile, dht: &DhtSection) -> Vec<String> {
+    let mut v: Vec<String> = vec!["skymesh node".into(), "--role".into(), "full".into()];
+    for l in &dht.listen {
+        v.extend(["--listen".into(), l.clone()]);
+    }
+    for b in &dht.bootstrap {
+        v.extend(["--bootstrap".into(), b.clone()]);
+    }
+    v.extend(["--data".into(), dht.data.clone()]);
+    v.extend(["--sk".into(), f.secret_key.clone()]);
+    v.extend(["--dmsg-listen".into(), listen_addr(&f.local_address)]);
+    if !f.public_address.is_empty() {
+        v.extend(["--dmsg-public".into(), f.public_address.clone()]);
+    }
+    if f.max_sessions > 0 {
+        v.extend(["--max-sessions".into(), f.max_sessions.to_string()]);
+    }
+    if !f.health_endpoint_address.is_empty() {
+        v.extend(["--http".into(), listen_addr(&f.health_endpoint_address)]);
+    }
+    if let Some(d) = &dht.deploy {
+        v.extend(["--deploy".into(), d.clone()]);
+    }
+    v
+}
+
+/// A server config with a `dht` section runs as `skymesh node --role full --dmsg-listen …`.
+fn server_with_dht(a: &ServerArgs) -> anyhow::Result<Option<super::node::Args>> {
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let f: ServerFile = serde_json::from_str(&text).context("server config")?;
+    let Some(dht) = &f.dht else {
+        return Ok(None);
+    };
+    let sk = SecKey::from_hex(&f.secret_key).context("secret_key")?;
+    let pk = PubKey::from_hex(&f.public_key).context("public_key")?;
+    anyhow::ensure!(sk.pubkey() == pk, "public_key does not match secret_key");
+    if !f.discovery.is_empty() {
+        tracing::warn!(discovery = %f.discovery, "the config has a dht section: the server publishes itself in the DHT and does not register with the discovery URL");
+    }
+    let cli = <NodeCli as clap::Parser>::try_parse_from(node_args(&f, dht))
+        .map_err(|e| anyhow::anyhow!("the dht section of {}: {e}", a.config.display()))?;
+    Ok(Some(cli.args))
+}
+
+/// `skymesh node`'s arguments as a parser of their own.
+#[derive(clap::Parser)]
+struct NodeCli {
+    #[command(flatten)]
+    args: super::node::Args,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    if let Cmd::Server(a) = &args.cmd
+        && let Some(node_args) = server_with_dht(a)?
+    {
+        return super::node::run(node_args);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
