@@ -696,6 +696,50 @@ impl MuxStream {
         Ok(())
     }
 
+    /// Waits until the stream's send window holds at least `min` bytes and the session's
+    /// queue is below its high-water mark; returns the window. A writer that then sends at most
+    /// that much is not left holding bytes it has accepted but cannot send (the same checks as
+    /// a send, in the same order).
+    pub fn poll_send_window(
+        &mut self,
+        cx: &mut Context<'_>,
+        min: usize,
+    ) -> Poll<io::Result<usize>> {
+        let sh = &self.sh;
+        if self.fin_sent {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stream closed",
+            )));
+        }
+        if sh.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "session closed",
+            )));
+        }
+        if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER {
+            lock(&sh.write_waiters).push(cx.waker().clone());
+            if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER
+                && !sh.closed.load(Ordering::Acquire)
+            {
+                return Poll::Pending;
+            }
+        }
+        let mut st = lock(&self.s.st);
+        if st.reset {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "yamux stream reset",
+            )));
+        }
+        if (st.send_window as usize) < min.max(1) {
+            st.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(st.send_window as usize))
+    }
+
     /// Half-closes the stream (FIN).
     pub fn close_write(&mut self) {
         if self.fin_sent {

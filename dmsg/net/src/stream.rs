@@ -5,9 +5,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use dmsg_proto::noise::TransportKeys;
-use dmsg_proto::record::{LEN_PREFIX, MAX_FRAME_BODY, MAX_PLAINTEXT, Opener, ReplayPolicy, Sealer};
+use dmsg_proto::record::{
+    LEN_PREFIX, MAX_FRAME, MAX_FRAME_BODY, MAX_PLAINTEXT, Opener, ReplayPolicy, Sealer,
+    parse_record, sealed_len,
+};
 use dmsg_proto::stream::{Addr, SignedObject};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -89,14 +92,28 @@ impl std::fmt::Debug for PortGuard {
 /// An end-to-end encrypted DMSG stream (KK records, ≤ 4096 bytes each) over a yamux stream.
 /// Reads check strictly consecutive nonces ([`ReplayPolicy::Strict`]; Go writers always send
 /// consecutive nonces), so a relay cannot drop or reorder records unnoticed.
+///
+/// Copies per byte: a write seals straight into the outgoing buffer (one copy, reused
+/// allocation); a read decrypts each record straight into the caller's buffer (one copy) when
+/// it fits, else into a one-record buffer. Records split across yamux frames are reassembled in
+/// `partial` (at most one record, 4096 bytes).
 pub struct DmsgStream {
     ms: MuxStream,
     sealer: Sealer,
     opener: Opener,
-    rbuf: BytesMut,
+    /// Received bytes not yet consumed (one yamux data frame body).
+    chunk: Bytes,
+    /// The start of a record whose end has not arrived yet (≤ 4096 bytes).
+    partial: BytesMut,
+    /// Plaintext of a record that did not fit the caller's buffer (≤ 4070 bytes).
     plain: Vec<u8>,
     plain_pos: usize,
+    /// A record error met after some plaintext was already returned: reported by the next read.
+    failed: Option<StreamError>,
+    /// Sealed records not yet handed to the mux (window or queue full).
     out: Bytes,
+    /// Sealing buffer; its allocation is reused once the mux has written the previous batch.
+    wbuf: BytesMut,
     local: Addr,
     remote: Addr,
     _port: Option<PortGuard>,
@@ -111,8 +128,39 @@ impl std::fmt::Debug for DmsgStream {
     }
 }
 
-/// Most plaintext one `poll_write` call seals (16 records).
+/// Most plaintext one `poll_write` call seals (16 records, one 64 KiB yamux frame).
 const WRITE_CHUNK: usize = 16 * MAX_PLAINTEXT;
+
+/// Plaintext bytes that fit in `window` bytes of records.
+fn plaintext_within(window: usize) -> usize {
+    let overhead = MAX_FRAME - MAX_PLAINTEXT;
+    (window / MAX_FRAME) * MAX_PLAINTEXT + (window % MAX_FRAME).saturating_sub(overhead)
+}
+
+/// Where the next complete record body is.
+enum Next {
+    /// `chunk[LEN_PREFIX..LEN_PREFIX + len]`.
+    InChunk(usize),
+    /// `partial[LEN_PREFIX..LEN_PREFIX + len]` (then `partial` is exactly that record).
+    InPartial(usize),
+    /// More bytes are needed.
+    NeedMore,
+}
+
+fn record_len(b: &[u8]) -> Result<Option<usize>, StreamError> {
+    if b.len() < LEN_PREFIX {
+        return Ok(None);
+    }
+    let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    if len > MAX_FRAME_BODY {
+        return Err(StreamError::FrameTooLong { len });
+    }
+    Ok(Some(len))
+}
+
+fn invalid(e: StreamError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
 
 impl DmsgStream {
     pub(crate) fn new(
@@ -127,10 +175,13 @@ impl DmsgStream {
             ms,
             sealer: Sealer::new(&keys.send),
             opener: Opener::new(&keys.recv, ReplayPolicy::Strict),
-            rbuf: BytesMut::from(&initial[..]),
+            chunk: initial,
+            partial: BytesMut::new(),
             plain: Vec::new(),
             plain_pos: 0,
+            failed: None,
             out: Bytes::new(),
+            wbuf: BytesMut::new(),
             local,
             remote,
             _port: port,
@@ -160,6 +211,36 @@ impl DmsgStream {
         }
         Poll::Ready(Ok(()))
     }
+
+    /// Finds the next complete record in `partial` + `chunk`, moving bytes into `partial` only
+    /// when a record straddles two chunks.
+    fn next_record(&mut self) -> Result<Next, StreamError> {
+        if !self.partial.is_empty() {
+            if self.partial.len() < LEN_PREFIX {
+                let take = (LEN_PREFIX - self.partial.len()).min(self.chunk.len());
+                self.partial.extend_from_slice(&self.chunk.split_to(take));
+            }
+            let Some(len) = record_len(&self.partial)? else {
+                return Ok(Next::NeedMore);
+            };
+            let want = LEN_PREFIX + len - self.partial.len();
+            let take = want.min(self.chunk.len());
+            self.partial.extend_from_slice(&self.chunk.split_to(take));
+            return Ok(if take == want {
+                Next::InPartial(len)
+            } else {
+                Next::NeedMore
+            });
+        }
+        match record_len(&self.chunk)? {
+            Some(len) if self.chunk.len() >= LEN_PREFIX + len => Ok(Next::InChunk(len)),
+            _ => {
+                self.partial.extend_from_slice(&self.chunk);
+                self.chunk.clear();
+                Ok(Next::NeedMore)
+            }
+        }
+    }
 }
 
 impl AsyncRead for DmsgStream {
@@ -169,50 +250,96 @@ impl AsyncRead for DmsgStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        loop {
-            if this.plain_pos < this.plain.len() {
-                let n = (this.plain.len() - this.plain_pos).min(buf.remaining());
-                buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
-                this.plain_pos += n;
+        if !this.out.is_empty() {
+            // Sealed bytes a write could not hand over (rare: see `poll_write`) leave whenever
+            // the task runs, even if it now only reads.
+            let _ = this.poll_drain(cx);
+        }
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Err(invalid(e)));
+        }
+        let start_filled = buf.filled().len();
+        if this.plain_pos < this.plain.len() {
+            let n = (this.plain.len() - this.plain_pos).min(buf.remaining());
+            buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
+            this.plain_pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        // Decrypt as many whole records as the caller's buffer takes.
+        while buf.remaining() > 0 {
+            let next = match this.next_record() {
+                Ok(n) => n,
+                Err(e) => return fail(this, buf, start_filled, e),
+            };
+            let (len, in_chunk) = match next {
+                Next::InChunk(len) => (len, true),
+                Next::InPartial(len) => (len, false),
+                Next::NeedMore => {
+                    if buf.filled().len() > start_filled {
+                        return Poll::Ready(Ok(()));
+                    }
+                    match this.ms.poll_chunk(cx) {
+                        Poll::Ready(Ok(Some(b))) => {
+                            this.chunk = b;
+                            continue;
+                        }
+                        // FIN (a partial record at the end is dropped, as before).
+                        Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            };
+            let rec = if in_chunk {
+                this.chunk.split_to(LEN_PREFIX + len)
+            } else {
+                std::mem::take(&mut this.partial).freeze()
+            };
+            let body = &rec[LEN_PREFIX..];
+            let (nonce, ct, tag) = match parse_record(body) {
+                Ok(p) => p,
+                Err(e) => return fail(this, buf, start_filled, StreamError::Record(e)),
+            };
+            if ct.len() <= buf.remaining() {
+                let at = buf.filled().len();
+                buf.put_slice(ct);
+                if let Err(e) = this
+                    .opener
+                    .open_in_place(nonce, &mut buf.filled_mut()[at..], &tag)
+                {
+                    buf.set_filled(at);
+                    return fail(this, buf, start_filled, StreamError::Record(e));
+                }
+            } else {
+                // Too big for what is left of the caller's buffer: keep the plaintext.
+                this.plain.clear();
+                this.plain_pos = 0;
+                if let Err(e) = this.opener.open_into(body, &mut this.plain) {
+                    return fail(this, buf, start_filled, StreamError::Record(e));
+                }
+                let n = this.plain.len().min(buf.remaining());
+                buf.put_slice(&this.plain[..n]);
+                this.plain_pos = n;
                 return Poll::Ready(Ok(()));
             }
-            if this.rbuf.len() >= LEN_PREFIX {
-                let len = usize::from(u16::from_be_bytes([this.rbuf[0], this.rbuf[1]]));
-                if len > MAX_FRAME_BODY {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        StreamError::FrameTooLong { len },
-                    )));
-                }
-                if this.rbuf.len() >= LEN_PREFIX + len {
-                    this.plain.clear();
-                    this.plain_pos = 0;
-                    let r = this
-                        .opener
-                        .open_into(&this.rbuf[LEN_PREFIX..LEN_PREFIX + len], &mut this.plain);
-                    this.rbuf.advance(LEN_PREFIX + len);
-                    if let Err(e) = r {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            StreamError::Record(e),
-                        )));
-                    }
-                    continue;
-                }
-            }
-            match this.ms.poll_chunk(cx) {
-                Poll::Ready(Ok(Some(b))) => {
-                    if this.rbuf.is_empty() {
-                        this.rbuf = BytesMut::from(&b[..]);
-                    } else {
-                        this.rbuf.extend_from_slice(&b);
-                    }
-                }
-                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
         }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reports a record error now, or after the plaintext already placed in `buf` (so the caller
+/// still gets every byte that authenticated before the bad record).
+fn fail(
+    this: &mut DmsgStream,
+    buf: &ReadBuf<'_>,
+    start_filled: usize,
+    e: StreamError,
+) -> Poll<io::Result<()>> {
+    if buf.filled().len() > start_filled {
+        this.failed = Some(e);
+        Poll::Ready(Ok(()))
+    } else {
+        Poll::Ready(Err(invalid(e)))
     }
 }
 
@@ -230,13 +357,27 @@ impl AsyncWrite for DmsgStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = buf.len().min(WRITE_CHUNK);
-        let mut out = Vec::with_capacity(n + (n / MAX_PLAINTEXT + 1) * 26);
+        // Seal only what the send window takes now, so a write that returns has handed its
+        // bytes to the mux (a writer that goes on to read only must not leave sealed bytes
+        // behind). Waits for at least one record's worth of window.
+        let want = buf.len().min(WRITE_CHUNK);
+        let window = match this
+            .ms
+            .poll_send_window(cx, sealed_len(want).min(MAX_FRAME))
+        {
+            Poll::Ready(Ok(w)) => w,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let n = want.min(plaintext_within(window)).max(1);
+        // Reclaims the previous allocation when the mux has released it.
+        this.wbuf.reserve(sealed_len(n));
         this.sealer
-            .seal_write(&buf[..n], &mut out)
+            .seal_write(&buf[..n], &mut this.wbuf)
             .map_err(|e| io::Error::other(StreamError::Record(e)))?;
-        this.out = Bytes::from(out);
-        // Start sending now; what does not fit waits for the next write or flush.
+        this.out = this.wbuf.split().freeze();
+        // Fits the window; only a session queue filled by other streams meanwhile can hold
+        // some back (then it leaves with the next read, write or flush).
         let _ = this.poll_drain(cx);
         Poll::Ready(Ok(n))
     }

@@ -18,6 +18,8 @@
 //! Based on skycoin/dmsg pkg/noise/noise.go and read_writer.go (commit 9c8b80bd); the window
 //! follows skywire@2026 pkg/dmsg/noise/nonce_window.go.
 
+use bytes::BufMut;
+
 use crate::error::{FrameError, RecordError, ReplayError};
 use crate::noise::{ChaChaPoly, TAG_LEN};
 
@@ -88,8 +90,12 @@ impl Sealer {
         self.counter.wrapping_add(1)
     }
 
-    /// Appends one framed record for `plaintext` (≤ [`MAX_PLAINTEXT`] bytes) to `out`.
-    pub fn seal_record(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
+    /// Appends one framed record for `plaintext` (≤ [`MAX_PLAINTEXT`] bytes) to `out` (a
+    /// `Vec<u8>` or a `BytesMut`; the plaintext is copied once and encrypted where it lands).
+    pub fn seal_record<B>(&mut self, plaintext: &[u8], out: &mut B) -> Result<(), RecordError>
+    where
+        B: BufMut + AsMut<[u8]>,
+    {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(RecordError::PlaintextTooLong {
                 len: plaintext.len(),
@@ -102,22 +108,24 @@ impl Sealer {
             .ok_or(RecordError::NonceExhausted)?;
         self.counter = nonce;
         let body_len = NONCE_LEN + plaintext.len() + TAG_LEN;
-        out.reserve(LEN_PREFIX + body_len);
-        out.extend_from_slice(&(body_len as u16).to_be_bytes());
-        out.extend_from_slice(&nonce.to_be_bytes());
-        let start = out.len();
-        out.extend_from_slice(plaintext);
+        out.put_slice(&(body_len as u16).to_be_bytes());
+        out.put_slice(&nonce.to_be_bytes());
+        let start = out.as_mut().len();
+        out.put_slice(plaintext);
         let tag = self
             .cipher
-            .seal_in_place(nonce, &[], &mut out[start..])
+            .seal_in_place(nonce, &[], &mut out.as_mut()[start..])
             .map_err(|_| RecordError::Decrypt)?;
-        out.extend_from_slice(&tag);
+        out.put_slice(&tag);
         Ok(())
     }
 
     /// Appends records for a write of any length, split at [`MAX_PLAINTEXT`] bytes as the
     /// reference's writer does. An empty write appends nothing.
-    pub fn seal_write(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
+    pub fn seal_write<B>(&mut self, data: &[u8], out: &mut B) -> Result<(), RecordError>
+    where
+        B: BufMut + AsMut<[u8]>,
+    {
         for chunk in data.chunks(MAX_PLAINTEXT) {
             self.seal_record(chunk, out)?;
         }
@@ -209,6 +217,34 @@ impl ReplayWindow {
     }
 }
 
+/// Bytes a [`Sealer::seal_write`] of `len` plaintext bytes produces (records of
+/// [`MAX_PLAINTEXT`] and their 26 bytes of overhead each).
+pub fn sealed_len(len: usize) -> usize {
+    len + len.div_ceil(MAX_PLAINTEXT) * (LEN_PREFIX + NONCE_LEN + TAG_LEN)
+}
+
+/// Splits a record body (`nonce ‖ ct ‖ tag`, a frame body) into its nonce, ciphertext and tag,
+/// checking only the lengths. Nothing is authenticated yet: see [`Opener::open_in_place`].
+pub fn parse_record(body: &[u8]) -> Result<(u64, &[u8], [u8; TAG_LEN]), RecordError> {
+    if body.len() < MIN_RECORD_BODY {
+        return Err(RecordError::TooShort { len: body.len() });
+    }
+    if body.len() > MAX_FRAME_BODY {
+        return Err(FrameError::TooLong {
+            len: body.len(),
+            max: MAX_FRAME_BODY,
+        }
+        .into());
+    }
+    let (nonce_bytes, rest) = body.split_at(NONCE_LEN);
+    let mut nb = [0u8; NONCE_LEN];
+    nb.copy_from_slice(nonce_bytes);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
+    Ok((u64::from_be_bytes(nb), ct, t))
+}
+
 /// Decrypts records with one direction's key and applies a [`ReplayPolicy`].
 pub struct Opener {
     cipher: ChaChaPoly,
@@ -242,31 +278,28 @@ impl Opener {
     /// Like [`open`](Self::open) but appends the plaintext to `out` (on error `out` is left as
     /// it was).
     pub fn open_into(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
-        if body.len() < MIN_RECORD_BODY {
-            return Err(RecordError::TooShort { len: body.len() });
-        }
-        if body.len() > MAX_FRAME_BODY {
-            return Err(FrameError::TooLong {
-                len: body.len(),
-                max: MAX_FRAME_BODY,
-            }
-            .into());
-        }
-        let (nonce_bytes, rest) = body.split_at(NONCE_LEN);
-        let mut nb = [0u8; NONCE_LEN];
-        nb.copy_from_slice(nonce_bytes);
-        let nonce = u64::from_be_bytes(nb);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(tag);
+        let (nonce, ct, tag) = parse_record(body)?;
         let start = out.len();
         out.extend_from_slice(ct);
-        if self
-            .cipher
-            .open_in_place(nonce, &[], &mut out[start..], &t)
-            .is_err()
-        {
+        let r = self.open_in_place(nonce, &mut out[start..], &tag);
+        if r.is_err() {
             out.truncate(start);
+        }
+        r
+    }
+
+    /// Opens a record whose ciphertext the caller has already copied into `buf` (for instance
+    /// straight into a reader's buffer: one copy per byte), with `nonce` and `tag` from
+    /// [`parse_record`]. On success `buf` holds the plaintext. On error the caller must discard
+    /// `buf` (garbage, or a refused replay); the replay state changes only when a record is
+    /// accepted.
+    pub fn open_in_place(
+        &mut self,
+        nonce: u64,
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), RecordError> {
+        if self.cipher.open_in_place(nonce, &[], buf, tag).is_err() {
             return Err(RecordError::Decrypt);
         }
         let accepted = match self.policy {
@@ -291,11 +324,7 @@ impl Opener {
                 }
             }
         };
-        if let Err(reason) = accepted {
-            out.truncate(start);
-            return Err(RecordError::Replay { nonce, reason });
-        }
-        Ok(())
+        accepted.map_err(|reason| RecordError::Replay { nonce, reason })
     }
 }
 
@@ -411,5 +440,10 @@ mod tests {
         assert_eq!(out.len(), MAX_FRAME + LEN_PREFIX + NONCE_LEN + 30 + TAG_LEN);
         let mut big = Vec::new();
         assert!(s.seal_record(&[0u8; MAX_PLAINTEXT + 1], &mut big).is_err());
+        for n in [0, 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, 65536] {
+            let mut o = bytes::BytesMut::new();
+            s.seal_write(&vec![0u8; n], &mut o).unwrap();
+            assert_eq!(o.len(), sealed_len(n));
+        }
     }
 }
