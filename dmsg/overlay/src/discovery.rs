@@ -12,6 +12,7 @@ use dmsg_proto::disc::{ClientInfo, Entry};
 use keys::{PubKey, SecKey};
 
 use crate::entries::{SERVER_FRESHNESS, dmsg_salt, dmsg_server_salt, entry_of, is_live_server};
+use crate::metrics::OverlayMetrics;
 use crate::rank::{Candidate, Prober, rank};
 
 /// Most full nodes asked for their server entries per [`Discovery::available_servers`] call.
@@ -37,6 +38,7 @@ pub struct DhtDiscovery {
     prober: Prober,
     state: Mutex<Published>,
     freshness: Duration,
+    metrics: OverlayMetrics,
 }
 
 #[derive(Default)]
@@ -64,14 +66,20 @@ fn now_ms() -> u64 {
 impl DhtDiscovery {
     /// Discovery through `node`. `extras`: set for a DMSG server, which then also publishes its
     /// `dmsg-server` item with every entry update.
-    pub fn new(node: Node, extras: Option<ServerExtras>) -> DhtDiscovery {
+    pub fn new(node: Node, extras: Option<ServerExtras>, metrics: OverlayMetrics) -> DhtDiscovery {
         DhtDiscovery {
             node,
             extras,
             prober: Prober::default(),
             state: Mutex::new(Published::default()),
             freshness: SERVER_FRESHNESS,
+            metrics,
         }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &OverlayMetrics {
+        &self.metrics
     }
 
     /// The DHT node.
@@ -89,11 +97,17 @@ impl DhtDiscovery {
     }
 
     async fn get_entry(&self, pk: PubKey) -> Result<Option<Entry>, DiscError> {
-        match self.node.get(&pk, &dmsg_salt()).await {
+        let r = match self.node.get(&pk, &dmsg_salt()).await {
             Ok(Some(item)) => Ok(entry_of(&item)),
             Ok(None) => Ok(None),
             Err(e) => Err(unavailable(e)),
-        }
+        };
+        self.metrics.lookup(match &r {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "not_found",
+            Err(_) => "error",
+        });
+        r
     }
 
     async fn server_item(&self, pk: PubKey) -> Option<DmsgServerEntry> {
@@ -169,7 +183,11 @@ impl DhtDiscovery {
         e.signature.clear();
         e.sign(sk);
         let item = DmsgEntry(e.clone()).to_item().map_err(unavailable)?;
-        self.node.put_item(item).await.map_err(unavailable)?;
+        if let Err(err) = self.node.put_item(item).await {
+            self.metrics.publish("error");
+            return Err(unavailable(err));
+        }
+        self.metrics.publish("ok");
         {
             let mut st = self.lock();
             st.seq = Some(e.sequence);
@@ -219,6 +237,10 @@ impl Discovery for DhtDiscovery {
                 })
                 .collect();
             self.prober.measure(&mut cands).await;
+            self.metrics.servers_found.set(cands.len() as i64);
+            self.metrics
+                .servers_reachable
+                .set(cands.iter().filter(|c| c.rtt.is_some()).count() as i64);
             Ok(rank(cands).into_iter().map(|c| c.entry).collect())
         })
     }

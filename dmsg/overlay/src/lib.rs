@@ -20,10 +20,12 @@ pub mod backend;
 pub mod deploy;
 pub mod discovery;
 pub mod entries;
+pub mod metrics;
 pub mod rank;
 pub mod runtime;
 
 pub use backend::DhtEntries;
 pub use deploy::Deployment;
 pub use discovery::{DhtDiscovery, ServerExtras};
+pub use metrics::OverlayMetrics;
 pub use runtime::{DhtClient, DhtServer, ServerOptions, join, start_client, start_server};

@@ -11,6 +11,7 @@ use libp2p::Multiaddr;
 
 use crate::discovery::{DhtDiscovery, ServerExtras, spawn_republisher};
 use crate::entries::{CLIENT_REPUBLISH, SERVER_REPUBLISH};
+use crate::metrics::OverlayMetrics;
 
 /// A DMSG server's settings.
 #[derive(Debug, Clone)]
@@ -38,13 +39,14 @@ pub async fn start_server(
     sk: SecKey,
     opts: &ServerOptions,
     metrics: ServerMetrics,
+    overlay: OverlayMetrics,
 ) -> Result<DhtServer, dmsg::error::ServeError> {
     let extras = ServerExtras {
         max_sessions: u32::try_from(opts.max_sessions).unwrap_or(u32::MAX),
         dht_bootstrap: true,
         protocols: vec!["dmsg".to_string()],
     };
-    let discovery = Arc::new(DhtDiscovery::new(node.clone(), Some(extras)));
+    let discovery = Arc::new(DhtDiscovery::new(node.clone(), Some(extras), overlay));
     let mut cfg = ServerConfig::new(sk, &opts.listen);
     cfg.public_addr = opts.public.clone();
     cfg.max_sessions = opts.max_sessions;
@@ -60,22 +62,34 @@ pub struct DhtClient {
     pub client: Arc<Client>,
     /// Its discovery.
     pub discovery: Arc<DhtDiscovery>,
-    _republish: dmsg::AbortOnDrop,
+    _tasks: [dmsg::AbortOnDrop; 2],
 }
+
+/// How often the client-sessions gauge is refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Starts a DMSG client on `node`; its client entry is republished every
 /// [`CLIENT_REPUBLISH`] when unchanged.
-pub fn start_client(node: &Node, sk: SecKey) -> DhtClient {
-    let discovery = Arc::new(DhtDiscovery::new(node.clone(), None));
+pub fn start_client(node: &Node, sk: SecKey, metrics: OverlayMetrics) -> DhtClient {
+    let discovery = Arc::new(DhtDiscovery::new(node.clone(), None, metrics.clone()));
     let client = Arc::new(Client::spawn(ClientConfig::with_discovery(
         sk.clone(),
         discovery.clone(),
     )));
     let republish = dmsg::AbortOnDrop(spawn_republisher(discovery.clone(), sk, CLIENT_REPUBLISH));
+    let weak = Arc::downgrade(&client);
+    let gauge = dmsg::AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(c) = weak.upgrade() else { return };
+            metrics.client_sessions.set(c.servers().len() as i64);
+        }
+    }));
     DhtClient {
         client,
         discovery,
-        _republish: republish,
+        _tasks: [republish, gauge],
     }
 }
 
@@ -110,6 +124,6 @@ pub async fn join(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = start_client(&node, sk);
+    let client = start_client(&node, sk, OverlayMetrics::default());
     Ok((node, client))
 }

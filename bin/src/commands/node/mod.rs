@@ -372,6 +372,11 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
     for a in node.listen_addrs() {
         tracing::info!(addr = %a, "listening");
     }
+    let overlay_metrics = if args.dmsg || args.dmsg_listen.is_some() {
+        overlay::OverlayMetrics::new(&mut registry)
+    } else {
+        overlay::OverlayMetrics::default()
+    };
     let dmsg_server = match &args.dmsg_listen {
         Some(listen) => {
             let opts = overlay::ServerOptions {
@@ -380,15 +385,18 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
                 max_sessions: args.max_sessions,
             };
             let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
-            let s = overlay::start_server(&node, sk.clone(), &opts, metrics)
-                .await
-                .with_context(|| format!("starting the DMSG server on {listen}"))?;
+            let s =
+                overlay::start_server(&node, sk.clone(), &opts, metrics, overlay_metrics.clone())
+                    .await
+                    .with_context(|| format!("starting the DMSG server on {listen}"))?;
             tracing::info!(addr = %s.server.local_addr(), "dmsg server listening");
             Some(s)
         }
         None => None,
     };
-    let dmsg_client = args.dmsg.then(|| overlay::start_client(&node, sk.clone()));
+    let dmsg_client = args
+        .dmsg
+        .then(|| overlay::start_client(&node, sk.clone(), overlay_metrics.clone()));
     let _dmsg_http = match (&dmsg_client, &args.dmsg_http_dir) {
         (Some(c), Some(dir)) => {
             let listener = c
