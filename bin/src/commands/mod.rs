@@ -6,6 +6,7 @@ pub(crate) mod item;
 pub(crate) mod keygen;
 pub(crate) mod mirror;
 pub(crate) mod node;
+pub(crate) mod tp;
 
 use crate::cli::Command;
 
@@ -18,6 +19,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Dht(args) => dht::run(args),
         Command::Dmsg(args) => dmsg::run(args),
         Command::Mirror(args) => mirror::run(args),
+        Command::Tp(args) => tp::run(args),
         Command::Devnet(args) => devnet::run(args),
     }
 }

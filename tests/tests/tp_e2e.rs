@@ -1,0 +1,317 @@
+//! Transports (issue #9) with real processes on 127.0.0.1: one full node (DMSG server) and three
+//! visors meeting through the DHT. Visor A adds transports to B and C; `skymesh tp all` on the
+//! full node lists both, confirmed by both ends; killing C marks A–C down in A's published item;
+//! `tp rm` removes A–B from both ends' items; nothing is republished while nothing changes.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keys::SecKey;
+use serde_json::Value;
+use skymesh_tests::{Proc, free_port, http_request, run_skymesh, skymesh_bin};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+/// The issue's bound from `tp add` to "listed and confirmed by both ends" on the full node.
+const CONFIRM_BOUND: Duration = Duration::from_secs(2);
+
+struct Member {
+    name: String,
+    sk: SecKey,
+    http: u16,
+    proc: Proc,
+}
+
+impl Member {
+    fn pk(&self) -> String {
+        self.sk.pubkey().to_hex()
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+}
+
+fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out ({deadline:?}) waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get_json(port: u16, path: &str) -> Option<Value> {
+    match http_request(port, "GET", path, None) {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn spawn(dir: &Path, deploy: &Path, name: &str, sk: SecKey, p2p: u16, full: bool) -> Member {
+    let http = free_port();
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut cmd = Command::new(skymesh_bin());
+    cmd.args(["node", "--role", if full { "full" } else { "regular" }])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+        .arg("--data")
+        .arg(&data)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .arg("--deploy")
+        .arg(deploy)
+        .env("SKYMESH_SK", sk.to_hex())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if full {
+        cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--disc-test-mode");
+    } else {
+        cmd.args(["--reachability", "public", "--dmsg"]);
+    }
+    let proc = Proc::spawn(name, &mut cmd).unwrap();
+    Member {
+        name: name.into(),
+        sk,
+        http,
+        proc,
+    }
+}
+
+fn tp(args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["tp"];
+    all.extend_from_slice(args);
+    let out = run_skymesh(&all, None);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tp_json(args: &[&str]) -> Option<Value> {
+    let (ok, out, _) = tp(args);
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+fn all(m: &Member) -> Option<Value> {
+    tp_json(&["all", "--node", &m.url(), "--json"])
+}
+
+/// The transport `id` in a `tp all` answer.
+fn find<'a>(cat: &'a Value, id: &str) -> Option<&'a Value> {
+    cat["transports"]
+        .as_array()?
+        .iter()
+        .find(|t| t["id"].as_str() == Some(id))
+}
+
+/// `state` as listed by `pk` for transport `id`.
+fn listed_state(cat: &Value, id: &str, pk: &str) -> Option<String> {
+    find(cat, id)?["listed_by"][pk].as_str().map(String::from)
+}
+
+fn metric(m: &Member, name: &str) -> f64 {
+    let (_, text) = http_request(m.http, "GET", "/metrics", None).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn visors_publish_transports_full_node_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let full_sk = SecKey::generate();
+    let full_p2p = free_port();
+    let peer = dhtnode::identity::peer_id(&full_sk.pubkey()).unwrap();
+    let deploy = dir.path().join("deploy.json");
+    std::fs::write(
+        &deploy,
+        serde_json::json!({
+            "v": 1,
+            "name": "tp-e2e",
+            "dht_bootstrap": [format!("/ip4/127.0.0.1/tcp/{full_p2p}/p2p/{peer}")],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let full = spawn(dir.path(), &deploy, "full", full_sk, full_p2p, true);
+    let a = spawn(
+        dir.path(),
+        &deploy,
+        "a",
+        SecKey::generate(),
+        free_port(),
+        false,
+    );
+    let b = spawn(
+        dir.path(),
+        &deploy,
+        "b",
+        SecKey::generate(),
+        free_port(),
+        false,
+    );
+    let mut c = spawn(
+        dir.path(),
+        &deploy,
+        "c",
+        SecKey::generate(),
+        free_port(),
+        false,
+    );
+    for m in [&full, &a, &b, &c] {
+        poll(&format!("{} healthy", m.name), DEADLINE, || {
+            get_json(m.http, "/health")
+        });
+    }
+    for v in [&a, &b, &c] {
+        poll(
+            &format!("{} holds a DMSG session", v.name),
+            DEADLINE,
+            || {
+                let d = get_json(v.http, "/api/v1/dmsg")?;
+                (!d["client"]["servers"].as_array()?.is_empty()).then_some(())
+            },
+        );
+        // Each visor published its (empty) list at start.
+        poll(
+            &format!("{} published its tp item", v.name),
+            DEADLINE,
+            || (metric(v, "skymesh_tp_publishes_total{outcome=\"ok\"}") >= 1.0).then_some(()),
+        );
+    }
+    // The full node refuses transport commands (it has no manager) but answers `tp all`.
+    let (ok, _, err) = tp(&["ls", "--node", &full.url()]);
+    assert!(!ok && err.contains("--dmsg"), "{err}");
+
+    // Peers reachable over DMSG first (their client entries are in the DHT), so the measured
+    // time is the transports' own.
+    for v in [&b, &c] {
+        poll(&format!("a reaches {} over DMSG", v.name), DEADLINE, || {
+            let path = format!("/api/v1/dmsg/fetch?url=dmsg://{}:80/", v.pk());
+            // 404 / refused are fine: the point is that the dial path resolves.
+            http_request(a.http, "GET", &path, None).map(|_| ())
+        });
+    }
+
+    let t0 = Instant::now();
+    let ab = tp_json(&["add", "--node", &a.url(), &b.pk()]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ac = tp_json(&["add", "--node", &a.url(), &c.pk()]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let confirmed = poll(
+        "both transports confirmed on the full node",
+        DEADLINE,
+        || {
+            let cat = all(&full)?;
+            let ok = [&ab, &ac].iter().all(|id| {
+                find(&cat, id).is_some_and(|t| {
+                    t["confirmed"] == true
+                        && t["listed_by"]
+                            .as_object()
+                            .is_some_and(|m| m.values().all(|s| s == "up"))
+                })
+            });
+            ok.then_some(t0.elapsed())
+        },
+    );
+    println!("tp add → confirmed by both ends on the full node: {confirmed:?}");
+    assert!(
+        confirmed <= CONFIRM_BOUND,
+        "{confirmed:?} > {CONFIRM_BOUND:?}"
+    );
+    let cat = all(&full).unwrap();
+    assert_eq!(cat["source"], "local-store");
+    let (ok, text, _) = tp(&["all", "--node", &full.url()]);
+    assert!(ok && text.starts_with("source: local-store"), "{text}");
+    assert!(text.contains(&ab) && text.contains("confirmed"), "{text}");
+    // A visor without the dataset answers through DHT lookups.
+    let cat = poll("tp all on visor b", DEADLINE, || {
+        let cat = all(&b)?;
+        (find(&cat, &ab)?["confirmed"] == true && find(&cat, &ac)?["confirmed"] == true)
+            .then_some(cat)
+    });
+    assert_eq!(cat["source"], "dht");
+    let ls = tp_json(&["ls", "--node", &b.url(), "--json"]).unwrap();
+    assert_eq!(ls["transports"][0]["id"], ab.as_str());
+    assert_eq!(ls["transports"][0]["initiator"], false);
+
+    // No republish while nothing changes (keepalives keep flowing).
+    let window = Duration::from_secs(6);
+    let before = (
+        metric(&a, "skymesh_tp_publishes_total"),
+        metric(&a, "skymesh_dht_puts_total"),
+        metric(&a, "skymesh_tp_bytes_total{direction=\"received\"}"),
+    );
+    std::thread::sleep(window);
+    let after = (
+        metric(&a, "skymesh_tp_publishes_total"),
+        metric(&a, "skymesh_dht_puts_total"),
+        metric(&a, "skymesh_tp_bytes_total{direction=\"received\"}"),
+    );
+    println!(
+        "{window:?} idle window on a: (tp publishes, dht puts, link bytes received) {before:?} → {after:?}"
+    );
+    assert_eq!(
+        (before.0, before.1),
+        (after.0, after.1),
+        "puts while nothing changed"
+    );
+    assert!(after.2 > before.2, "keepalives must flow");
+    assert_eq!(metric(&a, "skymesh_tp_transports{state=\"up\"}"), 2.0);
+
+    // Kill C: A marks A–C down and its published item changes.
+    let t1 = Instant::now();
+    c.proc.kill();
+    let a_pk = a.pk();
+    poll("a–c down in a's item on the full node", DEADLINE, || {
+        let cat = all(&full)?;
+        (listed_state(&cat, &ac, &a_pk)? == "down").then_some(())
+    });
+    println!(
+        "c killed → a–c down in a's published item: {:?}",
+        t1.elapsed()
+    );
+    let ls = tp_json(&["ls", "--node", &a.url(), "--json"]).unwrap();
+    let down = ls["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == ac.as_str())
+        .unwrap();
+    assert_eq!(down["state"], "down");
+    assert!(down["last_error"].is_string());
+    assert_eq!(
+        listed_state(&all(&full).unwrap(), &ab, &a_pk).unwrap(),
+        "up"
+    );
+
+    // `tp rm` removes A–B everywhere: both ends' items drop it.
+    let t2 = Instant::now();
+    let (ok, _, err) = tp(&["rm", "--node", &a.url(), &ab]);
+    assert!(ok, "{err}");
+    poll("a–b gone from every item", DEADLINE, || {
+        let cat = all(&full)?;
+        find(&cat, &ab).is_none().then_some(())
+    });
+    println!("tp rm → gone from both ends' items: {:?}", t2.elapsed());
+    let ls = tp_json(&["ls", "--node", &b.url(), "--json"]).unwrap();
+    assert!(ls["transports"].as_array().unwrap().is_empty(), "{ls}");
+    let (ok, _, err) = tp(&["rm", "--node", &a.url(), &ab]);
+    assert!(!ok && err.contains("no transport"), "{err}");
+    let (ok, _, _) = tp(&["rm", "--node", &a.url(), "not-an-id"]);
+    assert!(!ok);
+    assert!(metric(&a, "skymesh_tp_reconnects_total") >= 0.0);
+}
