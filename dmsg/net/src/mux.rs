@@ -8,9 +8,10 @@
 //! [`Bytes`] chunks from one session to another without copies.
 //!
 //! Structure per session: a reader task (decodes frames, fills per-stream buffers), a writer
-//! task (drains one queue of encoded frames onto the socket, coalescing writes) and a keep-alive
-//! task (pings every 30 s, closes the session after [`DEFAULT_IDLE_TIMEOUT`] of silence). The
-//! tasks are owned by [`Session`] and aborted when it is dropped.
+//! task (drains one queue of encoded frames onto the socket, one vectored write per batch of
+//! frames, bodies never copied) and a keep-alive task (pings every 30 s, closes the session
+//! after [`DEFAULT_IDLE_TIMEOUT`] of silence). The tasks are owned by [`Session`] and aborted
+//! when it is dropped.
 //!
 //! Bounds (all remote input):
 //! * per-stream receive buffer ≤ the 256 KiB window we granted (a peer sending beyond it is a
@@ -87,10 +88,6 @@ pub enum CloseReason {
     /// The peer did not read while we had to answer it.
     NotReading,
 }
-
-/// Data bodies at least this long are written straight from their buffer instead of being
-/// copied into the coalescing buffer.
-const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
 /// Window granted beyond the yamux initial 256 KiB, sent with SYN/ACK.
 const EXTRA_WINDOW: u32 = DEFAULT_RECV_WINDOW - DEFAULT_WINDOW;
@@ -514,44 +511,41 @@ fn handle_stream_frame(
     Ok(())
 }
 
+/// Most frames handed to one `writev` call (each is a header and maybe a body: two slices;
+/// Linux takes up to 1024 slices per call).
+const WRITE_BATCH_FRAMES: usize = 64;
+/// Most bytes gathered for one `writev` call.
+const WRITE_BATCH_BYTES: usize = 512 * 1024;
+
 async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut buf: Vec<u8> = Vec::new();
+    let mut batch: Vec<Out> = Vec::with_capacity(WRITE_BATCH_FRAMES);
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
             _ = wait_closed(&sh) => None,
         };
         let Some(first) = first else { break };
-        let mut batch = 0usize;
-        let mut next = Some(first);
-        let mut failed = false;
-        // Small frames are coalesced into `buf`; large bodies are written from their own
-        // buffer (no copy).
-        while let Some(o) = next.take() {
-            batch += HEADER_LEN + o.body.len();
-            buf.extend_from_slice(&o.header);
-            if o.body.len() >= DIRECT_WRITE_MIN {
-                if wr.write_all(&buf).await.is_err() || wr.write_all(&o.body).await.is_err() {
-                    failed = true;
-                    break;
+        // Gather what is queued and write it with one `writev` per batch: headers and bodies
+        // leave from their own buffers (no copy), and a data frame never goes out as a lone
+        // 12-byte header segment followed by its body.
+        let mut bytes = HEADER_LEN + first.body.len();
+        batch.push(first);
+        while batch.len() < WRITE_BATCH_FRAMES && bytes < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(o) => {
+                    bytes += HEADER_LEN + o.body.len();
+                    batch.push(o);
                 }
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&o.body);
-            }
-            if batch < 256 * 1024 {
-                next = rx.try_recv().ok();
+                Err(_) => break,
             }
         }
-        if failed || (!buf.is_empty() && wr.write_all(&buf).await.is_err()) {
+        let ok = write_batch(&mut wr, &batch).await.is_ok();
+        batch.clear();
+        if !ok {
             sh.close(CloseReason::Io);
             break;
         }
-        buf.clear();
-        if buf.capacity() > 512 * 1024 {
-            buf.shrink_to(64 * 1024);
-        }
-        let left = sh.queued.fetch_sub(batch, Ordering::AcqRel) - batch;
+        let left = sh.queued.fetch_sub(bytes, Ordering::AcqRel) - bytes;
         if left < DEFAULT_WRITE_HIGH_WATER {
             let waiters: Vec<Waker> = lock(&sh.write_waiters).drain(..).collect();
             for w in waiters {
@@ -561,13 +555,36 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
     }
     // Flush what is still queued (FIN/RST of a local close), then close the socket.
     while let Ok(o) = rx.try_recv() {
-        buf.extend_from_slice(&o.header);
-        buf.extend_from_slice(&o.body);
+        batch.push(o);
     }
-    if !buf.is_empty() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wr.write_all(&buf)).await;
+    if !batch.is_empty() {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            write_batch(&mut wr, &batch),
+        )
+        .await;
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes every frame of `batch` (vectored, partial writes resumed).
+async fn write_batch(wr: &mut OwnedWriteHalf, batch: &[Out]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
+    for o in batch {
+        slices.push(io::IoSlice::new(&o.header));
+        if !o.body.is_empty() {
+            slices.push(io::IoSlice::new(&o.body));
+        }
+    }
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = wr.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 async fn wait_closed(sh: &Shared) {
