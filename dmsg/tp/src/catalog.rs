@@ -427,4 +427,58 @@ mod tests {
         assert_eq!(cat.source, Source::Dht);
         assert!(cat.fallback_error.is_some());
     }
+
+    /// A one-shot HTTP server answering every request with `body`.
+    async fn serve_once(status: &'static str, body: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req).await;
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn http_fallback_reads_the_go_format() {
+        let (a, b) = (pk("a"), pk("b"));
+        let body = format!(
+            r#"[{{"t_id":"5b0e5b6a-0000-4000-8000-000000000001","edges":["{}","{}"],"type":"stcpr","label":"user"}},{{"t_id":"x","edges":["zz","{}"],"type":"dmsg"}}]"#,
+            b.to_hex(),
+            a.to_hex(),
+            a.to_hex()
+        );
+        let url = serve_once("200 OK", body).await;
+        let empty = Fake {
+            full: false,
+            items: BTreeMap::new(),
+            fail: false,
+        };
+        let cat = collect(&empty, &[a], Some(&url)).await.unwrap();
+        assert_eq!(cat.source, Source::Http);
+        assert_eq!((cat.items, cat.refused), (2, 1));
+        let t = &cat.transports[0];
+        assert_eq!((t.kind.as_str(), t.label.as_str()), ("stcpr", "user"));
+        assert!(t.edges[0] < t.edges[1] && !t.confirmed);
+        // Error statuses and bad JSON are errors of the fallback, reported in the catalog.
+        for (status, body) in [
+            ("500 Internal Server Error", "[]".to_string()),
+            ("200 OK", "{".to_string()),
+        ] {
+            let url = serve_once(status, body).await;
+            assert!(fetch_http(&url).await.is_err());
+            let cat = collect(&empty, &[a], Some(&url)).await.unwrap();
+            assert_eq!(cat.source, Source::Dht);
+            assert!(cat.fallback_error.is_some());
+        }
+    }
 }

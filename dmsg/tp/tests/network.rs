@@ -228,7 +228,7 @@ async fn add_confirm_peer_death_and_removal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn link_survives_a_dropped_stream_and_both_ends_adding() {
+async fn both_ends_adding_keep_one_link() {
     let n = net().await;
     let board = Board::default();
     let a = visor(&n, &board).await;
@@ -312,4 +312,100 @@ async fn misbehaving_peers_are_closed_and_others_unaffected() {
         text.contains("skymesh_tp_refused_total{reason=\"bad_hello\"} 2"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_limit_and_forgetting_dead_accepted_transports() {
+    let n = net().await;
+    let board = Board::default();
+    let a = visor(&n, &board).await;
+    let c = visor(&n, &board).await;
+    // B holds at most one transport and forgets an accepted one after 1 s down.
+    let client = Arc::new(Client::spawn(ClientConfig::new(
+        SecKey::generate(),
+        &n.disc_url,
+    )));
+    tokio::time::timeout(T, client.ready()).await.unwrap();
+    let b_pk = client.pk();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let b_cfg = ManagerConfig {
+        max_transports: 1,
+        accepted_down_ttl: Duration::from_secs(1),
+        ..cfg()
+    };
+    let put = Put {
+        board: board.clone(),
+        pk: b_pk,
+    };
+    let b = Manager::spawn(b_cfg, client.clone(), put, metrics).unwrap();
+    let ab = TransportId::derive(&a.pk, &b_pk, &TransportKind::dmsg());
+    let cb = TransportId::derive(&c.pk, &b_pk, &TransportKind::dmsg());
+    a.mgr.add(b_pk).unwrap();
+    until("a–b up", || {
+        board.state(&b_pk, &ab) == Some(TransportState::Up)
+    })
+    .await;
+    // B is full: C's transport stays down with the refusal as its error; B lists only A–B.
+    c.mgr.add(b_pk).unwrap();
+    until("c refused", || {
+        c.mgr.list()[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Full"))
+    })
+    .await;
+    assert_eq!(board.state(&c.pk, &cb), Some(TransportState::Down));
+    assert_eq!(b.list().len(), 1);
+    assert!(metrics_text(&registry).contains("skymesh_tp_refused_total{reason=\"full\"}"));
+    // A goes away without removing: B marks the accepted transport down, then forgets it.
+    drop(a);
+    until("b forgets a–b", || {
+        b.list().is_empty() && board.list(&b_pk).transports.is_empty()
+    })
+    .await;
+    // Room again: C's redial (backoff ≤ 500 ms here) gets in.
+    until("c–b up", || {
+        board.state(&b_pk, &cb) == Some(TransportState::Up)
+            && board.state(&c.pk, &cb) == Some(TransportState::Up)
+    })
+    .await;
+    assert_eq!(c.mgr.list()[0].reconnects, 0, "first time up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initiator_redials_after_the_peer_restarts() {
+    let n = net().await;
+    let board = Board::default();
+    let a = visor(&n, &board).await;
+    let b = visor(&n, &board).await;
+    let id = TransportId::derive(&a.pk, &b.pk, &TransportKind::dmsg());
+    a.mgr.add(b.pk).unwrap();
+    until("up", || board.state(&b.pk, &id) == Some(TransportState::Up)).await;
+    // B's manager restarts on the same DMSG client (its port is freed when the old one stops).
+    let Visor { client, mgr, .. } = b;
+    drop(mgr);
+    until("a–b down on a", || {
+        board.state(&a.pk, &id) == Some(TransportState::Down)
+    })
+    .await;
+    let mgr = loop {
+        let put = Put {
+            board: board.clone(),
+            pk: client.pk(),
+        };
+        match Manager::spawn(cfg(), client.clone(), put, Metrics::default()) {
+            Ok(m) => break m,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    until("a–b up again on both ends", || {
+        board.state(&a.pk, &id) == Some(TransportState::Up)
+            && board.state(&client.pk(), &id) == Some(TransportState::Up)
+    })
+    .await;
+    let t = &a.mgr.list()[0];
+    assert_eq!(t.reconnects, 1);
+    assert!(metrics_text(&a.registry).contains("skymesh_tp_reconnects_total 1"));
+    assert!(!mgr.list()[0].initiator);
 }
