@@ -1,6 +1,7 @@
 //! [`DhtEntries`]: the reference discovery API's storage on a full node, backed by the DHT.
 //!
-//! * GET entry → the verified `dmsg` item of the key (local store first, then the DHT).
+//! * GET entry → the verified `dmsg` item of the key (this node's store and the other full
+//!   nodes, one round trip).
 //! * POST entry → after the API's reference checks (signature, validation, sequence), the
 //!   entry becomes a `dmsg` item put into the DHT: stored here, sent to the other full nodes
 //!   and the k closest nodes. Every node re-verifies it against the owner's key.
@@ -69,13 +70,15 @@ impl DhtEntries {
         self.hidden.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The entry of `pk`: this full node's store and the other full nodes (one round trip;
+    /// full nodes hold the whole dataset, so no iterative lookup is needed for a 404).
     async fn lookup(&self, pk: PubKey) -> Result<Option<Entry>, StoreUnavailable> {
-        let item = self
+        let out = self
             .node
-            .get(&pk, &dmsg_salt())
+            .get_with(&pk, &dmsg_salt(), dhtnode::ReadMode::FullNodesOnly)
             .await
             .map_err(|_| StoreUnavailable)?;
-        Ok(item.as_ref().and_then(entry_of))
+        Ok(out.item.as_ref().and_then(entry_of))
     }
 
     async fn local(&self) -> Vec<Entry> {

@@ -193,6 +193,7 @@ impl Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keys::SecKey;
 
     #[test]
     fn embedded_default_parses_and_prefers_dmsg() {
@@ -222,6 +223,49 @@ mod tests {
             Deployment::parse(r#"{"v":1,"extra":1}"#, "t"),
             Err(DeployError::Parse { .. })
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(text in ".{0,400}") {
+            let _ = Deployment::parse(&text, "fuzz");
+        }
+
+        #[test]
+        fn generated_deployments_round_trip(
+            name in "[a-z0-9-]{0,20}",
+            seeds in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..4),
+            http in proptest::option::of("https?://[a-z]{1,10}\\.[a-z]{2,3}"),
+            port in 1u16..,
+        ) {
+            let keys: Vec<SecKey> = seeds.iter().map(|s| SecKey::from_seed(&s.to_be_bytes())).collect();
+            let d = Deployment {
+                v: DEPLOY_VERSION,
+                name,
+                dht_bootstrap: keys
+                    .iter()
+                    .map(|k| {
+                        let peer = dhtnode::identity::peer_id(&k.pubkey()).unwrap();
+                        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}").parse().unwrap()
+                    })
+                    .collect(),
+                dmsg_servers: keys
+                    .iter()
+                    .map(|k| DmsgServer { pk: k.pubkey(), address: format!("127.0.0.1:{port}") })
+                    .collect(),
+                services: keys
+                    .first()
+                    .map(|k| {
+                        let ep = ServiceEndpoint {
+                            dmsg: Some(format!("dmsg://{}:{port}", k.pubkey())),
+                            http: http.clone(),
+                        };
+                        BTreeMap::from([("svc".to_string(), ep)])
+                    })
+                    .unwrap_or_default(),
+            };
+            proptest::prop_assert_eq!(Deployment::parse(&d.to_json(), "t").unwrap(), d);
+        }
     }
 
     #[test]
