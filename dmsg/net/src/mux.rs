@@ -518,7 +518,6 @@ const WRITE_BATCH_FRAMES: usize = 64;
 const WRITE_BATCH_BYTES: usize = 512 * 1024;
 
 async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut batch: Vec<Out> = Vec::with_capacity(WRITE_BATCH_FRAMES);
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
@@ -528,8 +527,9 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
         // Gather what is queued and write it with one `writev` per batch: headers and bodies
         // leave from their own buffers (no copy), and a data frame never goes out as a lone
         // 12-byte header segment followed by its body.
-        let mut bytes = HEADER_LEN + first.body.len();
-        batch.push(first);
+        // Made per batch: an idle session keeps no batch buffer (it would cost 3 KB each).
+        let mut batch: Vec<Out> = vec![first];
+        let mut bytes = HEADER_LEN + batch[0].body.len();
         while batch.len() < WRITE_BATCH_FRAMES && bytes < WRITE_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(o) => {
@@ -540,7 +540,7 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
             }
         }
         let ok = write_batch(&mut wr, &batch).await.is_ok();
-        batch.clear();
+        drop(batch);
         if !ok {
             sh.close(CloseReason::Io);
             break;
@@ -554,6 +554,7 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
         }
     }
     // Flush what is still queued (FIN/RST of a local close), then close the socket.
+    let mut batch = Vec::new();
     while let Ok(o) = rx.try_recv() {
         batch.push(o);
     }

@@ -132,7 +132,11 @@ pub fn aead_nonce(n: u64) -> [u8; 12] {
 /// crate on the development machine (`cargo bench -p skymesh-dmsg-proto` prints both), and
 /// every relayed byte is sealed once and opened once. Same algorithm, same bytes (the vectors
 /// in noise_xk.json / noise_kk.json pin them).
-pub struct ChaChaPoly(ring::aead::LessSafeKey);
+///
+/// Holds only the 32 key bytes: `ring`'s key type is sized for its largest algorithm (AES-GCM
+/// tables, over 500 bytes), and every idle session holds two of these, so the `ring` key is
+/// made per call (a 32-byte copy; nothing is precomputed for ChaCha20).
+pub struct ChaChaPoly([u8; 32]);
 
 /// Why an AEAD operation failed: the tag did not verify (open) or the input was longer than
 /// ChaCha20 allows (seal, 256 GiB; never reached with ≤ 4 KiB records).
@@ -142,8 +146,12 @@ pub struct AeadError;
 impl ChaChaPoly {
     /// A key for both directions of use (seal and open).
     pub fn new(key: &[u8; 32]) -> ChaChaPoly {
-        match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, key) {
-            Ok(k) => ChaChaPoly(ring::aead::LessSafeKey::new(k)),
+        ChaChaPoly(*key)
+    }
+
+    fn key(&self) -> ring::aead::LessSafeKey {
+        match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &self.0) {
+            Ok(k) => ring::aead::LessSafeKey::new(k),
             Err(_) => unreachable_key(),
         }
     }
@@ -157,7 +165,7 @@ impl ChaChaPoly {
     ) -> Result<[u8; TAG_LEN], AeadError> {
         let nonce = ring::aead::Nonce::assume_unique_for_key(aead_nonce(n));
         let tag = self
-            .0
+            .key()
             .seal_in_place_separate_tag(nonce, ring::aead::Aad::from(ad), buf)
             .map_err(|_| AeadError)?;
         let mut out = [0u8; TAG_LEN];
@@ -175,7 +183,7 @@ impl ChaChaPoly {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AeadError> {
         let nonce = ring::aead::Nonce::assume_unique_for_key(aead_nonce(n));
-        self.0
+        self.key()
             .open_in_place_separate_tag(
                 nonce,
                 ring::aead::Aad::from(ad),
