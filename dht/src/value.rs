@@ -333,8 +333,8 @@ impl ValueFormat for DmsgServerEntry {
 /// Canonical encoding: the reference's JSON of the signed entry
 /// ([`dmsg_proto::disc::Entry::canonical_json`]); decoding is strict (re-encoding must give the
 /// input bytes back), the entry must pass the reference's `Validate` (without the timestamp
-/// window, which only the accepting discovery applies) and list at most [`MAX_DELEGATED`]
-/// delegated servers.
+/// window, which only the accepting discovery applies), list at most [`MAX_DELEGATED`]
+/// delegated servers, and carry its signature in lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmsgEntry(pub dmsg_proto::disc::Entry);
 
@@ -365,6 +365,10 @@ impl DmsgEntry {
         if let Some(s) = &entry.server {
             check_len(SaltKind::Dmsg, "address", &s.address, 1, MAX_ADDR_LEN)?;
         }
+        // One encoding per item: the signature in lowercase hex, as the reference writes it.
+        if entry.signature.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ValueError::NonCanonical { salt });
+        }
         let value = DmsgEntry(entry);
         if value.encode() != bytes {
             return Err(ValueError::NonCanonical { salt });
@@ -394,11 +398,15 @@ impl DmsgEntry {
     }
 
     /// The `dmsg` item carrying this signed entry: subject = `static`, seq = `sequence`, the
-    /// item signature = the entry signature. Fails when the value is not canonical-clean
+    /// item signature = the entry signature (hex lowercased). Fails when the value is not canonical-clean
     /// (see [`DmsgEntry::decode`]) or the signature is not 65 bytes of hex; the signature itself
     /// is checked by [`crate::rules::validate`] like any other item's.
     pub fn to_item(&self) -> Result<crate::Item, ValueError> {
-        let value = self.encode();
+        // The signature is not signed over; its hex case is normalised (the reference's
+        // decoder accepts either case).
+        let mut entry = self.0.clone();
+        entry.signature.make_ascii_lowercase();
+        let value = DmsgEntry(entry).encode();
         let checked = DmsgEntry::decode(&value)?;
         Ok(crate::Item {
             pk: checked.0.static_pk,

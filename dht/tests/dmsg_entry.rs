@@ -50,7 +50,14 @@ proptest! {
         let mut bad = item.clone();
         let i = flip.index(bad.value.len());
         bad.value[i] ^= 1 << bit;
-        prop_assert!(rules::validate(&cfg, &bad).is_err());
+        let r = rules::validate(&cfg, &bad);
+        prop_assert!(r.is_err(), "{} -> {:?}", String::from_utf8_lossy(&bad.value), r);
+
+        // The reference accepts upper-case signature hex; the item is the same either way.
+        let mut upper = e.clone();
+        upper.signature.make_ascii_uppercase();
+        prop_assert_eq!(DmsgEntry(upper.clone()).to_item().unwrap(), item.clone());
+        prop_assert!(DmsgEntry::decode(upper.canonical_json().as_bytes()).is_err());
 
         let mut bad = item.clone();
         bad.seq = bad.seq.wrapping_add(1);

@@ -186,7 +186,7 @@ mod tests {
     fn sign_args(value: &str, for_pk: Option<PubKey>) -> SignArgs {
         SignArgs {
             sk: SecKey::from_seed(b"cli").to_hex(),
-            salt: Some("dmsg".into()),
+            salt: Some("svc".into()),
             salt_hex: None,
             value: Some(value.into()),
             value_hex: None,
@@ -203,27 +203,27 @@ mod tests {
         }
     }
 
-    const DMSG: &str = r#"{"v":1,"delegated_servers":[]}"#;
+    const SVC: &str = r#"{"v":1,"services":[]}"#;
 
     #[test]
     fn sign_then_verify() {
-        let item = sign(sign_args(DMSG, None)).unwrap();
+        let item = sign(sign_args(SVC, None)).unwrap();
         let text = dht::json::to_json(&item).to_string();
         let v = verify(&text, &verify_args(vec![]));
         assert_eq!(v["valid"], true, "{v}");
-        assert_eq!(v["salt_kind"], "dmsg");
+        assert_eq!(v["salt_kind"], "svc");
         // Tampered seq: invalid.
         let tampered = text.replace("\"seq\":42", "\"seq\":43");
         let v = verify(&tampered, &verify_args(vec![]));
         assert_eq!(v["valid"], false);
-        // Not a valid dmsg value: refused at signing.
+        // Not a valid svc value: refused at signing.
         assert!(sign(sign_args("hello", None)).is_err());
     }
 
     #[test]
     fn delegated_items() {
         let subject = SecKey::from_seed(b"subject").pubkey();
-        let item = sign(sign_args(DMSG, Some(subject))).unwrap();
+        let item = sign(sign_args(SVC, Some(subject))).unwrap();
         let text = dht::json::to_json(&item).to_string();
         let v = verify(&text, &verify_args(vec![]));
         assert_eq!(v["writer_trust"], "not-checked");
