@@ -569,3 +569,308 @@ async fn dial_peer_that_is_only_on_another_server() {
     assert_eq!(servers, want);
     assert_eq!(s1.num_sessions(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Recorded hashicorp yamux bytes (dmsg/vectors/yamux.json) through the live driver.
+
+fn yamux_vectors() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors/yamux.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The recorded frames sent in `direction`, as wire bytes (header ‖ body). Bodies recorded only
+/// by length and hash are filled with zeros: the driver does not look at payload bytes.
+fn recorded_frames(v: &serde_json::Value, direction: &str) -> Vec<(u64, Vec<u8>)> {
+    v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["direction"] == direction)
+        .map(|f| {
+            let mut b = hex::decode(f["header_hex"].as_str().unwrap()).unwrap();
+            if let Some(body) = f["body_hex"].as_str() {
+                b.extend_from_slice(&hex::decode(body).unwrap());
+            } else if let Some(n) = f["body_len"].as_u64() {
+                b.resize(b.len() + n as usize, 0);
+            }
+            (f["order"].as_u64().unwrap(), b)
+        })
+        .collect()
+}
+
+fn recorded_header(v: &serde_json::Value, order: u64) -> dmsg_proto::yamux::Header {
+    let f = v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["order"] == order)
+        .unwrap();
+    let raw = hex::decode(f["header_hex"].as_str().unwrap()).unwrap();
+    let raw: [u8; dmsg_proto::yamux::HEADER_LEN] = raw.try_into().unwrap();
+    dmsg_proto::yamux::Header::decode(&raw).unwrap()
+}
+
+async fn raw_pair(side: Side) -> (Session, TcpStream) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    let (rd, wr) = tcp.into_split();
+    (
+        Session::new(side, rd, wr, Bytes::new(), MuxConfig::default()),
+        raw,
+    )
+}
+
+/// Next frame our driver wrote, skipping keep-alive pings it may send on its own.
+async fn next_frame(raw: &mut TcpStream) -> (dmsg_proto::yamux::Header, Vec<u8>) {
+    use dmsg_proto::yamux::{FrameType, HEADER_LEN, Header};
+    tokio::time::timeout(T, async {
+        let mut h = [0u8; HEADER_LEN];
+        raw.read_exact(&mut h).await.unwrap();
+        let h = Header::decode(&h).unwrap();
+        let n = if h.ty == FrameType::Data {
+            h.length as usize
+        } else {
+            0
+        };
+        let mut body = vec![0u8; n];
+        raw.read_exact(&mut body).await.unwrap();
+        (h, body)
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads `n` payload bytes from a stream.
+async fn read_n(st: &mut dmsg::mux::MuxStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let c = tokio::time::timeout(T, st.recv_chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&c);
+    }
+    got
+}
+
+/// The Go client's bytes, replayed into our server-side driver: stream 1 accepted with the
+/// recorded ACK (plus our window grant), data delivered, both pings answered with their ids,
+/// FIN seen as end of stream; the server-opened stream 2 is acknowledged the way the recorded
+/// client did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_go_client_frames_through_the_server_driver() {
+    use dmsg_proto::yamux::{Flags, FrameType};
+    let v = yamux_vectors();
+    let frames = recorded_frames(&v, "client->server");
+    let (sess, mut raw) = raw_pair(Side::Server).await;
+    let frame = |order: u64| {
+        frames
+            .iter()
+            .find(|(o, _)| *o == order)
+            .map(|(_, b)| b.clone())
+            .unwrap()
+    };
+    // 0: SYN stream 1 → our ACK is the recorded one (order 1) with our extra window as delta.
+    raw.write_all(&frame(0)).await.unwrap();
+    let (h, _) = next_frame(&mut raw).await;
+    let want = recorded_header(&v, 1);
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (want.ty, want.flags, want.stream_id)
+    );
+    assert_eq!(h.length, (1024 - 256) * 1024, "window grant beyond 256 KiB");
+    let mut st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    // 2: "hello".
+    raw.write_all(&frame(2)).await.unwrap();
+    assert_eq!(read_n(&mut st, 5).await, b"hello");
+    // 6/7: we open stream 2; the frame we send is the recorded server SYN (order 6) but for
+    // the delta, and the recorded client ACK (order 7) is accepted.
+    let mut s2 = sess.open().unwrap();
+    let (h, _) = next_frame(&mut raw).await;
+    let want = recorded_header(&v, 6);
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (want.ty, want.flags, want.stream_id)
+    );
+    raw.write_all(&frame(7)).await.unwrap();
+    // 8: a 200000-byte data frame on stream 1.
+    raw.write_all(&frame(8)).await.unwrap();
+    assert_eq!(read_n(&mut st, 200_000).await.len(), 200_000);
+    // 11, 13: pings → ACKs with the recorded ids (orders 12, 14).
+    for (ping, pong) in [(11, 12), (13, 14)] {
+        raw.write_all(&frame(ping)).await.unwrap();
+        let (h, _) = next_frame(&mut raw).await;
+        let want = recorded_header(&v, pong);
+        assert_eq!(
+            (h.ty, h.flags, h.stream_id, h.length),
+            (want.ty, want.flags, want.stream_id, want.length)
+        );
+    }
+    // 15: FIN on stream 1 → end of stream; our close answers with the recorded FIN (order 16).
+    raw.write_all(&frame(15)).await.unwrap();
+    assert!(
+        tokio::time::timeout(T, st.recv_chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
+    st.close_write();
+    let (h, _) = next_frame(&mut raw).await;
+    let want = recorded_header(&v, 16);
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id, h.length),
+        (want.ty, want.flags, want.stream_id, want.length)
+    );
+    assert!(!sess.is_closed());
+    s2.close_write();
+    let (h, _) = next_frame(&mut raw).await;
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (FrameType::WindowUpdate, Flags::FIN, 2)
+    );
+}
+
+/// The Go server's bytes, replayed into our client-side driver: the recorded ACK opens our
+/// stream 1, "world!" arrives, the server-opened stream 2 is accepted with the recorded ACK,
+/// the recorded window update lets us send past the initial 256 KiB, FIN ends stream 1 and
+/// GoAway ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_go_server_frames_through_the_client_driver() {
+    use dmsg_proto::yamux::FrameType;
+    let v = yamux_vectors();
+    let frames = recorded_frames(&v, "server->client");
+    let frame = |order: u64| {
+        frames
+            .iter()
+            .find(|(o, _)| *o == order)
+            .map(|(_, b)| b.clone())
+            .unwrap()
+    };
+    let (sess, mut raw) = raw_pair(Side::Client).await;
+    let mut st = sess.open().unwrap();
+    let (h, _) = next_frame(&mut raw).await;
+    let want = recorded_header(&v, 0);
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (want.ty, want.flags, want.stream_id)
+    );
+    // 1: ACK; 4: "world!".
+    raw.write_all(&frame(1)).await.unwrap();
+    raw.write_all(&frame(4)).await.unwrap();
+    assert_eq!(read_n(&mut st, 6).await, b"world!");
+    // 6: the server opens stream 2 → we accept with the recorded client ACK (order 7).
+    raw.write_all(&frame(6)).await.unwrap();
+    let (h, _) = next_frame(&mut raw).await;
+    let want = recorded_header(&v, 7);
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (want.ty, want.flags, want.stream_id)
+    );
+    let _s2 = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    // The Go server granted only the initial 256 KiB; 10: its window update (200005) lets
+    // 262144 + 200005 bytes through in all, and no more.
+    let total = 256 * 1024 + recorded_header(&v, 10).length as usize;
+    assert_eq!(total, 262_144 + 200_005);
+    let w = tokio::spawn(async move {
+        st.send_chunk(Bytes::from(vec![3u8; total + 1000]))
+            .await
+            .unwrap();
+        st
+    });
+    let mut got = 0usize;
+    while got < 256 * 1024 {
+        let (h, body) = next_frame(&mut raw).await;
+        if h.ty == FrameType::Data {
+            got += body.len();
+        }
+    }
+    assert_eq!(got, 256 * 1024, "sent beyond the initial window");
+    raw.write_all(&frame(10)).await.unwrap();
+    while got < total {
+        let (h, body) = next_frame(&mut raw).await;
+        if h.ty == FrameType::Data {
+            got += body.len();
+        }
+    }
+    assert_eq!(got, total, "sent beyond the recorded window update");
+    let mut probe = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), raw.peek(&mut probe))
+            .await
+            .is_err(),
+        "data beyond the granted window"
+    );
+    assert!(!w.is_finished());
+    // 16: FIN on stream 1; 17: GoAway → the session ends.
+    raw.write_all(&frame(16)).await.unwrap();
+    raw.write_all(&frame(17)).await.unwrap();
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    assert_eq!(sess.close_reason(), dmsg::mux::CloseReason::Remote);
+    w.abort();
+}
+
+/// The 1 MiB window we grant (spec §8: the 256 KiB yamux initial window plus a window update
+/// with SYN/ACK): a Go peer that only knows the 256 KiB default may send exactly 1 MiB before
+/// it hears from us again, and the session stays up; one byte more closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mib_initial_window_grant() {
+    use dmsg_proto::yamux::{Flags, FrameType, Header};
+    let (sess, mut raw) = raw_pair(Side::Server).await;
+    let send = |ty, flags, id, len: u32, body: &[u8]| {
+        let mut b = Header::new(ty, flags, id, len).encode().to_vec();
+        b.extend_from_slice(body);
+        b
+    };
+    raw.write_all(&send(FrameType::WindowUpdate, Flags::SYN, 1, 0, &[]))
+        .await
+        .unwrap();
+    let (h, _) = next_frame(&mut raw).await;
+    assert_eq!(
+        (h.ty, h.flags, h.stream_id),
+        (FrameType::WindowUpdate, Flags::ACK, 1)
+    );
+    let granted = 256 * 1024 + h.length as usize;
+    assert_eq!(granted, 1024 * 1024);
+    let _st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    // Nobody reads: 1 MiB in 64 KiB frames is within the grant.
+    let chunk = vec![0u8; 64 * 1024];
+    for _ in 0..granted / chunk.len() {
+        raw.write_all(&send(
+            FrameType::Data,
+            Flags::NONE,
+            1,
+            chunk.len() as u32,
+            &chunk,
+        ))
+        .await
+        .unwrap();
+    }
+    // A ping round trip proves the driver has read all of it and is still up.
+    raw.write_all(&send(FrameType::Ping, Flags::SYN, 0, 77, &[]))
+        .await
+        .unwrap();
+    loop {
+        let (h, _) = next_frame(&mut raw).await;
+        if h.ty == FrameType::Ping && h.length == 77 {
+            break;
+        }
+    }
+    assert!(!sess.is_closed());
+    raw.write_all(&send(FrameType::Data, Flags::NONE, 1, 1, &[0]))
+        .await
+        .unwrap();
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    assert_eq!(sess.close_reason(), dmsg::mux::CloseReason::Protocol);
+}
