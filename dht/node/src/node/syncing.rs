@@ -49,9 +49,24 @@ pub const PENALTY: Duration = Duration::from_secs(10 * 60);
 /// Penalised peers remembered (same bound as the per-peer limiters).
 const MAX_PENALISED: usize = crate::limits::MAX_TRACKED_PEERS;
 
-/// Wait before retrying a push that failed or was refused (e.g. the receiver had not yet
-/// identified us as a full node).
+/// Wait before retrying a push the receiver refused (e.g. it had not yet identified us as a
+/// full node, or its per-peer limit was reached); the batch is kept.
 const PUSH_RETRY: Duration = Duration::from_millis(500);
+
+/// Wait before pushing again to a full node whose push failed (unreachable, timed out,
+/// connection lost); the failed batch is dropped and counted, the periodic pull repairs it.
+const PUSH_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How a push ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushEnd {
+    /// Acknowledged (or answered wrongly: nothing to retry).
+    Done,
+    /// Refused by the receiver: keep the batch, retry after [`PUSH_RETRY`].
+    Refused,
+    /// Transport failure: drop the batch, back off [`PUSH_FAILURE_BACKOFF`].
+    Failed,
+}
 
 /// How often queued pushes waiting for a retry are looked at.
 pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
@@ -596,13 +611,21 @@ impl Actor {
         self.sync.push_busy.insert(peer);
     }
 
-    fn push_done(&mut self, rid: OutboundRequestId, retry: bool) {
+    fn push_done(&mut self, rid: OutboundRequestId, end: PushEnd) {
         let Some((peer, batch)) = self.sync.push_in_flight.remove(&rid) else {
             return;
         };
         self.sync.push_busy.remove(&peer);
         let now = Instant::now();
-        if retry && !self.sync.is_penalised(&peer, now) {
+        if end == PushEnd::Failed {
+            self.metrics
+                .sync
+                .push_items_dropped
+                .inc_by(batch.len() as u64);
+            self.sync
+                .push_retry_at
+                .insert(peer, now + PUSH_FAILURE_BACKOFF);
+        } else if end == PushEnd::Refused && !self.sync.is_penalised(&peer, now) {
             // Put the batch back in front, within the queue bound; retry after a pause.
             let bound = self.cfg.push_queue.max(1);
             let q = self.sync.push_queues.entry(peer).or_default();
@@ -674,7 +697,7 @@ impl Actor {
                 if malformed {
                     self.penalise(peer, &error.to_string());
                 }
-                self.push_done(request_id, !malformed);
+                self.push_done(request_id, PushEnd::Failed);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 if matches!(&error, InboundFailure::Io(e) if sync_codec::is_malformed(e)) {
@@ -713,10 +736,10 @@ impl Actor {
             return;
         }
         match response {
-            Response::Ack { .. } => self.push_done(rid, false),
-            Response::Refused(_) => self.push_done(rid, true),
+            Response::Ack { .. } => self.push_done(rid, PushEnd::Done),
+            Response::Refused(_) => self.push_done(rid, PushEnd::Refused),
             Response::Page(_) => {
-                self.push_done(rid, false);
+                self.push_done(rid, PushEnd::Done);
                 self.penalise(peer, "page for a push");
             }
         }
