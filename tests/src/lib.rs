@@ -129,6 +129,111 @@ pub fn http_request(
     Some((status, body))
 }
 
+/// Calls `f` every 100 ms until it returns `Some`; panics naming `what` after `deadline`.
+pub fn poll<T>(what: &str, deadline: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out ({deadline:?}) waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `GET path` on `127.0.0.1:port` parsed as JSON when the answer is 200.
+pub fn get_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    match http_request(port, "GET", path, None) {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// A `skymesh node` child process of a DMSG-over-DHT network (killed on drop).
+#[derive(Debug)]
+pub struct Member {
+    /// Its name (and log file name).
+    pub name: String,
+    /// Its key.
+    pub sk: keys::SecKey,
+    /// Its `--http` port.
+    pub http: u16,
+    /// Its libp2p TCP port.
+    pub p2p: u16,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl Member {
+    /// Its public key, hex.
+    pub fn pk(&self) -> String {
+        self.sk.pubkey().to_hex()
+    }
+
+    /// Its admin API base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    /// Its libp2p multiaddr with `/p2p/<peer id>`.
+    pub fn multiaddr(&self) -> String {
+        multiaddr(&self.sk, self.p2p)
+    }
+}
+
+/// `/ip4/127.0.0.1/tcp/PORT/p2p/<peer id of sk>`.
+pub fn multiaddr(sk: &keys::SecKey, p2p: u16) -> String {
+    let peer = dhtnode::identity::peer_id(&sk.pubkey()).expect("a secp256k1 key is a peer id");
+    format!("/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")
+}
+
+/// Starts `skymesh node` named `name` in `dir` with the deployment file `deploy`: a full node
+/// that is a DMSG server (discovery API in test mode) when `full`, else a public visor with a
+/// DMSG client; `extra` arguments are appended. Logs go to `dir/NAME.log`.
+pub fn spawn_member(
+    dir: &std::path::Path,
+    deploy: &std::path::Path,
+    name: &str,
+    sk: keys::SecKey,
+    p2p: u16,
+    full: bool,
+    extra: &[&std::ffi::OsStr],
+) -> Member {
+    let http = free_port();
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("data dir");
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+    let mut cmd = Command::new(skymesh_bin());
+    cmd.args(["node", "--role", if full { "full" } else { "regular" }])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+        .arg("--data")
+        .arg(&data)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .arg("--deploy")
+        .arg(deploy)
+        .env("SKYMESH_SK", sk.to_hex())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if full {
+        cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--disc-test-mode");
+    } else {
+        cmd.args(["--reachability", "public", "--dmsg"]);
+    }
+    cmd.args(extra);
+    let proc = Proc::spawn(name, &mut cmd).expect("spawn skymesh node");
+    Member {
+        name: name.to_string(),
+        sk,
+        http,
+        p2p,
+        proc,
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

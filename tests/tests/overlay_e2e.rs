@@ -10,73 +10,27 @@ use std::time::{Duration, Instant};
 
 use keys::SecKey;
 use serde_json::Value;
-use skymesh_tests::{Proc, free_port, http_request, run_skymesh, skymesh_bin};
+use skymesh_tests::{
+    Member, Proc, free_port, get_json, http_request, multiaddr, poll, run_skymesh, skymesh_bin,
+    spawn_member,
+};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const FAILOVER: Duration = Duration::from_secs(10);
 
-struct Member {
-    name: String,
-    sk: SecKey,
-    http: u16,
-    p2p: u16,
-    proc: Proc,
-}
-
-impl Member {
-    fn pk(&self) -> String {
-        self.sk.pubkey().to_hex()
-    }
-    fn multiaddr(&self) -> String {
-        let peer = dhtnode::identity::peer_id(&self.sk.pubkey()).unwrap();
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", self.p2p)
-    }
-}
-
-fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out ({deadline:?}) waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn get_json(port: u16, path: &str) -> Option<Value> {
-    match http_request(port, "GET", path, None) {
-        Some((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
-}
-
 /// Full nodes and visors sharing one generated deployment file (the full nodes are its
 /// bootstrap peers); visors serve `index.html` naming themselves over DMSG-HTTP.
 fn start_network(dir: &Path, fulls: usize, visors: usize) -> (Vec<Member>, Vec<Member>) {
-    let plan = |prefix: &str, n: usize| -> Vec<(String, SecKey, u16, u16)> {
+    let plan = |prefix: &str, n: usize| -> Vec<(String, SecKey, u16)> {
         (0..n)
-            .map(|i| {
-                (
-                    format!("{prefix}-{i}"),
-                    SecKey::generate(),
-                    free_port(),
-                    free_port(),
-                )
-            })
+            .map(|i| (format!("{prefix}-{i}"), SecKey::generate(), free_port()))
             .collect()
     };
     let full_plan = plan("full", fulls);
     let visor_plan = plan("visor", visors);
     let bootstrap: Vec<String> = full_plan
         .iter()
-        .map(|(_, sk, p2p, _)| {
-            let peer = dhtnode::identity::peer_id(&sk.pubkey()).unwrap();
-            format!("/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")
-        })
+        .map(|(_, sk, p2p)| multiaddr(sk, *p2p))
         .collect();
     let deploy = dir.join("deploy.json");
     std::fs::write(
@@ -84,39 +38,22 @@ fn start_network(dir: &Path, fulls: usize, visors: usize) -> (Vec<Member>, Vec<M
         serde_json::json!({"v": 1, "name": "e2e", "dht_bootstrap": bootstrap}).to_string(),
     )
     .unwrap();
-    let spawn = |(name, sk, p2p, http): (String, SecKey, u16, u16), full: bool| {
-        let data = dir.join(&name);
-        std::fs::create_dir_all(&data).unwrap();
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut cmd = Command::new(skymesh_bin());
-        cmd.args(["node", "--role", if full { "full" } else { "regular" }])
-            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
-            .arg("--data")
-            .arg(&data)
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .arg("--deploy")
-            .arg(&deploy)
-            .env("SKYMESH_SK", sk.to_hex())
-            .stdout(Stdio::null())
-            .stderr(log);
+    let spawn = |(name, sk, p2p): (String, SecKey, u16), full: bool| {
         if full {
-            cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", free_port())])
-                .arg("--disc-test-mode");
-        } else {
-            let www = data.join("www");
-            std::fs::create_dir_all(&www).unwrap();
-            std::fs::write(www.join("index.html"), format!("visor {}\n", sk.pubkey())).unwrap();
-            cmd.args(["--reachability", "public", "--dmsg", "--dmsg-http-dir"])
-                .arg(&www);
+            return spawn_member(dir, &deploy, &name, sk, p2p, true, &[]);
         }
-        let proc = Proc::spawn(&name, &mut cmd).unwrap();
-        Member {
-            name,
+        let www = dir.join(&name).join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), format!("visor {}\n", sk.pubkey())).unwrap();
+        spawn_member(
+            dir,
+            &deploy,
+            &name,
             sk,
-            http,
             p2p,
-            proc,
-        }
+            false,
+            &["--dmsg-http-dir".as_ref(), www.as_os_str()],
+        )
     };
     let fulls: Vec<Member> = full_plan.into_iter().map(|p| spawn(p, true)).collect();
     let visors: Vec<Member> = visor_plan.into_iter().map(|p| spawn(p, false)).collect();

@@ -4,85 +4,15 @@
 //! `tp rm` removes A–B from both ends' items; nothing is republished while nothing changes.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keys::SecKey;
 use serde_json::Value;
-use skymesh_tests::{Proc, free_port, http_request, run_skymesh, skymesh_bin};
+use skymesh_tests::{Member, free_port, get_json, http_request, poll, run_skymesh, spawn_member};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 /// The bound from `tp add` to "listed and confirmed by both ends" on the full node.
 const CONFIRM_BOUND: Duration = Duration::from_secs(2);
-
-struct Member {
-    name: String,
-    sk: SecKey,
-    http: u16,
-    proc: Proc,
-}
-
-impl Member {
-    fn pk(&self) -> String {
-        self.sk.pubkey().to_hex()
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-}
-
-fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out ({deadline:?}) waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn get_json(port: u16, path: &str) -> Option<Value> {
-    match http_request(port, "GET", path, None) {
-        Some((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
-}
-
-fn spawn(dir: &Path, deploy: &Path, name: &str, sk: SecKey, p2p: u16, full: bool) -> Member {
-    let http = free_port();
-    let data = dir.join(name);
-    std::fs::create_dir_all(&data).unwrap();
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut cmd = Command::new(skymesh_bin());
-    cmd.args(["node", "--role", if full { "full" } else { "regular" }])
-        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
-        .arg("--data")
-        .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .arg("--deploy")
-        .arg(deploy)
-        .env("SKYMESH_SK", sk.to_hex())
-        .stdout(Stdio::null())
-        .stderr(log);
-    if full {
-        cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--disc-test-mode");
-    } else {
-        cmd.args(["--reachability", "public", "--dmsg"]);
-    }
-    let proc = Proc::spawn(name, &mut cmd).unwrap();
-    Member {
-        name: name.into(),
-        sk,
-        http,
-        proc,
-    }
-}
 
 fn tp(args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["tp"];
@@ -142,30 +72,33 @@ fn visors_publish_transports_full_node_lists_them() {
         .to_string(),
     )
     .unwrap();
-    let full = spawn(dir.path(), &deploy, "full", full_sk, full_p2p, true);
-    let a = spawn(
+    let full = spawn_member(dir.path(), &deploy, "full", full_sk, full_p2p, true, &[]);
+    let a = spawn_member(
         dir.path(),
         &deploy,
         "a",
         SecKey::generate(),
         free_port(),
         false,
+        &[],
     );
-    let b = spawn(
+    let b = spawn_member(
         dir.path(),
         &deploy,
         "b",
         SecKey::generate(),
         free_port(),
         false,
+        &[],
     );
-    let mut c = spawn(
+    let mut c = spawn_member(
         dir.path(),
         &deploy,
         "c",
         SecKey::generate(),
         free_port(),
         false,
+        &[],
     );
     for m in [&full, &a, &b, &c] {
         poll(&format!("{} healthy", m.name), DEADLINE, || {
