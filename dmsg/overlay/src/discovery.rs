@@ -39,6 +39,7 @@ pub struct DhtDiscovery {
     state: Mutex<Published>,
     freshness: Duration,
     metrics: OverlayMetrics,
+    fallback: Vec<crate::deploy::DmsgServer>,
 }
 
 #[derive(Default)]
@@ -74,7 +75,14 @@ impl DhtDiscovery {
             state: Mutex::new(Published::default()),
             freshness: SERVER_FRESHNESS,
             metrics,
+            fallback: Vec::new(),
         }
+    }
+
+    /// DMSG servers to try when the DHT knows none yet (the deployment's `dmsg_servers`).
+    pub fn with_fallback(mut self, servers: Vec<crate::deploy::DmsgServer>) -> DhtDiscovery {
+        self.fallback = servers;
+        self
     }
 
     /// The metrics.
@@ -236,6 +244,19 @@ impl Discovery for DhtDiscovery {
                         .is_some_and(|s| s.available_sessions > 0)
                 })
                 .collect();
+            if cands.is_empty() {
+                // A fresh node whose DHT has not answered yet: the deployment's servers.
+                let now = dmsg::now_ns();
+                cands = self
+                    .fallback
+                    .iter()
+                    .map(|s| Candidate {
+                        entry: Entry::new_server(s.pk, 0, now, s.address.clone(), 1),
+                        max_sessions: None,
+                        rtt: None,
+                    })
+                    .collect();
+            }
             self.prober.measure(&mut cands).await;
             self.metrics.servers_found.set(cands.len() as i64);
             self.metrics

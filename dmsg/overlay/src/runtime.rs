@@ -34,6 +34,10 @@ pub struct DhtServer {
 
 /// Starts a DMSG server on `node` (a full node): it publishes its `dmsg` entry and its
 /// `dmsg-server` item every [`SERVER_REPUBLISH`] and whenever its free sessions change.
+///
+/// `sk` must be the node's own key: visors look for servers among the full nodes by key (a
+/// server under another key is still found by full nodes, which hold every entry, but not by
+/// visors asking full nodes for their own entries).
 pub async fn start_server(
     node: &Node,
     sk: SecKey,
@@ -41,6 +45,9 @@ pub async fn start_server(
     metrics: ServerMetrics,
     overlay: OverlayMetrics,
 ) -> Result<DhtServer, dmsg::error::ServeError> {
+    if sk.pubkey() != node.public_key() {
+        tracing::warn!(server = %sk.pubkey(), node = %node.public_key(), "DMSG server key differs from the DHT node key; visors will not find it through the full nodes");
+    }
     let extras = ServerExtras {
         max_sessions: u32::try_from(opts.max_sessions).unwrap_or(u32::MAX),
         dht_bootstrap: true,
@@ -70,8 +77,15 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Starts a DMSG client on `node`; its client entry is republished every
 /// [`CLIENT_REPUBLISH`] when unchanged.
-pub fn start_client(node: &Node, sk: SecKey, metrics: OverlayMetrics) -> DhtClient {
-    let discovery = Arc::new(DhtDiscovery::new(node.clone(), None, metrics.clone()));
+/// `fallback`: DMSG servers to use while the DHT knows none (the deployment's).
+pub fn start_client(
+    node: &Node,
+    sk: SecKey,
+    metrics: OverlayMetrics,
+    fallback: Vec<crate::deploy::DmsgServer>,
+) -> DhtClient {
+    let discovery =
+        Arc::new(DhtDiscovery::new(node.clone(), None, metrics.clone()).with_fallback(fallback));
     let client = Arc::new(Client::spawn(ClientConfig::with_discovery(
         sk.clone(),
         discovery.clone(),
@@ -124,6 +138,6 @@ pub async fn join(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = start_client(&node, sk, OverlayMetrics::default());
+    let client = start_client(&node, sk, OverlayMetrics::default(), Vec::new());
     Ok((node, client))
 }

@@ -394,9 +394,14 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let dmsg_client = args
-        .dmsg
-        .then(|| overlay::start_client(&node, sk.clone(), overlay_metrics.clone()));
+    let dmsg_client = args.dmsg.then(|| {
+        overlay::start_client(
+            &node,
+            sk.clone(),
+            overlay_metrics.clone(),
+            deploy.dmsg_servers.clone(),
+        )
+    });
     let _dmsg_http = match (&dmsg_client, &args.dmsg_http_dir) {
         (Some(c), Some(dir)) => {
             let listener = c
