@@ -708,6 +708,42 @@ mod tests {
         ));
     }
 
+    /// Writes well-formed messages (real signed items) as fuzz seeds into `$SYNC_FUZZ_SEEDS`
+    /// (`tests/fuzz/corpus/sync_wire`); does nothing without it.
+    #[test]
+    fn write_fuzz_seeds() {
+        let Ok(dir) = std::env::var("SYNC_FUZZ_SEEDS") else {
+            return;
+        };
+        let msgs = [
+            encode_request(&Request::Push(vec![item(1), item(2)])).unwrap(),
+            encode_request(&Request::GetItems(GetItems {
+                salt: Some(Salt::new(b"svc".to_vec()).unwrap()),
+                epoch: 1,
+                cursor: 5,
+                limit: 10,
+            }))
+            .unwrap(),
+            encode_response(&Response::Page(Page {
+                epoch: 1,
+                next_cursor: 9,
+                last_change: 20,
+                has_more: true,
+                items: vec![item(3), item(4), item(5)],
+            }))
+            .unwrap(),
+            encode_response(&Response::Ack {
+                stored: 1,
+                duplicate: 0,
+                refused: 2,
+            })
+            .unwrap(),
+        ];
+        for (i, m) in msgs.iter().enumerate() {
+            std::fs::write(format!("{dir}/seed-{i}"), m).unwrap();
+        }
+    }
+
     #[test]
     fn encoder_enforces_limits() {
         assert_eq!(
