@@ -76,8 +76,12 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
     let (a, _ta) = Node::spawn(quiet(config(Role::Full, vec![])))
         .await
         .unwrap();
+    let t = std::time::Instant::now();
     let items = signed_items("join", n, 1, 64);
+    eprintln!("signed {n} items in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
     assert_eq!(load(&a, items).await, n as u64);
+    eprintln!("loaded them into A in {:?}", t.elapsed());
     assert!(digest(&a).await.items >= n as u64);
 
     // B joins: it identifies A as a full node and pulls everything on its own.
@@ -85,7 +89,9 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
         .await
         .unwrap();
     // Identical: every item with every byte (each holds both adverts by now).
+    let t = std::time::Instant::now();
     same_stores(&a, &b).await;
+    eprintln!("B joined (identical stores) after {:?}", t.elapsed());
     // Drain whatever changed on A since the join's last page (B's own advert arriving there).
     let id = b.sync(from(&a)).await.unwrap();
     assert_eq!(wait_done(&b, id).await.state, "done");
@@ -109,8 +115,17 @@ fn quiet(mut cfg: dhtnode::Config) -> dhtnode::Config {
     cfg
 }
 
+/// Waits until both stores hold the same items. Item counts (kept by the node, no scan) are
+/// polled first; the digests (a walk of the whole store inside each actor) only once they match.
 async fn same_stores(a: &Node, b: &Node) {
+    let count = |n: &Node| {
+        let n = n.clone();
+        async move { n.info().await.unwrap().items.values().sum::<u64>() }
+    };
     poll_until("identical stores", || async {
+        if count(a).await != count(b).await {
+            return None;
+        }
         let (da, db) = (digest(a).await, digest(b).await);
         (da == db).then_some(())
     })
