@@ -686,6 +686,7 @@ impl Actor {
                     self.fetch_adverts();
                 }
                 _ = republish.tick() => self.republish(),
+                _ = std::future::ready(()), if self.ingest_pending() => self.ingest_tick(),
                 _ = sync_timer.tick() => self.sync_tick(),
                 _ = push_timer.tick() => self.push_tick(),
                 _ = metrics.tick() => self.refresh_metrics(),

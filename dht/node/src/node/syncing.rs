@@ -5,6 +5,11 @@
 //! through the store's acceptance rules ([`ItemStore::insert`] → `dht::rules::admit`, signature
 //! included) before anything is stored.
 //!
+//! - **Ingest**: a received page goes into the session's backlog and the next page is requested
+//!   at once; the actor puts the backlog through the rules [`INGEST_CHUNK`] items per loop turn,
+//!   so the swarm keeps serving while a big sync is verified, and the next page travels while
+//!   this one is checked (at most two pages held per session). The cursor is saved once a page
+//!   is fully ingested; a cancelled session still ingests what it received first.
 //! - **Serve**: every node answers GetItems from its in-memory store (epoch = this process's
 //!   start, since change numbers restart with the process), subject to the per-peer sync limit.
 //! - **Join**: a full node that has not completed a full pull yet pulls everything from the
@@ -67,6 +72,11 @@ enum PushEnd {
     /// Transport failure: drop the batch, back off [`PUSH_FAILURE_BACKOFF`].
     Failed,
 }
+
+/// Items of a received page put through the acceptance rules per turn of the actor loop: at
+/// ~40 µs per signature check a turn costs ~5 ms, so reads, pushes and the next page's transfer
+/// proceed while a big sync is ingested.
+const INGEST_CHUNK: usize = 128;
 
 /// How often queued pushes waiting for a retry are looked at.
 pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
@@ -149,6 +159,13 @@ struct Session {
     started: Instant,
     finished: Option<Instant>,
     request: Option<OutboundRequestId>,
+    /// Items received and not yet put through the rules: at most two pages (one being
+    /// ingested, the next one fetched meanwhile).
+    backlog: VecDeque<Item>,
+    /// The cursor to save once the backlog is empty (the last received page's).
+    backlog_cursor: Option<SyncCursor>,
+    /// The cursor saved after the last fully ingested page (what the status reports).
+    saved: SyncCursor,
 }
 
 #[derive(Default)]
@@ -210,10 +227,10 @@ impl SyncState {
     fn status(&self, id: u64) -> Option<SyncStatus> {
         let s = self.sessions.get(&id)?;
         let p = s.puller.progress();
-        let (state, error) = match s.puller.outcome() {
-            None => ("running", None),
-            Some(Ok(())) => ("done", None),
-            Some(Err(e)) => ("failed", Some(e.to_string())),
+        let (state, error) = match (s.finished, s.puller.outcome()) {
+            (None, _) | (_, None) => ("running", None),
+            (_, Some(Ok(()))) => ("done", None),
+            (_, Some(Err(e))) => ("failed", Some(e.to_string())),
         };
         let end = s.finished.unwrap_or_else(Instant::now);
         Some(SyncStatus {
@@ -233,7 +250,7 @@ impl SyncState {
             bytes: p.bytes,
             elapsed_ms: u64::try_from(end.duration_since(s.started).as_millis())
                 .unwrap_or(u64::MAX),
-            cursor: s.puller.cursor().change,
+            cursor: s.saved.change,
             remote_last_change: p.remote_last_change,
             error,
         })
@@ -323,31 +340,42 @@ impl Actor {
                 started: Instant::now(),
                 finished: None,
                 request: None,
+                backlog: VecDeque::new(),
+                backlog_cursor: None,
+                saved: start,
             },
         );
         self.session_step(id);
         Ok(id)
     }
 
-    /// Sends the session's next request, or finishes it.
+    /// Sends the session's next request if the puller is ready for one, or finishes the
+    /// session once the puller is done and everything received is ingested.
     fn session_step(&mut self, id: u64) {
         let Some(s) = self.sync.sessions.get_mut(&id) else {
             return;
         };
-        match s.puller.poll_request() {
-            Some(req) => {
-                let peer = s.peer;
-                let rid = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer, Request::GetItems(req));
-                if let Some(s) = self.sync.sessions.get_mut(&id) {
-                    s.request = Some(rid);
-                }
-                self.sync.requests.insert(rid, id);
+        if s.finished.is_some() {
+            return;
+        }
+        if s.puller.is_done() {
+            if s.backlog.is_empty() {
+                self.finish_session(id);
             }
-            None => self.finish_session(id),
+            return;
+        }
+        // `None`: a request is in flight already.
+        if let Some(req) = s.puller.poll_request() {
+            let peer = s.peer;
+            let rid = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Request::GetItems(req));
+            if let Some(s) = self.sync.sessions.get_mut(&id) {
+                s.request = Some(rid);
+            }
+            self.sync.requests.insert(rid, id);
         }
     }
 
@@ -359,6 +387,7 @@ impl Actor {
             return;
         }
         s.finished = Some(Instant::now());
+        s.backlog.clear();
         if let Some(rid) = s.request.take() {
             self.sync.requests.remove(&rid);
         }
@@ -388,11 +417,18 @@ impl Actor {
         self.sync.status(id)
     }
 
+    /// Stops fetching; what was received is still ingested (then the cursor is saved and the
+    /// session finishes), so a later session resumes exactly after it.
     pub(super) fn sync_cancel(&mut self, id: u64) -> bool {
         match self.sync.sessions.get_mut(&id) {
             Some(s) if s.finished.is_none() => {
-                s.puller.abort(PullError::Cancelled);
-                self.finish_session(id);
+                if !s.puller.is_done() {
+                    s.puller.abort(PullError::Cancelled);
+                }
+                if let Some(rid) = s.request.take() {
+                    self.sync.requests.remove(&rid);
+                }
+                self.session_step(id);
                 true
             }
             _ => false,
@@ -472,24 +508,74 @@ impl Actor {
                 return;
             }
         };
-        let received = items.len() as u64;
-        let c = self.ingest(items);
+        let was_idle = s.backlog.is_empty();
         self.metrics
             .sync
-            .items("pull", received, c.accepted, c.unchanged, c.refused);
-        let Some(s) = self.sync.sessions.get_mut(&id) else {
-            return;
-        };
-        s.puller.record_ingest(c.accepted, c.unchanged, c.refused);
-        if c.invalid > 0 {
-            s.puller.abort(PullError::InvalidItems { count: c.invalid });
-            self.penalise(peer, "invalid items in a page");
-            self.finish_session(id);
-            return;
+            .items_received
+            .get_or_create(&crate::metrics::SourceLabel {
+                source: "pull".into(),
+            })
+            .inc_by(items.len() as u64);
+        s.backlog.extend(items);
+        s.backlog_cursor = Some(s.puller.cursor());
+        if was_idle {
+            // Fetch the next page while this one is ingested (at most two pages held).
+            self.session_step(id);
         }
-        let (salt, cursor) = (s.puller.salt().cloned(), s.puller.cursor());
-        self.save_cursor(peer, salt, cursor);
-        self.session_step(id);
+    }
+
+    /// True when some session has received items waiting for the acceptance rules.
+    pub(super) fn ingest_pending(&self) -> bool {
+        self.sync
+            .sessions
+            .values()
+            .any(|s| s.finished.is_none() && !s.backlog.is_empty())
+    }
+
+    /// One turn of ingestion: up to [`INGEST_CHUNK`] backlog items of each session through the
+    /// acceptance rules.
+    pub(super) fn ingest_tick(&mut self) {
+        let ids: Vec<u64> = self
+            .sync
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.finished.is_none() && !s.backlog.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(s) = self.sync.sessions.get_mut(&id) else {
+                continue;
+            };
+            let n = s.backlog.len().min(INGEST_CHUNK);
+            let chunk: Vec<Item> = s.backlog.drain(..n).collect();
+            let peer = s.peer;
+            let c = self.ingest(chunk);
+            let l = crate::metrics::SourceLabel {
+                source: "pull".into(),
+            };
+            let m = &self.metrics.sync;
+            m.items_accepted.get_or_create(&l).inc_by(c.accepted);
+            m.items_deduplicated.get_or_create(&l).inc_by(c.unchanged);
+            m.items_refused.get_or_create(&l).inc_by(c.refused);
+            let Some(s) = self.sync.sessions.get_mut(&id) else {
+                continue;
+            };
+            s.puller.record_ingest(c.accepted, c.unchanged, c.refused);
+            if c.invalid > 0 {
+                s.puller.abort(PullError::InvalidItems { count: c.invalid });
+                self.penalise(peer, "invalid items in a page");
+                self.finish_session(id);
+                continue;
+            }
+            if s.backlog.is_empty() {
+                if let Some(cursor) = s.backlog_cursor.take() {
+                    s.saved = cursor;
+                    let salt = s.puller.salt().cloned();
+                    self.save_cursor(peer, salt, cursor);
+                }
+                self.session_step(id);
+            }
+        }
     }
 
     /// Puts received items through the acceptance rules.
