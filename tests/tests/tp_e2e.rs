@@ -246,4 +246,19 @@ fn visors_publish_transports_full_node_lists_them() {
     assert!(!ok && err.contains("no transport"), "{err}");
     let (ok, _, _) = tp(&["rm", "--node", &a.url(), "not-an-id"]);
     assert!(!ok);
+
+    // A restarted visor keeps the transports it configured (A–C, still down: C is dead).
+    let (a_sk, a_p2p) = (a.sk.clone(), a.p2p);
+    drop(a);
+    let a = spawn_member(dir.path(), &deploy, "a", a_sk, a_p2p, false, &[]);
+    let ls = poll("a's transports after a restart", DEADLINE, || {
+        tp_json(&["ls", "--node", &a.url(), "--json"])
+    });
+    let ids: Vec<&str> = ls["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, [ac.as_str()], "{ls}");
 }

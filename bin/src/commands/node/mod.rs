@@ -320,6 +320,8 @@ pub(crate) struct NodeCtx {
     pub(crate) dmsg_client: Option<overlay::DhtClient>,
     /// Discovery API test mode.
     pub(crate) disc_test_mode: bool,
+    /// The data directory.
+    pub(crate) data: PathBuf,
 }
 
 async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
@@ -424,6 +426,7 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         dmsg_server,
         dmsg_client,
         disc_test_mode: args.disc_test_mode,
+        data: args.data.clone(),
     });
     let tp_manager = tp::start(&ctx, &mut registry)?;
     let listener = tokio::net::TcpListener::bind(args.http)

@@ -9,7 +9,8 @@
 //!
 //! The manager runs on visors (`--role regular --dmsg`): it listens on DMSG port
 //! [`tp::defaults::TP_PORT`] and publishes the visor's `tp` item through the DHT node when the
-//! list changes and before it expires (see `docs/transports.md`).
+//! list changes and before it expires (see `docs/transports.md`). The transports this visor
+//! configured (`tp add`) are kept in `DATA/transports.json` and re-added at start.
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -23,6 +24,50 @@ use keys::PubKey;
 use prometheus_client::registry::Registry;
 
 use super::{NodeCtx, error};
+
+/// File (in the data directory) listing the peers of the transports this visor configured.
+const SAVED: &str = "transports.json";
+
+/// The peers of the transports this visor configured, saved in `DATA/transports.json`.
+fn save(ctx: &NodeCtx, mgr: &::tp::Manager) {
+    let peers: Vec<String> = mgr
+        .list()
+        .into_iter()
+        .filter(|t| t.initiator)
+        .map(|t| t.remote.to_hex())
+        .collect();
+    let path = ctx.data.join(SAVED);
+    let tmp = path.with_extension("json.tmp");
+    let r = serde_json::to_vec_pretty(&peers)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = r {
+        tracing::warn!(path = %path.display(), error = %e, "saving transports failed");
+    }
+}
+
+/// Re-adds the transports saved by [`save`] (a missing file means none).
+fn restore(ctx: &NodeCtx, mgr: &::tp::Manager) -> anyhow::Result<()> {
+    let path = ctx.data.join(SAVED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    let peers: Vec<String> = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a list of keys: {e}", path.display()))?;
+    for p in peers {
+        match PubKey::from_hex(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|pk| mgr.add(pk).map_err(|e| e.to_string()))
+        {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(peer = %p, error = %e, "saved transport not restored"),
+        }
+    }
+    Ok(())
+}
 
 /// Deployment service name of the transport discovery (HTTP fallback of `tp all`).
 const TPD_SERVICE: &str = "transport_discovery";
@@ -92,6 +137,7 @@ pub(super) fn start(
         port = ::tp::defaults::TP_PORT,
         "transport manager listening"
     );
+    restore(ctx, &mgr)?;
     Ok(Some(Arc::new(mgr)))
 }
 
@@ -132,7 +178,10 @@ async fn add(State(st): State<TpState>, Json(body): Json<AddBody>) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("pk: {e}")),
     };
     match mgr.add(pk) {
-        Ok(info) => Json(info).into_response(),
+        Ok(info) => {
+            save(&st.ctx, mgr);
+            Json(info).into_response()
+        }
         Err(e @ ::tp::AddError::Full { .. }) => error(StatusCode::CONFLICT, e),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
@@ -158,7 +207,10 @@ async fn remove(State(st): State<TpState>, Path(id): Path<String>) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match mgr.remove(&id) {
-        Ok(()) => Json(serde_json::json!({ "removed": id.to_string() })).into_response(),
+        Ok(()) => {
+            save(&st.ctx, mgr);
+            Json(serde_json::json!({ "removed": id.to_string() })).into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }
