@@ -74,9 +74,10 @@ enum PushEnd {
 }
 
 /// Items of a received page put through the acceptance rules per turn of the actor loop: at
-/// ~40 µs per signature check a turn costs ~5 ms, so reads, pushes and the next page's transfer
-/// proceed while a big sync is ingested.
-const INGEST_CHUNK: usize = 128;
+/// ~50 µs per signature check a turn costs ~25 ms, so reads, pushes and the next page's transfer
+/// proceed while a big sync is ingested. (128 per turn measured 0.83× the node's admission rate
+/// in the sync bench, 512 measured 0.95×.)
+const INGEST_CHUNK: usize = 512;
 
 /// How often queued pushes waiting for a retry are looked at.
 pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
