@@ -14,6 +14,7 @@ use axum::routing::{any, get};
 use dmsg::disc_server::{DiscApi, DiscServerConfig, read_body};
 
 use super::{NodeCtx, error};
+use crate::commands::item::error_chain;
 
 /// Largest body `GET /api/v1/dmsg/fetch` returns.
 const MAX_FETCH_BODY: usize = 16 * 1024 * 1024;
@@ -101,17 +102,6 @@ async fn fetch(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<FetchQuery>) -> 
             format!("no answer within {FETCH_TIMEOUT:?}"),
         ),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// A body buffer refusing to grow past [`MAX_FETCH_BODY`].
