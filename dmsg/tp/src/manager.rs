@@ -171,6 +171,9 @@ struct Shared {
     changed: Notify,
     metrics: Metrics,
     next_generation: std::sync::atomic::AtomicU64,
+    /// Set (under the table lock) when the [`Manager`] is dropped: no record is created after
+    /// it, so a stream accepted while the tasks are being aborted cannot leave a task behind.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -277,7 +280,8 @@ impl Shared {
         }
     }
 
-    /// Creates a record and its task; the caller holds no lock.
+    /// Creates a record and its task in `t` (the locked table); nothing once the manager is
+    /// dropped.
     fn spawn_record(
         self: &Arc<Self>,
         t: &mut BTreeMap<TransportId, Record>,
@@ -286,6 +290,9 @@ impl Shared {
         initiator: bool,
         first: Option<DmsgStream>,
     ) {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let (tx, rx) = mpsc::channel(1);
         let (stop_tx, stop_rx) = oneshot::channel();
         let generation = self
@@ -331,8 +338,17 @@ pub struct Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        // Records hold their tasks, and the tasks hold `shared`: break the cycle here.
-        std::mem::take(&mut *self.shared.table());
+        // Records hold their tasks, and the tasks hold `shared`: break the cycle here. The
+        // accept task may still be running on another thread for a moment, so new records are
+        // refused first (under the same lock `spawn_record`'s callers hold).
+        let records = {
+            let mut t = self.shared.table();
+            self.shared
+                .closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            std::mem::take(&mut *t)
+        };
+        drop(records);
     }
 }
 
@@ -354,6 +370,7 @@ impl Manager {
             changed: Notify::new(),
             metrics,
             next_generation: std::sync::atomic::AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let accept = AbortOnDrop(tokio::spawn(accept_loop(shared.clone(), listener)));
         let s = shared.clone();
