@@ -368,11 +368,7 @@ async fn transport_limit_and_forgetting_dead_accepted_transports() {
     let ab_s = ab.to_string();
     until("b forgets a–b", || {
         !b.list().iter().any(|t| t.id == ab_s)
-            && !board
-                .list(&b_pk)
-                .transports
-                .iter()
-                .any(|t| t.id == ab_s)
+            && !board.list(&b_pk).transports.iter().any(|t| t.id == ab_s)
     })
     .await;
     // Room again: C's redial (backoff ≤ 500 ms here) gets in.
