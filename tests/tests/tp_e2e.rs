@@ -177,6 +177,19 @@ fn visors_publish_transports_full_node_lists_them() {
             .then_some(cat)
     });
     assert_eq!(cat["source"], "dht");
+    // After a `dht sync` the visor holds the dataset and answers from its own store.
+    let out = run_skymesh(&["dht", "sync", "--node", &b.url()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cat = all(&b).unwrap();
+    assert_eq!(cat["source"], "local-store", "{cat}");
+    assert!(
+        find(&cat, &ab).is_some_and(|t| t["confirmed"] == true),
+        "{cat}"
+    );
     let ls = tp_json(&["ls", "--node", &b.url(), "--json"]).unwrap();
     assert_eq!(ls["transports"][0]["id"], ab.as_str());
     assert_eq!(ls["transports"][0]["initiator"], false);

@@ -132,6 +132,12 @@ pub struct Config {
     pub advert_fresh: Duration,
     /// See [`DEFAULT_REPUBLISH_INTERVAL`].
     pub republish_interval: Duration,
+    /// Salts whose own items the application keeps fresh itself (it re-puts them when they
+    /// change and before they would expire, like the transport manager does for `tp`): the
+    /// republish timer leaves them alone, so an unchanged item costs no traffic. Default: empty.
+    /// Own `dmsg` items are never re-signed by the timer either: their seq is the discovery
+    /// entry's sequence, which only the DMSG side can advance.
+    pub app_refreshed: std::collections::HashSet<dht::Salt>,
     /// See [`DEFAULT_QUERY_TIMEOUT`].
     pub query_timeout: Duration,
     /// See [`DEFAULT_REQUEST_TIMEOUT`].
@@ -178,6 +184,7 @@ impl Config {
             advert_interval: DEFAULT_ADVERT_INTERVAL,
             advert_fresh: DEFAULT_ADVERT_FRESH,
             republish_interval: DEFAULT_REPUBLISH_INTERVAL,
+            app_refreshed: std::collections::HashSet::new(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             read_fanout: DEFAULT_READ_FANOUT,

@@ -173,6 +173,8 @@ pub struct Metrics {
     pub gets: Family<OutcomeLabel, Counter>,
     /// Records offered by peers (kad PutRecord) by outcome.
     pub inbound_puts: Family<OutcomeLabel, Counter>,
+    /// Own items re-signed and re-put by the republish timer, by salt.
+    pub republished: Family<SaltLabel, Counter>,
     /// Read latency by path.
     pub lookup_seconds: Family<PathLabel, Histogram>,
     /// Bulk sync and push (`skymesh_sync_*`).
@@ -188,6 +190,7 @@ impl Default for Metrics {
             puts: Family::default(),
             gets: Family::default(),
             inbound_puts: Family::default(),
+            republished: Family::default(),
             lookup_seconds: Family::new_with_constructor(latency_histogram),
             sync: SyncMetrics::default(),
         }
@@ -214,6 +217,11 @@ impl Metrics {
             "inbound_puts",
             "Records offered by peers by outcome",
             m.inbound_puts.clone(),
+        );
+        r.register(
+            "republished",
+            "Own items re-put by the republish timer by salt",
+            m.republished.clone(),
         );
         r.register(
             "lookup_seconds",

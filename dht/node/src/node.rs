@@ -25,8 +25,9 @@
 //!   adverts they hold (`FullNodes` request) when it meets one and on the same interval; an
 //!   advert is fresh while its seq (Unix ms, from the seq clock) is within
 //!   [`Config::advert_fresh`] of now.
-//! - **republish**: own items are re-signed with the next seq and re-put every
-//!   [`Config::republish_interval`].
+//! - **republish**: own items not put for a whole [`Config::republish_interval`] are re-signed
+//!   with the next seq and re-put, except adverts (own timer), `dmsg` entries and the salts in
+//!   [`Config::app_refreshed`] (their application refreshes them).
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -216,6 +217,10 @@ enum Command {
         id: u64,
         reply: oneshot::Sender<bool>,
     },
+    HoldsDataset {
+        salt: Salt,
+        reply: oneshot::Sender<bool>,
+    },
     Digest {
         reply: oneshot::Sender<StoreDigest>,
     },
@@ -376,6 +381,17 @@ impl Node {
             .flatten()
     }
 
+    /// Whether this node holds every item under `salt` (so listing its store is as good as
+    /// asking the network): always for a full node (it receives every write); for a regular
+    /// node, after a completed `dht sync` of everything or of that salt, for as long as items
+    /// from that sync live ([`dht::Config::ttl`]), since nothing keeps the copy current.
+    pub async fn holds_dataset(&self, salt: &Salt) -> bool {
+        let salt = salt.clone();
+        self.call(|reply| Command::HoldsDataset { salt, reply })
+            .await
+            .unwrap_or(false)
+    }
+
     /// Stops sync session `id`; its cursor stays saved, so the next sync resumes there. `true`
     /// when it was running.
     pub async fn sync_cancel(&self, id: u64) -> bool {
@@ -455,7 +471,8 @@ struct Actor {
     sync_limiter: PeerLimiter,
     sync: syncing::SyncState,
     clocks: HashMap<Salt, SeqClock>,
-    own_salts: HashSet<Salt>,
+    /// Salts of our own items, with when we last put each (bounded by our own puts).
+    own_salts: HashMap<Salt, tokio::time::Instant>,
     listen_addrs: Vec<Multiaddr>,
     started_ms: u64,
 }
@@ -623,7 +640,7 @@ impl Actor {
             bootstrapped: false,
             last_bootstrap: None,
             clocks: HashMap::new(),
-            own_salts: HashSet::new(),
+            own_salts: HashMap::new(),
             listen_addrs: listen_addrs.clone(),
             started_ms: unix_ms(SystemTime::now()),
         };
@@ -760,6 +777,10 @@ impl Actor {
             Command::SyncCancel { id, reply } => {
                 let _ = reply.send(self.sync_cancel(id));
             }
+            Command::HoldsDataset { salt, reply } => {
+                let full = self.cfg.role == Role::Full;
+                let _ = reply.send(full || self.synced_within(&salt, self.cfg.store.ttl));
+            }
             Command::Digest { reply } => {
                 let _ = reply.send(self.store().digest());
             }
@@ -814,7 +835,7 @@ impl Actor {
             }
         }
         if own {
-            self.own_salts.insert(salt);
+            self.own_salts.insert(salt, tokio::time::Instant::now());
         }
         let record = Record::new(istore::record_key(&target), bytes);
         let report = PutReport {
@@ -1180,17 +1201,38 @@ impl Actor {
         for kind in dht::SaltKind::ALL {
             let salt = Salt::of_kind(kind);
             if self.store().get(&Target::of(&pk, &salt)).is_some() {
-                self.own_salts.insert(salt);
+                // Age unknown: due at the first tick.
+                let due = tokio::time::Instant::now()
+                    .checked_sub(self.cfg.republish_interval)
+                    .unwrap_or_else(tokio::time::Instant::now);
+                self.own_salts.insert(salt, due);
             }
         }
     }
 
+    /// Re-signs and re-puts own items not put for a whole interval, except those refreshed by
+    /// someone else: adverts (their own timer), `dmsg` entries (entry-signed, see
+    /// [`Config::app_refreshed`]) and the configured application salts.
     fn republish(&mut self) {
         let pk = self.sk.pubkey();
-        let salts: Vec<Salt> = self.own_salts.iter().cloned().collect();
+        // A put less than an interval ago keeps the item alive past the next tick (a little
+        // slack for timer jitter).
+        let fresh_after = tokio::time::Instant::now()
+            .checked_sub(self.cfg.republish_interval.mul_f64(0.9))
+            .unwrap_or_else(tokio::time::Instant::now);
+        let salts: Vec<Salt> = self
+            .own_salts
+            .iter()
+            .filter(|(_, at)| **at <= fresh_after)
+            .map(|(s, _)| s.clone())
+            .collect();
         for salt in salts {
-            if salt.kind() == Some(dht::SaltKind::Fullnode) {
-                continue; // the advert timer refreshes it
+            if matches!(
+                salt.kind(),
+                Some(dht::SaltKind::Fullnode | dht::SaltKind::Dmsg)
+            ) || self.cfg.app_refreshed.contains(&salt)
+            {
+                continue;
             }
             let Some(item) = self.store().get(&Target::of(&pk, &salt)) else {
                 continue;
@@ -1198,8 +1240,14 @@ impl Actor {
             if item.writer.is_some() {
                 continue;
             }
+            let label = crate::metrics::SaltLabel {
+                salt: String::from_utf8_lossy(salt.as_bytes()).into_owned(),
+            };
             match self.sign_own(salt, item.value) {
-                Ok(item) => self.put_item(item, None),
+                Ok(item) => {
+                    self.metrics.republished.get_or_create(&label).inc();
+                    self.put_item(item, None)
+                }
                 Err(e) => tracing::warn!(error = %e, "republish failed"),
             }
         }

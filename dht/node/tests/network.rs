@@ -361,6 +361,10 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
     let mut rc = config(&reg_sk, Role::Regular, Reachability::Auto, vec![boot]);
     rc.bootstrap_retry = Duration::from_millis(500);
     rc.republish_interval = Duration::from_secs(1);
+    // An application that refreshes its own items itself: the timer leaves them alone.
+    let app_salt = Salt::new(b"app-refreshed".to_vec()).unwrap();
+    rc.app_refreshed.insert(app_salt.clone());
+    let metrics = rc.metrics.clone();
     let (reg, rt) = Node::spawn(rc).await.unwrap();
     // The first bootstrap attempts fail: nobody listens yet.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -376,6 +380,10 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
     assert!(reg.info().await.unwrap().last_bootstrap.is_some());
 
     // Own items are republished with a higher seq.
+    let app = reg
+        .put(app_salt.clone(), b"kept by the app".to_vec())
+        .await
+        .unwrap();
     let first = reg.put(salt(), b"mine".to_vec()).await.unwrap();
     poll_until("a republished copy on the full node", || async {
         full.get_with(&reg_sk.pubkey(), &salt(), ReadMode::LocalOnly)
@@ -385,6 +393,23 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
             .is_some_and(|i| i.seq > first.seq && i.value == b"mine")
     })
     .await;
+    // Two more ticks: the app-refreshed item is untouched, the other one keeps being re-put.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let republished = |s: &str| {
+        metrics
+            .republished
+            .get_or_create(&dhtnode::metrics::SaltLabel { salt: s.into() })
+            .get()
+    };
+    assert!(republished("test") >= 2, "{}", republished("test"));
+    assert_eq!(republished("app-refreshed"), 0);
+    let kept = reg
+        .get_with(&reg_sk.pubkey(), &app_salt, ReadMode::LocalOnly)
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(kept.seq, app.seq);
     for (n, t) in [(reg, rt), (full, ft)] {
         n.shutdown().await;
         t.await.unwrap();

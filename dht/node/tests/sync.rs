@@ -145,6 +145,9 @@ async fn interrupted_sync_resumes_from_its_cursor() {
     let total = digest(&a).await.items;
     // A regular node: it does not join on its own, so only the sessions below run.
     let (b, _tb) = Node::spawn(config(Role::Regular, vec![])).await.unwrap();
+    let tp = dht::Salt::of_kind(dht::SaltKind::Tp);
+    assert!(a.holds_dataset(&tp).await, "a full node holds the dataset");
+    assert!(!b.holds_dataset(&tp).await);
     let mut req = from(&a);
     req.page_limit = Some(100);
     let id = b.sync(req.clone()).await.unwrap();
@@ -167,6 +170,10 @@ async fn interrupted_sync_resumes_from_its_cursor() {
     );
     assert_eq!(first.refused, 0);
     assert!(digest(&b).await.items >= first.accepted);
+    assert!(
+        !b.holds_dataset(&tp).await,
+        "an interrupted sync holds only part"
+    );
 
     let id2 = b.sync(req).await.unwrap();
     let second = wait_done(&b, id2).await;
@@ -182,6 +189,7 @@ async fn interrupted_sync_resumes_from_its_cursor() {
     );
     assert!(second.cursor >= total);
     assert_eq!(digest(&a).await, digest(&b).await);
+    assert!(b.holds_dataset(&tp).await, "a completed sync of everything");
 }
 
 // ---- a peer serving bad pages -----------------------------------------------------------------

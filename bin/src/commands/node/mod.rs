@@ -34,6 +34,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dht::{Salt, SaltKind};
 use dhtnode::{Config, Node, Reachability, Role};
 use keys::SecKey;
 use libp2p::Multiaddr;
@@ -359,6 +360,15 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         let pk = keys::PubKey::from_hex(pk)
             .with_context(|| format!("--trusted-writer {pk} is not a public key"))?;
         cfg.store.trusted_writers.insert(pk);
+    }
+    if args.dmsg_listen.is_some() {
+        // The DMSG server side re-puts its `dmsg-server` item every SERVER_REPUBLISH.
+        cfg.app_refreshed
+            .insert(Salt::of_kind(SaltKind::DmsgServer));
+    }
+    if args.dmsg {
+        // The transport manager publishes `tp` on change and before expiry.
+        cfg.app_refreshed.insert(Salt::of_kind(SaltKind::Tp));
     }
     let store_rules = cfg.store.clone();
     let (node, task) = Node::spawn(cfg).await.context("starting the DHT node")?;

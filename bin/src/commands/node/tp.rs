@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use dht::{Salt, SaltKind};
-use dhtnode::{Node, Role};
+use dhtnode::Node;
 use keys::PubKey;
 use prometheus_client::registry::Registry;
 
@@ -90,14 +90,12 @@ impl ::tp::Publish for NodePublisher {
 /// Reads `tp` items for `tp all` from the DHT node.
 struct NodeItems {
     node: Node,
-    role: Role,
 }
 
 impl ::tp::ItemSource for NodeItems {
     async fn holds_dataset(&self) -> bool {
-        // Full nodes hold the dataset. A regular node after `dht sync` holds it too, but the
-        // node does not say so yet (see the report of issue #9).
-        self.role == Role::Full
+        // Full nodes; a regular node after a `dht sync` (of everything or of `tp`).
+        self.node.holds_dataset(&Salt::of_kind(SaltKind::Tp)).await
     }
 
     async fn local_tp_items(&self) -> Vec<(PubKey, Vec<u8>)> {
@@ -218,7 +216,6 @@ async fn remove(State(st): State<TpState>, Path(id): Path<String>) -> Response {
 async fn all(State(st): State<TpState>) -> Response {
     let items = NodeItems {
         node: st.ctx.node.clone(),
-        role: st.ctx.role,
     };
     let mut seeds = vec![st.ctx.sk.pubkey()];
     if let Some(mgr) = &st.mgr {

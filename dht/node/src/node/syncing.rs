@@ -193,7 +193,13 @@ pub(super) struct SyncState {
     push_busy: HashSet<PeerId>,
     push_retry_at: HashMap<PeerId, Instant>,
     penalised: HashMap<PeerId, Instant>,
+    /// When a requested or join sync last completed, by its salt filter (`None`: everything).
+    /// At most [`MAX_COMPLETE_FILTERS`] filters (the oldest goes).
+    complete: HashMap<Option<Salt>, Instant>,
 }
+
+/// Salt filters whose last completed sync is remembered (for [`crate::Node::holds_dataset`]).
+const MAX_COMPLETE_FILTERS: usize = 16;
 
 impl SyncState {
     pub(super) fn new(epoch: u64) -> SyncState {
@@ -211,6 +217,7 @@ impl SyncState {
             push_busy: HashSet::new(),
             push_retry_at: HashMap::new(),
             penalised: HashMap::new(),
+            complete: HashMap::new(),
         }
     }
 
@@ -397,6 +404,20 @@ impl Actor {
         if ok && kind == Kind::Join {
             self.sync.joined = true;
         }
+        if ok && kind != Kind::Repair {
+            let salt = s.puller.salt().cloned();
+            let complete = &mut self.sync.complete;
+            if !complete.contains_key(&salt) && complete.len() >= MAX_COMPLETE_FILTERS {
+                let oldest = complete
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    complete.remove(&k);
+                }
+            }
+            complete.insert(salt, Instant::now());
+        }
         self.metrics.sync.session(if ok { "ok" } else { "failed" });
         match s.puller.outcome() {
             Some(Err(e)) => {
@@ -412,6 +433,15 @@ impl Actor {
                 self.sync.sessions.remove(&old);
             }
         }
+    }
+
+    /// A sync of everything or of `salt` completed less than `within` ago.
+    pub(super) fn synced_within(&self, salt: &Salt, within: Duration) -> bool {
+        let c = &self.sync.complete;
+        [c.get(&None), c.get(&Some(salt.clone()))]
+            .into_iter()
+            .flatten()
+            .any(|t| t.elapsed() < within)
     }
 
     pub(super) fn sync_status(&self, id: u64) -> Option<SyncStatus> {
