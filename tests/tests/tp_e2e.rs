@@ -73,6 +73,8 @@ fn visors_publish_transports_full_node_lists_them() {
     )
     .unwrap();
     let full = spawn_member(dir.path(), &deploy, "full", full_sk, full_p2p, true, &[]);
+    // A's republish timer ticks every second (instead of 30 min), so the idle window below
+    // shows the node's timer leaving the unchanged `tp` item alone too.
     let a = spawn_member(
         dir.path(),
         &deploy,
@@ -80,7 +82,7 @@ fn visors_publish_transports_full_node_lists_them() {
         SecKey::generate(),
         free_port(),
         false,
-        &[],
+        &["--republish-interval-ms".as_ref(), "1000".as_ref()],
     );
     let b = spawn_member(
         dir.path(),
@@ -215,6 +217,7 @@ fn visors_publish_transports_full_node_lists_them() {
         (after.0, after.1),
         "puts while nothing changed"
     );
+    assert_eq!(metric(&a, "skymesh_dht_republished_total"), 0.0);
     assert!(after.2 > before.2, "keepalives must flow");
     assert_eq!(metric(&a, "skymesh_tp_transports{state=\"up\"}"), 2.0);
 

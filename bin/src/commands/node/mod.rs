@@ -124,6 +124,9 @@ pub(crate) struct Args {
     /// Stop when the process with this pid exits (used by `skymesh devnet` for its nodes).
     #[arg(long, hide = true, value_name = "PID")]
     watch_parent: Option<u32>,
+    /// Republish timer for own items in milliseconds (tests shorten the 30 min default).
+    #[arg(long, hide = true, value_name = "MS")]
+    republish_interval_ms: Option<u64>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -369,6 +372,9 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
     if args.dmsg {
         // The transport manager publishes `tp` on change and before expiry.
         cfg.app_refreshed.insert(Salt::of_kind(SaltKind::Tp));
+    }
+    if let Some(ms) = args.republish_interval_ms {
+        cfg.republish_interval = std::time::Duration::from_millis(ms.max(100));
     }
     let store_rules = cfg.store.clone();
     let (node, task) = Node::spawn(cfg).await.context("starting the DHT node")?;
