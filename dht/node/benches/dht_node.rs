@@ -46,6 +46,7 @@ fn cfg(role: Role, bootstrap: Vec<libp2p::Multiaddr>) -> (SecKey, Config) {
     c.advert_interval = Duration::from_secs(5);
     // Benchmarks hammer single peers; production limits would throttle them.
     c.max_requests_per_peer = u32::MAX;
+    c.max_kad_requests_per_peer = u32::MAX;
     c.max_items_per_peer = u32::MAX;
     (sk, c)
 }

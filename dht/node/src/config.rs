@@ -52,6 +52,12 @@ pub const DEFAULT_LOOKUP_QUORUM: usize = 2;
 /// [`DEFAULT_LIMIT_WINDOW`]: 600/min is 10/s, plenty for a well-behaved node.
 pub const DEFAULT_MAX_REQUESTS_PER_PEER: u32 = 600;
 
+/// Inbound Kademlia requests (FindNode, GetRecord, PutRecord, …) answered per peer per
+/// [`DEFAULT_LIMIT_WINDOW`]: 1200/min is 20/s; a lookup asks one peer once, so only a peer
+/// flooding us gets near it. Beyond it the requests are dropped and the peer disconnected
+/// (see [`crate::kad_limit`]).
+pub const DEFAULT_MAX_KAD_REQUESTS_PER_PEER: u32 = 1200;
+
 /// Items accepted into the store from one peer per [`DEFAULT_LIMIT_WINDOW`]: a publisher has a
 /// handful of slots refreshed every minute or so; 120/min leaves room for relaying nodes.
 pub const DEFAULT_MAX_ITEMS_PER_PEER: u32 = 120;
@@ -150,6 +156,8 @@ pub struct Config {
     pub max_requests_per_peer: u32,
     /// See [`DEFAULT_MAX_ITEMS_PER_PEER`].
     pub max_items_per_peer: u32,
+    /// See [`DEFAULT_MAX_KAD_REQUESTS_PER_PEER`].
+    pub max_kad_requests_per_peer: u32,
     /// See [`DEFAULT_LIMIT_WINDOW`].
     pub limit_window: Duration,
     /// See [`DEFAULT_REPLICATION_FACTOR`].
@@ -191,6 +199,7 @@ impl Config {
             lookup_quorum: DEFAULT_LOOKUP_QUORUM,
             max_requests_per_peer: DEFAULT_MAX_REQUESTS_PER_PEER,
             max_items_per_peer: DEFAULT_MAX_ITEMS_PER_PEER,
+            max_kad_requests_per_peer: DEFAULT_MAX_KAD_REQUESTS_PER_PEER,
             limit_window: DEFAULT_LIMIT_WINDOW,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,

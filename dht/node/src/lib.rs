@@ -33,6 +33,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod kad_limit;
 pub mod limits;
 pub mod metrics;
 pub mod node;

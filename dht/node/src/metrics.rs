@@ -175,6 +175,8 @@ pub struct Metrics {
     pub inbound_puts: Family<OutcomeLabel, Counter>,
     /// Own items re-signed and re-put by the republish timer, by salt.
     pub republished: Family<SaltLabel, Counter>,
+    /// Inbound kad requests dropped by the per-peer limit (the peer is disconnected).
+    pub kad_requests_limited: Counter,
     /// Read latency by path.
     pub lookup_seconds: Family<PathLabel, Histogram>,
     /// Bulk sync and push (`skymesh_sync_*`).
@@ -191,6 +193,7 @@ impl Default for Metrics {
             gets: Family::default(),
             inbound_puts: Family::default(),
             republished: Family::default(),
+            kad_requests_limited: Counter::default(),
             lookup_seconds: Family::new_with_constructor(latency_histogram),
             sync: SyncMetrics::default(),
         }
@@ -217,6 +220,11 @@ impl Metrics {
             "inbound_puts",
             "Records offered by peers by outcome",
             m.inbound_puts.clone(),
+        );
+        r.register(
+            "kad_requests_limited",
+            "Inbound kad requests dropped by the per-peer limit",
+            m.kad_requests_limited.clone(),
         );
         r.register(
             "republished",

@@ -76,7 +76,7 @@ const MAX_FULL_NODES: usize = 1024;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    kad: kad::Behaviour<ItemStore>,
+    kad: crate::kad_limit::PeerLimited<kad::Behaviour<ItemStore>>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     get: request_response::Behaviour<GetCodec>,
@@ -533,6 +533,8 @@ impl Actor {
         let req_timeout = cfg.request_timeout;
         let sync_timeout = cfg.sync_timeout;
         let idle = cfg.idle_connection_timeout;
+        let (kad_max, limit_window) = (cfg.max_kad_requests_per_peer, cfg.limit_window);
+        let kad_limited = cfg.metrics.kad_requests_limited.clone();
 
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -549,7 +551,12 @@ impl Actor {
                 let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
                 kad.set_mode(mode);
                 Behaviour {
-                    kad,
+                    kad: crate::kad_limit::PeerLimited::new(
+                        kad,
+                        crate::kad_limit::is_kad_inbound_request,
+                        PeerLimiter::new(kad_max, limit_window),
+                        kad_limited,
+                    ),
                     identify: identify::Behaviour::new(
                         identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                             .with_agent_version(role::agent_version(role)),

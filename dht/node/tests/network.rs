@@ -415,3 +415,70 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
         t.await.unwrap();
     }
 }
+
+/// A peer flooding a node with kad requests (GetRecord here) is cut off at the per-peer limit;
+/// a well-behaved peer is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kad_request_flood_is_cut_off() {
+    init_tracing();
+    let victim_sk = SecKey::generate();
+    let mut vc = config(&victim_sk, Role::Regular, Reachability::Public, vec![]);
+    vc.max_kad_requests_per_peer = 30;
+    let metrics = vc.metrics.clone();
+    let (victim, vt) = Node::spawn(vc).await.unwrap();
+    victim.put(salt(), b"still served".to_vec()).await.unwrap();
+    let boot = vec![victim.listen_addrs()[0].clone()];
+
+    let mut sc = config(
+        &SecKey::generate(),
+        Role::Regular,
+        Reachability::Public,
+        boot.clone(),
+    );
+    sc.query_timeout = Duration::from_secs(3);
+    let (spammer, st) = Node::spawn(sc).await.unwrap();
+    poll_until("the spammer knows the victim", || async {
+        spammer.info().await.unwrap().routing_table >= 1
+    })
+    .await;
+    // 200 lookups for keys nobody holds: each asks the victim, the spammer's only peer.
+    let lookups = (0..200).map(|i| {
+        let spammer = spammer.clone();
+        async move {
+            let pk = SecKey::from_seed(format!("absent-{i}").as_bytes()).pubkey();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                spammer.get_with(&pk, &salt(), ReadMode::LookupOnly),
+            )
+            .await;
+        }
+    });
+    join_all(lookups).await;
+    let limited = metrics.kad_requests_limited.get();
+    println!("kad requests limited: {limited} of ≥ 200");
+    assert!(limited > 0, "no request was limited");
+    assert!(limited < 200, "{limited}");
+
+    // Someone else is served as before.
+    let (good, gt) = Node::spawn(config(
+        &SecKey::generate(),
+        Role::Regular,
+        Reachability::Public,
+        boot,
+    ))
+    .await
+    .unwrap();
+    poll_until("the good peer knows the victim", || async {
+        good.info().await.unwrap().routing_table >= 1
+    })
+    .await;
+    let got = good
+        .get_with(&victim_sk.pubkey(), &salt(), ReadMode::LookupOnly)
+        .await
+        .unwrap();
+    assert_eq!(got.item.unwrap().value, b"still served");
+    for (n, t) in [(victim, vt), (spammer, st), (good, gt)] {
+        n.shutdown().await;
+        t.await.unwrap();
+    }
+}

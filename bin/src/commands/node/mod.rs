@@ -13,6 +13,11 @@
 //! | `GET /api/v1/dmsg` | DMSG status: server (sessions) and/or client (servers held) |
 //! | `GET /api/v1/dmsg/fetch?url=dmsg://PK:PORT/PATH` | a visor fetches the URL over DMSG and answers the body |
 //! | `/dmsg-discovery/…` | full nodes with `--dmsg-listen`: the reference discovery API served from DHT data |
+//! | `POST /api/v1/sync` | body `{"from"?, "salt"?, "from_start"?}`: starts a pull (GetItems) from a full node; answers `{"id": N}` |
+//! | `GET /api/v1/sync/{id}` / `DELETE /api/v1/sync/{id}` | a sync session's status / cancels it (its cursor stays saved) |
+//! | `GET /api/v1/tp` / `POST /api/v1/tp` | visors: own transports / body `{"pk": PK}` adds one |
+//! | `GET /api/v1/tp/all` | every transport known, with the source used (local store, DHT lookups, HTTP) |
+//! | `DELETE /api/v1/tp/{id}` | visors: removes a transport (both ends drop it) |
 //!
 //! DMSG: `--dmsg-listen HOST:PORT` (full nodes) runs a DMSG relay server that publishes itself
 //! in the DHT; `--dmsg` (regular nodes, i.e. visors) runs a DMSG client that finds servers and
