@@ -25,9 +25,11 @@
 //!   adverts they hold (`FullNodes` request) when it meets one and on the same interval; an
 //!   advert is fresh while its seq (Unix ms, from the seq clock) is within
 //!   [`Config::advert_fresh`] of now.
-//! - **republish**: own items not put for a whole [`Config::republish_interval`] are re-signed
-//!   with the next seq and re-put, except adverts (own timer), `dmsg` entries and the salts in
-//!   [`Config::app_refreshed`] (their application refreshes them).
+//! - **republish**: own items (any salt) and delegated items this node writes as a trusted
+//!   writer, not put for a whole [`Config::republish_interval`], are re-signed with the next seq
+//!   and re-put, except adverts (own timer), `dmsg` entries and the salts in
+//!   [`Config::app_refreshed`] (their application refreshes them). After a restart the store
+//!   reports which items our key signed.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -473,6 +475,9 @@ struct Actor {
     clocks: HashMap<Salt, SeqClock>,
     /// Salts of our own items, with when we last put each (bounded by our own puts).
     own_salts: HashMap<Salt, tokio::time::Instant>,
+    /// Delegated items we write as a trusted writer: target → (subject, salt, last put). Local
+    /// input only (our own puts, and at most `store::MAX_SIGNED_AT_OPEN` found at start).
+    delegated: HashMap<Target, (keys::PubKey, Salt, tokio::time::Instant)>,
     listen_addrs: Vec<Multiaddr>,
     started_ms: u64,
 }
@@ -499,13 +504,15 @@ impl Actor {
                 source,
             })?;
         }
-        let store =
-            ItemStore::open(cfg.data_dir.as_deref(), cfg.store.clone()).map_err(|source| {
-                SpawnError::Store {
-                    dir: cfg.data_dir.clone().unwrap_or_default(),
-                    source,
-                }
-            })?;
+        let store = ItemStore::open(
+            cfg.data_dir.as_deref(),
+            cfg.store.clone(),
+            &cfg.secret_key.pubkey(),
+        )
+        .map_err(|source| SpawnError::Store {
+            dir: cfg.data_dir.clone().unwrap_or_default(),
+            source,
+        })?;
 
         let mut bootstrap = Vec::new();
         for addr in &cfg.bootstrap {
@@ -648,6 +655,7 @@ impl Actor {
             last_bootstrap: None,
             clocks: HashMap::new(),
             own_salts: HashMap::new(),
+            delegated: HashMap::new(),
             listen_addrs: listen_addrs.clone(),
             started_ms: unix_ms(SystemTime::now()),
         };
@@ -820,7 +828,8 @@ impl Actor {
         let target = item.target();
         let seq = item.seq;
         let bytes = item.encode();
-        let own = item.pk == self.sk.pubkey();
+        let own = item.pk == self.sk.pubkey() && item.writer.is_none();
+        let delegated = (item.writer == Some(self.sk.pubkey())).then_some(item.pk);
         let salt = item.salt.clone();
         let copy = (self.cfg.role == Role::Full).then(|| item.clone());
         match self.store().insert(item, istore::now()) {
@@ -842,7 +851,12 @@ impl Actor {
             }
         }
         if own {
-            self.own_salts.insert(salt, tokio::time::Instant::now());
+            self.own_salts
+                .insert(salt.clone(), tokio::time::Instant::now());
+        }
+        if let Some(subject) = delegated {
+            self.delegated
+                .insert(target, (subject, salt, tokio::time::Instant::now()));
         }
         let record = Record::new(istore::record_key(&target), bytes);
         let report = PutReport {
@@ -1201,18 +1215,24 @@ impl Actor {
     }
 
     fn own_salts_from_store(&mut self) {
-        // Own items survive restarts in the persistent store; find their salts so they are
-        // republished. Only known salt kinds plus the ones put in this run are tracked: a scan of
-        // the whole store per start would not scale for full nodes.
+        // Own and delegated items survive restarts in the persistent store; the store reports
+        // the ones signed by our key (found by the walk it makes at open anyway), so they are
+        // republished whatever their salt.
         let pk = self.sk.pubkey();
-        for kind in dht::SaltKind::ALL {
-            let salt = Salt::of_kind(kind);
-            if self.store().get(&Target::of(&pk, &salt)).is_some() {
-                // Age unknown: due at the first tick.
-                let due = tokio::time::Instant::now()
-                    .checked_sub(self.cfg.republish_interval)
-                    .unwrap_or_else(tokio::time::Instant::now);
-                self.own_salts.insert(salt, due);
+        // Age unknown: due at the first tick.
+        let due = tokio::time::Instant::now()
+            .checked_sub(self.cfg.republish_interval)
+            .unwrap_or_else(tokio::time::Instant::now);
+        for item in self.store().take_signed_at_open() {
+            match item.writer {
+                None if item.pk == pk => {
+                    self.own_salts.insert(item.salt, due);
+                }
+                Some(w) if w == pk => {
+                    self.delegated
+                        .insert(item.target(), (item.pk, item.salt, due));
+                }
+                _ => {}
             }
         }
     }
@@ -1256,6 +1276,33 @@ impl Actor {
                     self.put_item(item, None)
                 }
                 Err(e) => tracing::warn!(error = %e, "republish failed"),
+            }
+        }
+        let due: Vec<Target> = self
+            .delegated
+            .iter()
+            .filter(|(_, (_, _, at))| *at <= fresh_after)
+            .map(|(t, _)| *t)
+            .collect();
+        for target in due {
+            let Some((subject, salt, _)) = self.delegated.get(&target).cloned() else {
+                continue;
+            };
+            // Still ours to write? The subject (or another writer) may have taken it over.
+            let Some(item) = self.store().get(&target).filter(|i| i.writer == Some(pk)) else {
+                self.delegated.remove(&target);
+                continue;
+            };
+            let seq = SeqClock::new(item.seq).next(istore::now());
+            let label = crate::metrics::SaltLabel {
+                salt: String::from_utf8_lossy(salt.as_bytes()).into_owned(),
+            };
+            match Item::sign_for(&self.sk, subject, salt, seq, item.value) {
+                Ok(item) => {
+                    self.metrics.republished.get_or_create(&label).inc();
+                    self.put_item(item, None)
+                }
+                Err(e) => tracing::warn!(error = %e, "republish of a delegated item failed"),
             }
         }
     }

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use dht::{Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp};
+use keys::PubKey;
 
 use crate::persist::Persister;
 use libp2p::kad::store::{self, RecordStore};
@@ -72,7 +73,14 @@ pub struct ItemStore {
     /// Items per salt, kept up to date on insert and expiry (walked once at open), so metrics
     /// and `info` never scan the store.
     counts: BTreeMap<Vec<u8>, u64>,
+    /// Items found at open that were signed by the key given to [`ItemStore::open`] (own and
+    /// delegated ones), for the node to keep republishing; taken once.
+    signed_at_open: Vec<Item>,
 }
+
+/// Most items signed by the node's own key that [`ItemStore::open`] reports (a node owns a
+/// handful; a store with more keeps the first ones).
+pub const MAX_SIGNED_AT_OPEN: usize = 10_000;
 
 impl std::fmt::Debug for ItemStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,8 +109,13 @@ pub fn record_key(target: &Target) -> RecordKey {
 }
 
 impl ItemStore {
-    /// A memory store (`dir == None`) or the persistent redb store in `dir`.
-    pub fn open(dir: Option<&Path>, cfg: dht::Config) -> Result<ItemStore, dht::BackendError> {
+    /// A memory store (`dir == None`) or the persistent redb store in `dir`. The items in it
+    /// signed by `signer` are kept for [`ItemStore::take_signed_at_open`].
+    pub fn open(
+        dir: Option<&Path>,
+        cfg: dht::Config,
+        signer: &PubKey,
+    ) -> Result<ItemStore, dht::BackendError> {
         let (inner, persist) = match dir {
             None => (MemoryStore::new(cfg), None),
             Some(dir) => {
@@ -114,9 +127,16 @@ impl ItemStore {
             inner,
             persist,
             counts: BTreeMap::new(),
+            signed_at_open: Vec::new(),
         };
-        store.counts = store.scan_counts();
+        (store.counts, store.signed_at_open) = store.scan(signer);
         Ok(store)
+    }
+
+    /// The items signed by the `signer` given to [`ItemStore::open`] that the store held then
+    /// (at most [`MAX_SIGNED_AT_OPEN`]); empty after the first call.
+    pub fn take_signed_at_open(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.signed_at_open)
     }
 
     /// The store's acceptance configuration.
@@ -243,9 +263,11 @@ impl ItemStore {
         out
     }
 
-    /// Counts items per salt by walking the change log page by page (once, at open).
-    fn scan_counts(&self) -> BTreeMap<Vec<u8>, u64> {
+    /// Counts items per salt and collects the ones `signer` signed, walking the change log page
+    /// by page (once, at open).
+    fn scan(&self, signer: &PubKey) -> (BTreeMap<Vec<u8>, u64>, Vec<Item>) {
         let mut out = BTreeMap::new();
+        let mut signed = Vec::new();
         let mut cursor = Cursor::START;
         loop {
             match self
@@ -255,6 +277,9 @@ impl ItemStore {
                 Ok(page) => {
                     for item in &page.items {
                         *out.entry(item.salt.as_bytes().to_vec()).or_insert(0) += 1;
+                        if item.signer() == *signer && signed.len() < MAX_SIGNED_AT_OPEN {
+                            signed.push(item.clone());
+                        }
                     }
                     cursor = page.next_cursor;
                     if !page.has_more || page.items.is_empty() {
@@ -267,7 +292,7 @@ impl ItemStore {
                 }
             }
         }
-        out
+        (out, signed)
     }
 
     /// Items stored.

@@ -296,13 +296,21 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let sk = SecKey::generate();
-    let mk = || {
+    let mk = |republish: Duration| {
         let mut cfg = config(&sk, Role::Full, Reachability::Public, vec![]);
         cfg.data_dir = Some(dir.path().join("node"));
+        cfg.republish_interval = republish;
+        // The node is a trusted writer (e.g. a backend writing for its users).
+        cfg.store.trusted_writers.insert(sk.pubkey());
         cfg
     };
-    let (node, task) = Node::spawn(mk()).await.unwrap();
+    let (node, task) = Node::spawn(mk(Duration::from_secs(30 * 60))).await.unwrap();
+    // "test" is no known salt kind: only the store tells the restarted node it owns it.
     let first = node.put(salt(), b"persisted".to_vec()).await.unwrap();
+    let subject = SecKey::generate().pubkey();
+    let dsalt = Salt::new(b"delegated".to_vec()).unwrap();
+    let delegated = Item::sign_for(&sk, subject, dsalt.clone(), 1, b"for a user".to_vec()).unwrap();
+    node.put_item(delegated).await.unwrap();
     let advert_salt = Salt::of_kind(dht::SaltKind::Fullnode);
     let start = tokio::time::Instant::now();
     let advert1 = loop {
@@ -320,7 +328,8 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     node.shutdown().await;
     task.await.unwrap();
 
-    let (node, task) = Node::spawn(mk()).await.unwrap();
+    // Restarted with a 2 s republish timer.
+    let (node, task) = Node::spawn(mk(Duration::from_secs(2))).await.unwrap();
     let got = node
         .get_with(&sk.pubkey(), &salt(), ReadMode::LocalOnly)
         .await
@@ -336,6 +345,23 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
             .unwrap()
             .item
             .is_some_and(|a| a.seq > advert1.seq)
+    })
+    .await;
+    // Own items under any salt and delegated items are republished after the restart.
+    poll_until("the own item republished", || async {
+        node.get_with(&sk.pubkey(), &salt(), ReadMode::LocalOnly)
+            .await
+            .unwrap()
+            .item
+            .is_some_and(|i| i.seq > first.seq && i.value == b"persisted")
+    })
+    .await;
+    poll_until("the delegated item republished", || async {
+        node.get_with(&subject, &dsalt, ReadMode::LocalOnly)
+            .await
+            .unwrap()
+            .item
+            .is_some_and(|i| i.seq > 1 && i.writer == Some(sk.pubkey()) && i.value == b"for a user")
     })
     .await;
     let second = node.put(salt(), b"again".to_vec()).await.unwrap();
