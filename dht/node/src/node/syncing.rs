@@ -1137,3 +1137,39 @@ impl Actor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verification stage keeps page order across its chunks, verifies every item, and hands
+    /// a forged item back unchanged wherever it sits.
+    #[test]
+    fn verify_page_keeps_order_and_catches_forgeries() {
+        let cfg = dht::Config::default();
+        for n in [0usize, 1, 63, 64, 130, 1000] {
+            let mut items = crate::testing::signed_items("verify-page", n, 1, 16);
+            let forged: Vec<usize> = [0, n / 2, n.saturating_sub(1)]
+                .into_iter()
+                .filter(|i| *i < n)
+                .collect();
+            for i in &forged {
+                items[*i].seq += 1;
+            }
+            let out = verify_page(&cfg, items.clone());
+            assert_eq!(out.len(), n);
+            for (i, (r, item)) in out.iter().zip(&items).enumerate() {
+                match r {
+                    Ok(v) => {
+                        assert!(!forged.contains(&i), "forged item {i} of {n} verified");
+                        assert_eq!(v.item(), item);
+                    }
+                    Err(bad) => {
+                        assert!(forged.contains(&i), "item {i} of {n} refused: {bad}");
+                        assert_eq!(&bad.item, item);
+                    }
+                }
+            }
+        }
+    }
+}
