@@ -144,10 +144,13 @@ impl ItemStore {
 
     /// Puts an item through the acceptance rules.
     pub fn insert(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
-        let outcome = self.inner.put(item.clone(), now)?;
-        self.count(&item, outcome);
-        if let (Some(p), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
-            (&mut self.persist, outcome)
+        // The copy for the disk thread only when there is one.
+        let copy = self.persist.is_some().then(|| item.clone());
+        let salt = item.salt.clone();
+        let outcome = self.inner.put(item, now)?;
+        self.count(&salt, outcome);
+        if let (Some(p), Some(item), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
+            (&mut self.persist, copy, outcome)
         {
             p.put(item, now);
         }
@@ -163,22 +166,26 @@ impl ItemStore {
         item: VerifiedItem,
         now: Timestamp,
     ) -> Result<PutOutcome, PutError> {
-        let outcome = self.inner.put_verified(item.clone(), now)?;
-        self.count(item.item(), outcome);
-        if let (Some(p), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
-            (&mut self.persist, outcome)
+        let copy = self.persist.is_some().then(|| item.clone());
+        let salt = item.item().salt.clone();
+        let outcome = self.inner.put_verified(item, now)?;
+        self.count(&salt, outcome);
+        if let (Some(p), Some(item), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
+            (&mut self.persist, copy, outcome)
         {
             p.put_verified(item, now);
         }
         Ok(outcome)
     }
 
-    fn count(&mut self, item: &Item, outcome: PutOutcome) {
+    fn count(&mut self, salt: &Salt, outcome: PutOutcome) {
         if matches!(outcome, PutOutcome::Inserted { .. }) {
-            *self
-                .counts
-                .entry(item.salt.as_bytes().to_vec())
-                .or_insert(0) += 1;
+            match self.counts.get_mut(salt.as_bytes()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.counts.insert(salt.as_bytes().to_vec(), 1);
+                }
+            }
         }
     }
 
