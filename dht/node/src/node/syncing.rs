@@ -250,9 +250,9 @@ struct Session {
     request: Option<OutboundRequestId>,
     /// Pages received so far; numbers the page sent to the verification stage.
     page_no: u64,
-    /// A received page waiting for the verification stage (which verifies one page of a
-    /// session at a time), with its cursor.
-    waiting: Option<(Vec<Item>, SyncCursor)>,
+    /// Received pages waiting for the verification stage (which verifies one page of a session
+    /// at a time), with their cursors, in arrival order. At most one by the held-pages bound.
+    waiting: VecDeque<(Vec<Item>, SyncCursor)>,
     /// The page being verified: its number and cursor.
     verifying: Option<(u64, SyncCursor)>,
     /// Verified items not yet put into the store. With `waiting` and `verifying`, at most two
@@ -269,9 +269,7 @@ struct Session {
 impl Session {
     /// Pages received and not fully ingested (waiting, being verified, in the backlog).
     fn held(&self) -> usize {
-        usize::from(self.waiting.is_some())
-            + usize::from(self.verifying.is_some())
-            + self.backlog_pages
+        self.waiting.len() + usize::from(self.verifying.is_some()) + self.backlog_pages
     }
 }
 
@@ -472,7 +470,7 @@ impl Actor {
                 finished: None,
                 request: None,
                 page_no: 0,
-                waiting: None,
+                waiting: VecDeque::new(),
                 verifying: None,
                 backlog: VecDeque::new(),
                 backlog_pages: 0,
@@ -526,7 +524,7 @@ impl Actor {
         }
         s.finished = Some(Instant::now());
         // Late verification results find `verifying` empty and are dropped.
-        s.waiting = None;
+        s.waiting.clear();
         s.verifying = None;
         s.backlog.clear();
         s.backlog_pages = 0;
@@ -680,7 +678,8 @@ impl Actor {
                 source: "pull".into(),
             })
             .inc_by(items.len() as u64);
-        s.waiting = Some((items, s.puller.cursor()));
+        let cursor = s.puller.cursor();
+        s.waiting.push_back((items, cursor));
         self.start_verify(id);
         // Fetch the next page while this one is verified and ingested (at most two held).
         self.session_step(id);
@@ -695,7 +694,7 @@ impl Actor {
         if s.verifying.is_some() || s.finished.is_some() {
             return;
         }
-        let Some((items, cursor)) = s.waiting.take() else {
+        let Some((items, cursor)) = s.waiting.pop_front() else {
             return;
         };
         s.page_no += 1;
