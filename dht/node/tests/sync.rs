@@ -107,6 +107,17 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
     assert_eq!(st.items_received, 1000, "only the changes travel: {st:?}");
     assert_eq!(st.accepted, 1000);
     same_stores(&a, &b).await;
+
+    // A full re-pull of what B already holds: every item is held identically (skipped by the
+    // verification stage, `Unchanged` in the store), nothing is refused, the stores stay equal.
+    let mut again = from(&a);
+    again.from_start = true;
+    let id = b.sync(again).await.unwrap();
+    let st = wait_done(&b, id).await;
+    assert_eq!(st.state, "done", "{st:?}");
+    assert_eq!(st.refused, 0, "{st:?}");
+    assert_eq!(st.unchanged, st.items_received, "{st:?}");
+    same_stores(&a, &b).await;
 }
 
 /// Adverts only at start (a re-advert every second would keep changing both stores).

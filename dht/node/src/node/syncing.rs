@@ -112,7 +112,16 @@ const INGEST_CHUNK: usize = 512;
 pub(super) const VERIFIED_QUEUE: usize = MAX_ACTIVE_SESSIONS;
 
 /// A received item after the verification stage.
-type Checked = Result<VerifiedItem, Box<Unverified>>;
+pub(super) enum Checked {
+    /// Passed [`dht::rules::verify`]: stored through [`ItemStore::insert_verified`].
+    Verified(VerifiedItem),
+    /// Failed it: put through the full [`ItemStore::insert`], which refuses it as before.
+    Failed(Box<Unverified>),
+    /// Identical to the stored item when the page entered the stage, so not verified there (as
+    /// `admit` skips the signature check for `Unchanged`): put through the full
+    /// [`ItemStore::insert`], which verifies it after all if the store changed meanwhile.
+    Held(Item),
+}
 
 /// A page back from the verification stage.
 pub(super) struct VerifiedPage {
@@ -122,21 +131,34 @@ pub(super) struct VerifiedPage {
     items: Vec<Checked>,
 }
 
-/// Verifies `items` with [`dht::rules::verify`] on all cores (one scoped thread per chunk of
-/// `len / available_parallelism`, the calling thread taking the first chunk); results keep the
+fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
+    if held {
+        return Checked::Held(item);
+    }
+    match dht::rules::verify(cfg, item) {
+        Ok(v) => Checked::Verified(v),
+        Err(bad) => Checked::Failed(bad),
+    }
+}
+
+/// Verifies `items` (each paired with "identical to the stored item", which skips it) with
+/// [`dht::rules::verify`] on all cores: one scoped thread per chunk of
+/// `len / available_parallelism`, the calling thread taking the first chunk. Results keep the
 /// page order. Blocking: run it off the actor (`spawn_blocking`).
-pub(super) fn verify_page(cfg: &dht::Config, items: Vec<Item>) -> Vec<Checked> {
+pub(super) fn verify_page(cfg: &dht::Config, items: Vec<(Item, bool)>) -> Vec<Checked> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below ~64 items per thread, spawning costs more than it saves.
     let chunks = threads.min(items.len() / 64).max(1);
+    let check_all = |part: Vec<(Item, bool)>| -> Vec<Checked> {
+        part.into_iter()
+            .map(|(item, held)| check_one(cfg, item, held))
+            .collect()
+    };
     if chunks == 1 {
-        return items
-            .into_iter()
-            .map(|item| dht::rules::verify(cfg, item))
-            .collect();
+        return check_all(items);
     }
     let per = items.len().div_ceil(chunks);
-    let mut parts: Vec<Vec<Item>> = Vec::with_capacity(chunks);
+    let mut parts: Vec<Vec<(Item, bool)>> = Vec::with_capacity(chunks);
     let mut rest = items;
     while rest.len() > per {
         let tail = rest.split_off(per);
@@ -144,18 +166,13 @@ pub(super) fn verify_page(cfg: &dht::Config, items: Vec<Item>) -> Vec<Checked> {
         rest = tail;
     }
     parts.push(rest);
-    let verify_all = |part: Vec<Item>| -> Vec<Checked> {
-        part.into_iter()
-            .map(|item| dht::rules::verify(cfg, item))
-            .collect()
-    };
     std::thread::scope(|scope| {
         let mut parts = parts.into_iter();
         let first = parts.next().unwrap_or_default();
         let handles: Vec<_> = parts
-            .map(|part| scope.spawn(move || verify_all(part)))
+            .map(|part| scope.spawn(move || check_all(part)))
             .collect();
-        let mut out = verify_all(first);
+        let mut out = check_all(first);
         for h in handles {
             match h.join() {
                 Ok(v) => out.extend(v),
@@ -708,6 +725,15 @@ impl Actor {
             });
             return;
         }
+        // Items we hold identically need no verification (as in `admit`): a hash-map lookup
+        // each, on the actor.
+        let items: Vec<(Item, bool)> = items
+            .into_iter()
+            .map(|item| {
+                let held = self.store().get(&item.target()).as_ref() == Some(&item);
+                (item, held)
+            })
+            .collect();
         let cfg = Arc::clone(&self.sync.verify_cfg);
         let tx = self.sync.verified_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -816,21 +842,22 @@ impl Actor {
     }
 
     /// Puts items back from the verification stage into the store: a verified item through
-    /// [`ItemStore::insert_verified`], one that failed verification through the full
-    /// [`ItemStore::insert`], which refuses it as it refuses any received item.
+    /// [`ItemStore::insert_verified`], any other through the full [`ItemStore::insert`] (which
+    /// refuses one that failed verification as it refuses any received item).
     fn ingest_checked(&mut self, items: Vec<Checked>) -> Counts {
         let now = istore::now();
         let mut c = Counts::default();
         for checked in items {
             let (advert, r) = match checked {
-                Ok(item) => (
+                Checked::Verified(item) => (
                     advert_bytes(item.item()),
                     self.store().insert_verified(item, now),
                 ),
-                Err(bad) => {
+                Checked::Failed(bad) => {
                     let item = bad.item;
                     (advert_bytes(&item), self.store().insert(item, now))
                 }
+                Checked::Held(item) => (advert_bytes(&item), self.store().insert(item, now)),
             };
             self.count_ingested(&mut c, r, advert);
         }
@@ -1141,8 +1168,8 @@ impl Actor {
 mod tests {
     use super::*;
 
-    /// The verification stage keeps page order across its chunks, verifies every item, and hands
-    /// a forged item back unchanged wherever it sits.
+    /// The verification stage keeps page order across its chunks, verifies every item not marked
+    /// held, and hands a forged item back unchanged wherever it sits.
     #[test]
     fn verify_page_keeps_order_and_catches_forgeries() {
         let cfg = dht::Config::default();
@@ -1155,16 +1182,32 @@ mod tests {
             for i in &forged {
                 items[*i].seq += 1;
             }
-            let out = verify_page(&cfg, items.clone());
+            // Every seventh item counts as held: skipped, whatever it is.
+            let input: Vec<(Item, bool)> = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item.clone(), i % 7 == 3))
+                .collect();
+            let out = verify_page(&cfg, input);
             assert_eq!(out.len(), n);
             for (i, (r, item)) in out.iter().zip(&items).enumerate() {
                 match r {
-                    Ok(v) => {
-                        assert!(!forged.contains(&i), "forged item {i} of {n} verified");
+                    Checked::Held(h) => {
+                        assert_eq!(i % 7, 3, "item {i} of {n} skipped");
+                        assert_eq!(h, item);
+                    }
+                    Checked::Verified(v) => {
+                        assert!(
+                            i % 7 != 3 && !forged.contains(&i),
+                            "item {i} of {n} verified"
+                        );
                         assert_eq!(v.item(), item);
                     }
-                    Err(bad) => {
-                        assert!(forged.contains(&i), "item {i} of {n} refused: {bad}");
+                    Checked::Failed(bad) => {
+                        assert!(
+                            i % 7 != 3 && forged.contains(&i),
+                            "item {i} of {n} refused: {bad}"
+                        );
                         assert_eq!(&bad.item, item);
                     }
                 }
