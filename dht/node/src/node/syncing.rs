@@ -11,7 +11,8 @@
 //!   1. *verify*: a received page goes to the verification stage ([`verify_page`] on tokio's
 //!      blocking pool), which runs [`dht::rules::verify`] (sizes, writer, value, signature) on
 //!      every item, split over all cores, and hands back one [`dht::VerifiedItem`] or
-//!      [`dht::Unverified`] per item, in page order, through a bounded channel
+//!      [`dht::Unverified`] per item, in page order (an item the store holds
+//!      identically is skipped, as `admit` skips `Unchanged` ones), through a bounded channel
 //!      ([`VERIFIED_QUEUE`]) that the actor loop polls. One page per session is verified at a
 //!      time (a page that arrives meanwhile waits, unverified, for its turn), so results come
 //!      back in page order;
