@@ -46,8 +46,8 @@ impl MemoryStore {
         }
     }
 
-    /// The one put path: `item` decides through its own rule ([`rules::admit`] for an
-    /// [`Item`], [`rules::admit_verified`] for a [`VerifiedItem`]).
+    /// The one put path: `item` decides through its own rule ([`crate::rules::admit`] for an
+    /// [`Item`], [`crate::rules::admit_verified`] for a [`VerifiedItem`]).
     fn put_any<I: Admissible>(&mut self, item: I, now: Timestamp) -> Result<PutOutcome, PutError> {
         let new = item.item();
         let target = new.target();
