@@ -19,7 +19,9 @@
 //! # Where things happen
 //!
 //! - A byte string becomes an item only in [`Item::decode`]; a value only in [`Value::decode`].
-//! - An item is accepted or refused only in [`rules::admit`] (every store calls it).
+//! - An item is accepted or refused only in [`rules::admit`] (every store calls it), or in
+//!   [`rules::admit_verified`] for a [`VerifiedItem`], whose value and signature
+//!   [`rules::verify`] checked beforehand (possibly on another thread).
 //! - No socket is touched in this crate; the networked node lives elsewhere and drives a
 //!   [`Store`] from its swarm loop (hence the synchronous API, see [`store`]).
 //!
@@ -61,7 +63,7 @@ pub mod value;
 pub use config::Config;
 pub use error::{BackendError, CapacityLimit, PutError};
 pub use item::{DecodeError, Item, SignError, Target};
-pub use rules::{Decision, InvalidItem};
+pub use rules::{Decision, InvalidItem, Unverified, VerifiedItem};
 pub use salt::{Salt, SaltKind};
 pub use seq::SeqClock;
 pub use store::{

@@ -1,5 +1,5 @@
-//! Acceptance rules, in one place. Every store calls [`admit`] and nothing else decides whether
-//! an item is stored.
+//! Acceptance rules, in one place. Every store calls [`admit`] (or [`admit_verified`] for an
+//! item [`verify`] already checked) and nothing else decides whether an item is stored.
 //!
 //! Order of checks (cheap first, so a flood of junk costs little):
 //!
@@ -19,6 +19,15 @@
 //! 7. capacity: a new item beyond [`Config::max_items`], or any write that would take the stored
 //!    bytes beyond [`Config::max_bytes`], is refused ([`PutError::Capacity`]). The store never
 //!    evicts to make room: refusing is visible and cannot be abused to push others' items out.
+//!
+//! # Verifying off the store's thread
+//!
+//! Steps 4 and 5 (value and signature, ~50 µs of ECDSA recovery) depend only on the item, steps
+//! 1 and 2 only on the configuration; none depends on what is stored. [`verify`] runs them
+//! anywhere (a worker thread, in parallel) and returns a [`VerifiedItem`], a proof type whose
+//! field is private: [`verify`] is the only way to build one. [`admit_verified`] then makes the
+//! same decision as [`admit`] without repeating steps 4 and 5 (it re-runs the cheap steps 1 and 2
+//! with the store's own configuration). Stores expose it as [`crate::Store::put_verified`].
 //!
 //! Deliberate differences from the Go node: no "mirror put" that skips checks (the Go
 //! `PutMirror` let any key overwrite any slot); delegated writes exist only through the signed
@@ -158,6 +167,51 @@ fn check_value_and_signature(item: &Item) -> Result<Value, InvalidItem> {
     Ok(value)
 }
 
+/// An item that passed [`verify`]: its value parses for its salt and matches its subject key,
+/// and its signature (or, for a dmsg entry, the entry's own authentication) verifies. The field
+/// is private, so holding a `VerifiedItem` proves the checks ran; the item cannot be changed
+/// afterwards (only read or taken out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedItem(Item);
+
+impl VerifiedItem {
+    /// The item.
+    pub fn item(&self) -> &Item {
+        &self.0
+    }
+
+    /// Gives the item back (the proof is lost).
+    pub fn into_inner(self) -> Item {
+        self.0
+    }
+}
+
+impl AsRef<Item> for VerifiedItem {
+    fn as_ref(&self) -> &Item {
+        &self.0
+    }
+}
+
+/// An item [`verify`] refused, handed back with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("item failed verification")]
+pub struct Unverified {
+    /// The item, unchanged.
+    pub item: Item,
+    /// Why.
+    #[source]
+    pub reason: InvalidItem,
+}
+
+/// Runs every check of [`validate`] (sizes, writer, value, signature) and, if they pass, wraps
+/// the item as proof. Pure and thread-safe: callers may run it on any thread, in parallel.
+pub fn verify(cfg: &Config, item: Item) -> Result<VerifiedItem, Box<Unverified>> {
+    match validate(cfg, &item) {
+        Ok(_) => Ok(VerifiedItem(item)),
+        Err(reason) => Err(Box::new(Unverified { item, reason })),
+    }
+}
+
 /// The seq rule alone (step 3): how `new` relates to the `stored` item at the same target.
 pub fn decide(stored: Option<&Item>, new: &Item) -> Result<Decision, PutError> {
     let Some(stored) = stored else {
@@ -185,12 +239,85 @@ pub fn decide(stored: Option<&Item>, new: &Item) -> Result<Decision, PutError> {
 }
 
 /// The whole acceptance decision for putting `item` into a store that holds `stored` at the
-/// item's target and has `usage`. Every backend calls this and only this.
+/// item's target and has `usage`. Every backend calls this (or [`admit_verified`] for a
+/// [`VerifiedItem`]) and nothing else.
 pub fn admit(
     cfg: &Config,
     item: &Item,
     stored: Option<&Item>,
     usage: &Usage,
+) -> Result<Decision, PutError> {
+    admit_with(cfg, item, stored, usage, check_value_and_signature)
+}
+
+/// [`admit`] for an item whose value and signature [`verify`] already checked: the same
+/// decision, the same errors, without steps 4 and 5 (steps 1 and 2 run again, with `cfg`).
+pub fn admit_verified(
+    cfg: &Config,
+    item: &VerifiedItem,
+    stored: Option<&Item>,
+    usage: &Usage,
+) -> Result<Decision, PutError> {
+    // The proof stands for steps 4 and 5; `()` replaces the decoded value nobody reads here.
+    admit_with(cfg, &item.0, stored, usage, |_| Ok(()))
+}
+
+/// An item a backend can put: a received [`Item`] (fully checked by [`admit`]) or a
+/// [`VerifiedItem`] ([`admit_verified`]). Lets each backend share one put path for both.
+pub(crate) trait Admissible {
+    /// The item.
+    fn item(&self) -> &Item;
+    /// The item, by value.
+    fn into_item(self) -> Item;
+    /// The acceptance decision for this kind of item.
+    fn admit(
+        &self,
+        cfg: &Config,
+        stored: Option<&Item>,
+        usage: &Usage,
+    ) -> Result<Decision, PutError>;
+}
+
+impl Admissible for Item {
+    fn item(&self) -> &Item {
+        self
+    }
+    fn into_item(self) -> Item {
+        self
+    }
+    fn admit(
+        &self,
+        cfg: &Config,
+        stored: Option<&Item>,
+        usage: &Usage,
+    ) -> Result<Decision, PutError> {
+        admit(cfg, self, stored, usage)
+    }
+}
+
+impl Admissible for VerifiedItem {
+    fn item(&self) -> &Item {
+        &self.0
+    }
+    fn into_item(self) -> Item {
+        self.0
+    }
+    fn admit(
+        &self,
+        cfg: &Config,
+        stored: Option<&Item>,
+        usage: &Usage,
+    ) -> Result<Decision, PutError> {
+        admit_verified(cfg, self, stored, usage)
+    }
+}
+
+fn admit_with<V>(
+    cfg: &Config,
+    item: &Item,
+    stored: Option<&Item>,
+    usage: &Usage,
+    check_value_and_signature: impl FnOnce(&Item) -> Result<V, InvalidItem>,
 ) -> Result<Decision, PutError> {
     let target = || item.target();
     check_static(cfg, item).map_err(|source| PutError::Invalid {

@@ -22,8 +22,9 @@
 //! - **Termination**: a session ends when a page says `has_more = false`; a page that makes no
 //!   progress or goes backwards ends it as a protocol violation.
 //! - **Trust**: nothing received is trusted. Every item goes through the normal acceptance rules
-//!   (`dht::rules::admit`, signature included) before it is stored; the puller only checks the
-//!   paging.
+//!   (`dht::rules::admit`, or `dht::rules::verify` off the driver's loop then
+//!   `dht::rules::admit_verified`; signature included either way) before it is stored; the puller
+//!   only checks the paging.
 //!
 //! The protocol and the full-node push are specified in `docs/protocols/sync.md`.
 #![deny(missing_docs)]

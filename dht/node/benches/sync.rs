@@ -8,8 +8,9 @@
 //!
 //! Figures (each with the baseline measured in the same run):
 //!
-//! 1. baselines: single-thread `dht::rules::validate` (signature verify) rate, and the rate at
-//!    which a node's own store admits items (`Node::store_local`, the same acceptance rules a
+//! 1. baselines: single-thread `dht::rules::validate` (value + signature) and
+//!    `Item::verify_signature` rates (with the cores a 200 000 items/s target needs at the
+//!    latter), and the rate at which a node's own store admits items (`Node::store_local`, the same acceptance rules a
 //!    sync applies);
 //! 2. full sync of `SYNC_BENCH_ITEMS` (default 1 000 000) items from a full node to a fresh node
 //!    (target ≥ 200 000 items/s);
@@ -72,6 +73,15 @@ async fn main() {
     }
     let verify_rate = rate(sample.len() as f64, t.elapsed());
     println!("baseline: rules::validate (one core): {verify_rate:.0} items/s");
+    let t = Instant::now();
+    for item in sample {
+        item.verify_signature().unwrap();
+    }
+    let sig_rate = rate(sample.len() as f64, t.elapsed());
+    println!(
+        "baseline: Item::verify_signature (one thread): {sig_rate:.0} items/s; 200000 items/s needs >= {:.1} cores of signature checks alone",
+        200_000.0 / sig_rate
+    );
 
     // Room for all items plus the changes and adverts (the default capacity is 1 M items).
     let big = |mut cfg: dhtnode::Config| {

@@ -24,7 +24,9 @@
 //! - Sockets are touched only by the libp2p swarm inside the actor in [`node`].
 //! - A record from the network becomes an item only in [`ItemStore::check`] (decode, target match,
 //!   [`dht::rules::validate`]) and is stored only through [`dht::Store::put`]
-//!   ([`dht::rules::admit`]).
+//!   ([`dht::rules::admit`]); sync pages are verified on worker threads
+//!   ([`dht::rules::verify`]) and stored through [`dht::Store::put_verified`]
+//!   ([`dht::rules::admit_verified`]).
 //!
 //! Protocols are specified in `docs/protocols/dht.md`; roles in `docs/roles.md`.
 #![deny(missing_docs)]

@@ -637,7 +637,7 @@ impl Actor {
             request_limiter: PeerLimiter::new(cfg.max_requests_per_peer, cfg.limit_window),
             item_limiter: PeerLimiter::new(cfg.max_items_per_peer, cfg.limit_window),
             sync_limiter: PeerLimiter::new(cfg.max_sync_requests_per_peer, cfg.limit_window),
-            sync: syncing::SyncState::new(syncing::new_epoch()),
+            sync: syncing::SyncState::new(syncing::new_epoch(), cfg.store.clone()),
             cfg,
             sk,
             local_peer,
@@ -718,6 +718,7 @@ impl Actor {
                     self.fetch_adverts();
                 }
                 _ = republish.tick() => self.republish(),
+                Some(page) = self.sync.next_verified() => self.page_verified(page),
                 _ = std::future::ready(()), if self.ingest_pending() => self.ingest_tick(),
                 _ = sync_timer.tick() => self.sync_tick(),
                 _ = push_timer.tick() => self.push_tick(),

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use dht::{Cursor, Item, MemoryStore, RedbStore, Store, Timestamp};
+use dht::{Cursor, Item, MemoryStore, RedbStore, Store, Timestamp, VerifiedItem};
 
 /// Writes queued for the disk thread: 4096 items × ≤ 64 KiB values bounds the queue at 256 MiB
 /// in the worst case, a few MiB for real items; at ~1 ms per batch fsync the thread drains it in
@@ -29,6 +29,9 @@ const MAX_BATCH: usize = 256;
 
 enum Op {
     Put(Item, Timestamp),
+    /// An item [`dht::rules::verify`] checked: committed through
+    /// [`Store::put_batch_verified`], without a second signature check.
+    PutVerified(VerifiedItem, Timestamp),
     Expire(Timestamp),
 }
 
@@ -91,6 +94,11 @@ impl Persister {
         self.send(Op::Put(item, now));
     }
 
+    /// Queues an accepted, verified item for the disk.
+    pub fn put_verified(&mut self, item: VerifiedItem, now: Timestamp) {
+        self.send(Op::PutVerified(item, now));
+    }
+
     /// Queues an expiry sweep of the disk store.
     pub fn expire(&mut self, now: Timestamp) {
         self.send(Op::Expire(now));
@@ -128,15 +136,35 @@ impl Drop for Persister {
     }
 }
 
+/// Items of one disk batch, in queue order: received items (checked again by
+/// [`Store::put_batch`]) and verified ones ([`Store::put_batch_verified`]) are committed in two
+/// transactions, received first. Order between the two only matters for the same target, where
+/// the seq rule keeps the higher seq whatever the order (the memory store admitted both).
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    verified: Vec<VerifiedItem>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.items.len() + self.verified.len()
+    }
+}
+
 fn run(mut disk: RedbStore, rx: Receiver<Op>) {
-    let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        let mut batch = Batch::default();
         let mut expire_at = None;
         let mut batch_now = Timestamp::default();
-        let mut push = |op: Op, batch: &mut Vec<Item>| match op {
+        let mut push = |op: Op, batch: &mut Batch| match op {
             Op::Put(item, now) => {
                 batch_now = batch_now.max(now);
-                batch.push(item);
+                batch.items.push(item);
+            }
+            Op::PutVerified(item, now) => {
+                batch_now = batch_now.max(now);
+                batch.verified.push(item);
             }
             Op::Expire(now) => expire_at = Some(now),
         };
@@ -147,8 +175,13 @@ fn run(mut disk: RedbStore, rx: Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        if !batch.is_empty()
-            && let Err(e) = disk.put_batch(std::mem::take(&mut batch), batch_now)
+        if !batch.items.is_empty()
+            && let Err(e) = disk.put_batch(batch.items, batch_now)
+        {
+            tracing::error!(error = %e, "store batch write failed");
+        }
+        if !batch.verified.is_empty()
+            && let Err(e) = disk.put_batch_verified(batch.verified, batch_now)
         {
             tracing::error!(error = %e, "store batch write failed");
         }

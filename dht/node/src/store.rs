@@ -1,7 +1,8 @@
 //! The node's item store seen from libp2p kad: a `RecordStore` over the dht crate's [`Store`].
 //!
-//! Every record that enters goes through [`dht::rules::admit`] (inside [`Store::put`]); kad's own
-//! insertion paths are closed:
+//! Every record that enters goes through [`dht::rules::admit`] (inside [`Store::put`]), or, for
+//! sync pages verified off the actor, [`dht::rules::verify`] then [`dht::rules::admit_verified`]
+//! ([`ItemStore::insert_verified`]); kad's own insertion paths are closed:
 //!
 //! - inbound PutRecord: `StoreInserts::FilterBoth` hands the record to the actor, which checks
 //!   it ([`ItemStore::check`]) and calls [`ItemStore::insert`];
@@ -20,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use dht::{Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp};
+use dht::{
+    Cursor, Item, MemoryStore, PutError, PutOutcome, Salt, Store, Target, Timestamp, VerifiedItem,
+};
 use keys::PubKey;
 
 use crate::persist::Persister;
@@ -161,19 +164,49 @@ impl ItemStore {
 
     /// Puts an item through the acceptance rules.
     pub fn insert(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
-        let outcome = self.inner.put(item.clone(), now)?;
-        if matches!(outcome, PutOutcome::Inserted { .. }) {
-            *self
-                .counts
-                .entry(item.salt.as_bytes().to_vec())
-                .or_insert(0) += 1;
-        }
-        if let (Some(p), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
-            (&mut self.persist, outcome)
+        // The copy for the disk thread only when there is one.
+        let copy = self.persist.is_some().then(|| item.clone());
+        let salt = item.salt.clone();
+        let outcome = self.inner.put(item, now)?;
+        self.count(&salt, outcome);
+        if let (Some(p), Some(item), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
+            (&mut self.persist, copy, outcome)
         {
             p.put(item, now);
         }
         Ok(outcome)
+    }
+
+    /// [`ItemStore::insert`] for an item whose value and signature [`dht::rules::verify`]
+    /// already checked (off the actor): the same decision through
+    /// [`dht::rules::admit_verified`], the same counting and persistence (the disk thread does
+    /// not verify it again either).
+    pub fn insert_verified(
+        &mut self,
+        item: VerifiedItem,
+        now: Timestamp,
+    ) -> Result<PutOutcome, PutError> {
+        let copy = self.persist.is_some().then(|| item.clone());
+        let salt = item.item().salt.clone();
+        let outcome = self.inner.put_verified(item, now)?;
+        self.count(&salt, outcome);
+        if let (Some(p), Some(item), PutOutcome::Inserted { .. } | PutOutcome::Replaced { .. }) =
+            (&mut self.persist, copy, outcome)
+        {
+            p.put_verified(item, now);
+        }
+        Ok(outcome)
+    }
+
+    fn count(&mut self, salt: &Salt, outcome: PutOutcome) {
+        if matches!(outcome, PutOutcome::Inserted { .. }) {
+            match self.counts.get_mut(salt.as_bytes()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.counts.insert(salt.as_bytes().to_vec(), 1);
+                }
+            }
+        }
     }
 
     /// The item at `target` (a backend failure is logged and reads as absent).

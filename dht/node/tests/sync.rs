@@ -107,6 +107,17 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
     assert_eq!(st.items_received, 1000, "only the changes travel: {st:?}");
     assert_eq!(st.accepted, 1000);
     same_stores(&a, &b).await;
+
+    // A full re-pull of what B already holds: every item is held identically (skipped by the
+    // verification stage, `Unchanged` in the store), nothing is refused, the stores stay equal.
+    let mut again = from(&a);
+    again.from_start = true;
+    let id = b.sync(again).await.unwrap();
+    let st = wait_done(&b, id).await;
+    assert_eq!(st.state, "done", "{st:?}");
+    assert_eq!(st.refused, 0, "{st:?}");
+    assert_eq!(st.unchanged, st.items_received, "{st:?}");
+    same_stores(&a, &b).await;
 }
 
 /// Adverts only at start (a re-advert every second would keep changing both stores).
@@ -207,6 +218,9 @@ enum Evil {
     NoProgress,
     /// A page whose cursor goes backwards.
     Backwards,
+    /// Three pages of three items; the second has a forged item in the middle (so the third is
+    /// requested or verified while the second is checked).
+    ForgedLater,
 }
 
 #[derive(Clone, Default)]
@@ -285,6 +299,13 @@ fn evil_answer(mode: &Evil, request: &[u8]) -> Vec<u8> {
         Evil::Garbage => vec![0x00, 1, 2, 3],
         Evil::Oversized => vec![0u8; wire::MAX_RESPONSE_BYTES + 10],
         Evil::NoProgress => page(req.cursor, true, vec![]),
+        Evil::ForgedLater => {
+            let mut items = signed_items("evil-later", 9, 1, 16);
+            items[4].value = b"evil-later forged".to_vec();
+            let at = usize::try_from(req.cursor).unwrap_or(usize::MAX).min(6) / 3 * 3;
+            let next = at as u64 + 3;
+            page(next, next < 9, items[at..at + 3].to_vec())
+        }
         Evil::Backwards => {
             if req.cursor == 0 {
                 page(50, true, good)
@@ -360,6 +381,7 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
         Evil::Oversized,
         Evil::NoProgress,
         Evil::Backwards,
+        Evil::ForgedLater,
     ];
     for (i, mode) in modes.iter().enumerate() {
         let addr = spawn_evil(mode.clone()).await;
@@ -390,6 +412,33 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
             // The backwards peer's first page is valid: its 3 genuine items are stored (one of
             // them is the genuine version of the item forged above).
             Evil::Backwards => assert_eq!(digest(&b).await.items, before.items + 3),
+            // Page one and the genuine items of page two are stored; the forged one is not.
+            // Page three may have been verified and ingested in the same chunk as page two (it
+            // passes the rules on its own), or dropped with the finished session.
+            Evil::ForgedLater => {
+                let later = signed_items("evil-later", 9, 1, 16);
+                let got = b
+                    .get_with(&later[4].pk, &later[4].salt, ReadMode::LocalOnly)
+                    .await
+                    .unwrap();
+                assert!(got.item.is_none(), "forged item stored");
+                for item in later
+                    .iter()
+                    .take(6)
+                    .filter(|i| i.pk != later[4].pk || i.salt != later[4].salt)
+                {
+                    let got = b
+                        .get_with(&item.pk, &item.salt, ReadMode::LocalOnly)
+                        .await
+                        .unwrap();
+                    assert_eq!(got.item.as_ref(), Some(item), "genuine item missing");
+                }
+                let n = digest(&b).await.items;
+                assert!(
+                    (before.items + 3 + 5..=before.items + 3 + 8).contains(&n),
+                    "{n} items"
+                );
+            }
             _ => assert_eq!(digest(&b).await.items, before.items + 2, "mode {i}"),
         }
     }

@@ -13,7 +13,7 @@ use super::{Cursor, Expired, Page, PutOutcome, Store, StoreStats, clamp_limit};
 use crate::config::Config;
 use crate::error::{BackendError, PutError};
 use crate::item::{Item, Target};
-use crate::rules::{self, Decision, Usage};
+use crate::rules::{Admissible, Decision, Usage, VerifiedItem};
 use crate::salt::Salt;
 use crate::time::Timestamp;
 
@@ -46,27 +46,30 @@ impl MemoryStore {
         }
     }
 
-    fn unindex(&mut self, target: &Target, e: &Entry) {
-        self.by_change.remove(&e.change);
-        self.by_salt.remove(&(e.item.salt.clone(), e.change));
-        self.by_time.remove(&(e.refreshed, *target));
-    }
-}
-
-impl Store for MemoryStore {
-    fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
-        let target = item.target();
+    /// The one put path: `item` decides through its own rule ([`crate::rules::admit`] for an
+    /// [`Item`], [`crate::rules::admit_verified`] for a [`VerifiedItem`]).
+    fn put_any<I: Admissible>(&mut self, item: I, now: Timestamp) -> Result<PutOutcome, PutError> {
+        let new = item.item();
+        let target = new.target();
         let usage = Usage {
             items: self.items.len() as u64,
             bytes: self.bytes,
-            key_items: self.per_key.get(&item.pk).copied().unwrap_or(0),
+            key_items: self.per_key.get(&new.pk).copied().unwrap_or(0),
         };
         let stored = self.items.get(&target).map(|e| &e.item);
-        let decision = rules::admit(&self.cfg, &item, stored, &usage)?;
+        let decision = item.admit(&self.cfg, stored, &usage)?;
+        let item = item.into_item();
+        self.store_admitted(item, target, decision, now)
+    }
+
+    /// Writes an item `admit` accepted with `decision`.
+    fn store_admitted(
+        &mut self,
+        item: Item,
+        target: Target,
+        decision: Decision,
+        now: Timestamp,
+    ) -> Result<PutOutcome, PutError> {
         let now = now.as_unix_millis();
         if let Some(old) = self.items.remove(&target) {
             self.unindex(&target, &old);
@@ -115,6 +118,26 @@ impl Store for MemoryStore {
                 change: Cursor(change),
             },
         })
+    }
+
+    fn unindex(&mut self, target: &Target, e: &Entry) {
+        self.by_change.remove(&e.change);
+        self.by_salt.remove(&(e.item.salt.clone(), e.change));
+        self.by_time.remove(&(e.refreshed, *target));
+    }
+}
+
+impl Store for MemoryStore {
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
+        self.put_any(item, now)
+    }
+
+    fn put_verified(&mut self, item: VerifiedItem, now: Timestamp) -> Result<PutOutcome, PutError> {
+        self.put_any(item, now)
     }
 
     fn get(&self, target: &Target) -> Result<Option<Item>, BackendError> {

@@ -1,4 +1,5 @@
-//! The store abstraction: put (through [`crate::rules::admit`]), get by target, list in change
+//! The store abstraction: put (through [`crate::rules::admit`], or
+//! [`crate::rules::admit_verified`] for a [`VerifiedItem`]), get by target, list in change
 //! order from a cursor, expiry, quotas and capacity. Backends: [`MemoryStore`] and
 //! [`RedbStore`] (the persistent default).
 //!
@@ -38,6 +39,7 @@ use keys::PubKey;
 use crate::config::Config;
 use crate::error::{BackendError, PutError};
 use crate::item::{Item, Target};
+use crate::rules::VerifiedItem;
 use crate::salt::Salt;
 use crate::time::Timestamp;
 
@@ -219,6 +221,27 @@ pub trait Store {
     /// When this returns `Ok`, the write is as durable as the backend promises (fsync'd for
     /// [`RedbStore`]).
     fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError>;
+
+    /// [`Store::put`] for an item [`crate::rules::verify`] already checked: the same decision
+    /// through [`crate::rules::admit_verified`] (value and signature not checked again), the same
+    /// writes and durability.
+    fn put_verified(&mut self, item: VerifiedItem, now: Timestamp) -> Result<PutOutcome, PutError>;
+
+    /// [`Store::put_batch`] for verified items ([`Store::put_verified`] each).
+    fn put_batch_verified(
+        &mut self,
+        items: Vec<VerifiedItem>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match self.put_verified(item, now) {
+                Err(PutError::Backend(e)) => return Err(e),
+                r => out.push(r),
+            }
+        }
+        Ok(out)
+    }
 
     /// Puts several items; each gets its own verdict. Backends may commit them together (one
     /// fsync for the batch in [`RedbStore`]); an `Err` means nothing of the batch is durable.

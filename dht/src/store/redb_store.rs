@@ -32,7 +32,7 @@ use super::{Cursor, Expired, Page, PutOutcome, Store, StoreStats, clamp_limit};
 use crate::config::Config;
 use crate::error::{BackendError, PutError};
 use crate::item::{Item, Target};
-use crate::rules::{self, Decision, Usage};
+use crate::rules::{Admissible, Decision, Usage, VerifiedItem};
 use crate::salt::Salt;
 use crate::time::Timestamp;
 
@@ -240,13 +240,14 @@ impl<'t> Tables<'t> {
     }
 
     /// One put inside an open transaction; updates `c` only on success.
-    fn apply(
+    fn apply<I: Admissible>(
         &mut self,
         cfg: &Config,
         c: &mut Counters,
-        item: &Item,
+        candidate: &I,
         now: u64,
     ) -> Result<PutOutcome, PutError> {
+        let item = candidate.item();
         let target = item.target();
         let stored = self.get_record(&target)?;
         let key_items = self.key_count(&item.pk)?;
@@ -255,7 +256,7 @@ impl<'t> Tables<'t> {
             bytes: c.bytes,
             key_items: u32::try_from(key_items).unwrap_or(u32::MAX),
         };
-        let decision = rules::admit(cfg, item, stored.as_ref().map(|r| &r.item), &usage)?;
+        let decision = candidate.admit(cfg, stored.as_ref().map(|r| &r.item), &usage)?;
         if let Some(old) = &stored {
             self.unindex(&target, old)?;
             if decision == Decision::Unchanged {
@@ -323,23 +324,9 @@ impl RedbStore {
             .map_err(db_err("set durability"))?;
         Ok(txn)
     }
-}
 
-/// A transaction that only refreshed TTLs (or changed nothing) commits without fsync: losing it in
-/// a crash only moves refresh times back to the last durable commit (the items themselves were
-/// durable when first acknowledged), and the next durable commit persists it anyway. This keeps
-/// publishers' periodic re-puts (every 60 s per visor) from costing one fsync each.
-fn relax(txn: &mut redb::WriteTransaction) -> Result<(), BackendError> {
-    txn.set_durability(Durability::None)
-        .map_err(db_err("set durability"))
-}
-
-impl Store for RedbStore {
-    fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
+    /// One put in its own transaction; `item` decides through its own rule.
+    fn put_any<I: Admissible>(&mut self, item: I, now: Timestamp) -> Result<PutOutcome, PutError> {
         let mut txn = self.begin()?;
         let mut c = self.counters;
         let result = {
@@ -362,9 +349,10 @@ impl Store for RedbStore {
         }
     }
 
-    fn put_batch(
+    /// A batch in one transaction (one fsync); each item decides through its own rule.
+    fn put_batch_any<I: Admissible>(
         &mut self,
-        items: Vec<Item>,
+        items: Vec<I>,
         now: Timestamp,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
         let mut txn = self.begin()?;
@@ -393,6 +381,45 @@ impl Store for RedbStore {
         txn.commit().map_err(db_err("commit"))?;
         self.counters = c;
         Ok(out)
+    }
+}
+
+/// A transaction that only refreshed TTLs (or changed nothing) commits without fsync: losing it in
+/// a crash only moves refresh times back to the last durable commit (the items themselves were
+/// durable when first acknowledged), and the next durable commit persists it anyway. This keeps
+/// publishers' periodic re-puts (every 60 s per visor) from costing one fsync each.
+fn relax(txn: &mut redb::WriteTransaction) -> Result<(), BackendError> {
+    txn.set_durability(Durability::None)
+        .map_err(db_err("set durability"))
+}
+
+impl Store for RedbStore {
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn put(&mut self, item: Item, now: Timestamp) -> Result<PutOutcome, PutError> {
+        self.put_any(item, now)
+    }
+
+    fn put_verified(&mut self, item: VerifiedItem, now: Timestamp) -> Result<PutOutcome, PutError> {
+        self.put_any(item, now)
+    }
+
+    fn put_batch(
+        &mut self,
+        items: Vec<Item>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
+        self.put_batch_any(items, now)
+    }
+
+    fn put_batch_verified(
+        &mut self,
+        items: Vec<VerifiedItem>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
+        self.put_batch_any(items, now)
     }
 
     fn get(&self, target: &Target) -> Result<Option<Item>, BackendError> {

@@ -2,14 +2,33 @@
 //!
 //! The paging logic is [`itemsync`]'s (sans-io [`Puller`], [`itemsync::serve::page`]); this
 //! file owns the sessions, the push queues and the penalties, and puts every received item
-//! through the store's acceptance rules ([`ItemStore::insert`] → `dht::rules::admit`, signature
-//! included) before anything is stored.
+//! through the store's acceptance rules before anything is stored: [`ItemStore::insert`] →
+//! `dht::rules::admit`, or for pulled pages `dht::rules::verify` off the actor then
+//! [`ItemStore::insert_verified`] → `dht::rules::admit_verified` (signature included either way).
 //!
-//! - **Ingest**: a received page goes into the session's backlog and the next page is requested
-//!   at once; the actor puts the backlog through the rules [`INGEST_CHUNK`] items per loop turn,
-//!   so the swarm keeps serving while a big sync is verified, and the next page travels while
-//!   this one is checked (at most two pages held per session). The cursor is saved once a page
-//!   is fully ingested; a cancelled session still ingests what it received first.
+//! - **Ingest** is a pipeline of three stages per session, so the page transfer, the signature
+//!   checks and the store inserts overlap:
+//!   1. *verify*: a received page goes to the verification stage ([`verify_page`] on tokio's
+//!      blocking pool), which runs [`dht::rules::verify`] (sizes, writer, value, signature) on
+//!      every item, split over all cores, and hands back one [`dht::VerifiedItem`] or
+//!      [`dht::Unverified`] per item, in page order (an item the store holds
+//!      identically is skipped, as `admit` skips `Unchanged` ones), through a bounded channel
+//!      ([`VERIFIED_QUEUE`]) that the actor loop polls. One page per session is verified at a
+//!      time (a page that arrives meanwhile waits, unverified, for its turn), so results come
+//!      back in page order;
+//!   2. *ingest*: the actor puts the verified backlog into the store [`INGEST_CHUNK`] items per
+//!      loop turn through [`ItemStore::insert_verified`] (`dht::rules::admit_verified`: seq,
+//!      quota, capacity; value and signature are not checked twice), so the swarm keeps serving.
+//!      An item that failed verification goes through the full [`ItemStore::insert`] instead,
+//!      which refuses it exactly as before (the same error, counted `invalid` when the item is
+//!      invalid in itself): the peer is penalised and the session aborted after that chunk;
+//!   3. the next page is requested as soon as the session holds at most one page (received,
+//!      being verified or being ingested): at most two pages held per session, at most
+//!      [`MAX_ACTIVE_SESSIONS`] sessions.
+//!
+//!   The cursor is saved once a page is fully ingested; a cancelled session still verifies and
+//!   ingests what it received first, a finished (failed, penalised) one drops it, late
+//!   verification results included.
 //! - **Serve**: every node answers GetItems from its in-memory store (epoch = this process's
 //!   start, since change numbers restart with the process), subject to the per-peer sync limit.
 //! - **Join**: a full node that has not completed a full pull yet pulls everything from the
@@ -26,7 +45,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use dht::{Item, PutOutcome, Salt};
+use std::sync::Arc;
+
+use dht::{Item, PutOutcome, Salt, Unverified, VerifiedItem};
 use itemsync::wire::{self, GetItems, Page, RefuseReason, Request, Response};
 use itemsync::{PullConfig, PullError, Puller, SyncCursor};
 use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
@@ -37,6 +58,12 @@ use crate::error::SyncError;
 use crate::role::Role;
 use crate::store as istore;
 use crate::sync_codec;
+use tokio::sync::mpsc;
+
+/// The encoding of a full-node advert (learned once stored), `None` for other items.
+fn advert_bytes(item: &Item) -> Option<Vec<u8>> {
+    (item.salt.kind() == Some(dht::SaltKind::Fullnode)).then(|| item.encode())
+}
 
 /// Sync sessions running at once (admin requests, join, repair); further requests get
 /// [`SyncError::Busy`]. Each has one page (≤ ~8 MiB) in flight.
@@ -78,6 +105,85 @@ enum PushEnd {
 /// proceed while a big sync is ingested. (128 per turn measured 0.83× the node's admission rate
 /// in the sync bench, 512 measured 0.95×.)
 const INGEST_CHUNK: usize = 512;
+
+/// Capacity of the channel that brings verified pages back to the actor. At most one page per
+/// session is being verified ([`MAX_ACTIVE_SESSIONS`] sessions), so this is rarely full; when it
+/// is, the verification thread waits (never the actor, which always polls the channel). A result
+/// whose session was finished or cancelled meanwhile is dropped on arrival.
+pub(super) const VERIFIED_QUEUE: usize = MAX_ACTIVE_SESSIONS;
+
+/// A received item after the verification stage.
+pub(super) enum Checked {
+    /// Passed [`dht::rules::verify`]: stored through [`ItemStore::insert_verified`].
+    Verified(VerifiedItem),
+    /// Failed it: put through the full [`ItemStore::insert`], which refuses it as before.
+    Failed(Box<Unverified>),
+    /// Identical to the stored item when the page entered the stage, so not verified there (as
+    /// `admit` skips the signature check for `Unchanged`): put through the full
+    /// [`ItemStore::insert`], which verifies it after all if the store changed meanwhile.
+    Held(Item),
+}
+
+/// A page back from the verification stage.
+pub(super) struct VerifiedPage {
+    session: u64,
+    /// The session's page number, to drop a result the session no longer waits for.
+    page: u64,
+    items: Vec<Checked>,
+}
+
+fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
+    if held {
+        return Checked::Held(item);
+    }
+    match dht::rules::verify(cfg, item) {
+        Ok(v) => Checked::Verified(v),
+        Err(bad) => Checked::Failed(bad),
+    }
+}
+
+/// Verifies `items` (each paired with "identical to the stored item", which skips it) with
+/// [`dht::rules::verify`] on all cores: one scoped thread per chunk of
+/// `len / available_parallelism`, the calling thread taking the first chunk. Results keep the
+/// page order. Blocking: run it off the actor (`spawn_blocking`).
+pub(super) fn verify_page(cfg: &dht::Config, items: Vec<(Item, bool)>) -> Vec<Checked> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Below ~64 items per thread, spawning costs more than it saves.
+    let chunks = threads.min(items.len() / 64).max(1);
+    let check_all = |part: Vec<(Item, bool)>| -> Vec<Checked> {
+        part.into_iter()
+            .map(|(item, held)| check_one(cfg, item, held))
+            .collect()
+    };
+    if chunks == 1 {
+        return check_all(items);
+    }
+    let per = items.len().div_ceil(chunks);
+    let mut parts: Vec<Vec<(Item, bool)>> = Vec::with_capacity(chunks);
+    let mut rest = items;
+    while rest.len() > per {
+        let tail = rest.split_off(per);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts
+            .map(|part| scope.spawn(move || check_all(part)))
+            .collect();
+        let mut out = check_all(first);
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // `verify` does not panic; should it, the panic goes on here (as if unsplit).
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
 
 /// How often queued pushes waiting for a retry are looked at.
 pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
@@ -160,14 +266,33 @@ struct Session {
     started: Instant,
     finished: Option<Instant>,
     request: Option<OutboundRequestId>,
-    /// Items received and not yet put through the rules: at most two pages (one being
-    /// ingested, the next one fetched meanwhile).
-    backlog: VecDeque<Item>,
+    /// Pages received so far; numbers the page sent to the verification stage.
+    page_no: u64,
+    /// Received pages waiting for the verification stage (which verifies one page of a session
+    /// at a time), with their cursors, in arrival order. At most one by the held-pages bound.
+    waiting: VecDeque<(Vec<Item>, SyncCursor)>,
+    /// The page being verified: its number and cursor.
+    verifying: Option<(u64, SyncCursor)>,
+    /// Verified items not yet put into the store. With `waiting` and `verifying`, at most two
+    /// pages are held ([`Session::held`]): the next page is requested only while one is.
+    backlog: VecDeque<Checked>,
+    /// Pages with items in `backlog`.
+    backlog_pages: usize,
     /// The cursor to save once the backlog is empty (the last received page's).
     backlog_cursor: Option<SyncCursor>,
     /// The cursor saved after the last fully ingested page (what the status reports).
     saved: SyncCursor,
 }
+
+impl Session {
+    /// Pages received and not fully ingested (waiting, being verified, in the backlog).
+    fn held(&self) -> usize {
+        self.waiting.len() + usize::from(self.verifying.is_some()) + self.backlog_pages
+    }
+}
+
+/// Pages a session holds at most: the next page is requested only while it holds at most one.
+const MAX_HELD_PAGES: usize = 2;
 
 #[derive(Default)]
 struct Counts {
@@ -193,6 +318,11 @@ pub(super) struct SyncState {
     push_busy: HashSet<PeerId>,
     push_retry_at: HashMap<PeerId, Instant>,
     penalised: HashMap<PeerId, Instant>,
+    /// The store's acceptance configuration, for the verification stage.
+    verify_cfg: Arc<dht::Config>,
+    /// Where the verification stage sends pages back (bounded: [`VERIFIED_QUEUE`]).
+    verified_tx: mpsc::Sender<VerifiedPage>,
+    verified_rx: mpsc::Receiver<VerifiedPage>,
     /// When a requested or join sync last completed, by its salt filter (`None`: everything).
     /// At most [`MAX_COMPLETE_FILTERS`] filters (the oldest goes).
     complete: HashMap<Option<Salt>, Instant>,
@@ -202,8 +332,12 @@ pub(super) struct SyncState {
 const MAX_COMPLETE_FILTERS: usize = 16;
 
 impl SyncState {
-    pub(super) fn new(epoch: u64) -> SyncState {
+    pub(super) fn new(epoch: u64, store_cfg: dht::Config) -> SyncState {
+        let (verified_tx, verified_rx) = mpsc::channel(VERIFIED_QUEUE);
         SyncState {
+            verify_cfg: Arc::new(store_cfg),
+            verified_tx,
+            verified_rx,
             epoch,
             next_id: 1,
             sessions: HashMap::new(),
@@ -219,6 +353,11 @@ impl SyncState {
             penalised: HashMap::new(),
             complete: HashMap::new(),
         }
+    }
+
+    /// The next page back from the verification stage (never ends: the state holds a sender).
+    pub(super) async fn next_verified(&mut self) -> Option<VerifiedPage> {
+        self.verified_rx.recv().await
     }
 
     fn active(&self) -> usize {
@@ -348,7 +487,11 @@ impl Actor {
                 started: Instant::now(),
                 finished: None,
                 request: None,
+                page_no: 0,
+                waiting: VecDeque::new(),
+                verifying: None,
                 backlog: VecDeque::new(),
+                backlog_pages: 0,
                 backlog_cursor: None,
                 saved: start,
             },
@@ -367,9 +510,12 @@ impl Actor {
             return;
         }
         if s.puller.is_done() {
-            if s.backlog.is_empty() {
+            if s.held() == 0 {
                 self.finish_session(id);
             }
+            return;
+        }
+        if s.held() >= MAX_HELD_PAGES {
             return;
         }
         // `None`: a request is in flight already.
@@ -395,7 +541,11 @@ impl Actor {
             return;
         }
         s.finished = Some(Instant::now());
+        // Late verification results find `verifying` empty and are dropped.
+        s.waiting.clear();
+        s.verifying = None;
         s.backlog.clear();
+        s.backlog_pages = 0;
         if let Some(rid) = s.request.take() {
             self.sync.requests.remove(&rid);
         }
@@ -539,7 +689,6 @@ impl Actor {
                 return;
             }
         };
-        let was_idle = s.backlog.is_empty();
         self.metrics
             .sync
             .items_received
@@ -547,12 +696,83 @@ impl Actor {
                 source: "pull".into(),
             })
             .inc_by(items.len() as u64);
-        s.backlog.extend(items);
-        s.backlog_cursor = Some(s.puller.cursor());
-        if was_idle {
-            // Fetch the next page while this one is ingested (at most two pages held).
-            self.session_step(id);
+        let cursor = s.puller.cursor();
+        s.waiting.push_back((items, cursor));
+        self.start_verify(id);
+        // Fetch the next page while this one is verified and ingested (at most two held).
+        self.session_step(id);
+    }
+
+    /// Sends the session's waiting page to the verification stage unless one is there already.
+    /// An empty page skips the stage.
+    fn start_verify(&mut self, id: u64) {
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.verifying.is_some() || s.finished.is_some() {
+            return;
         }
+        let Some((items, cursor)) = s.waiting.pop_front() else {
+            return;
+        };
+        s.page_no += 1;
+        let page = s.page_no;
+        s.verifying = Some((page, cursor));
+        if items.is_empty() {
+            self.page_verified(VerifiedPage {
+                session: id,
+                page,
+                items: Vec::new(),
+            });
+            return;
+        }
+        // Items we hold identically need no verification (as in `admit`): a hash-map lookup
+        // each, on the actor.
+        let items: Vec<(Item, bool)> = items
+            .into_iter()
+            .map(|item| {
+                let held = self.store().get(&item.target()).as_ref() == Some(&item);
+                (item, held)
+            })
+            .collect();
+        let cfg = Arc::clone(&self.sync.verify_cfg);
+        let tx = self.sync.verified_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let items = verify_page(&cfg, items);
+            // Fails only when the actor is gone; nothing left to deliver to then.
+            let _ = tx.blocking_send(VerifiedPage {
+                session: id,
+                page,
+                items,
+            });
+        });
+    }
+
+    /// A page back from the verification stage: into the session's backlog, if the session
+    /// still waits for it.
+    pub(super) fn page_verified(&mut self, v: VerifiedPage) {
+        let id = v.session;
+        let Some(s) = self.sync.sessions.get_mut(&id) else {
+            return;
+        };
+        let cursor = match s.verifying {
+            Some((page, cursor)) if page == v.page && s.finished.is_none() => cursor,
+            // A finished session's, or a page it no longer waits for: dropped.
+            _ => return,
+        };
+        s.verifying = None;
+        if v.items.is_empty() && s.backlog.is_empty() {
+            // Nothing to ingest: the page is done now.
+            s.saved = cursor;
+            let (peer, salt) = (s.peer, s.puller.salt().cloned());
+            self.save_cursor(peer, salt, cursor);
+        } else {
+            s.backlog.extend(v.items);
+            s.backlog_pages += 1;
+            s.backlog_cursor = Some(cursor);
+        }
+        self.start_verify(id);
+        self.session_step(id);
     }
 
     /// True when some session has received items waiting for the acceptance rules.
@@ -578,9 +798,9 @@ impl Actor {
                 continue;
             };
             let n = s.backlog.len().min(INGEST_CHUNK);
-            let chunk: Vec<Item> = s.backlog.drain(..n).collect();
+            let chunk: Vec<Checked> = s.backlog.drain(..n).collect();
             let peer = s.peer;
-            let c = self.ingest(chunk);
+            let c = self.ingest_checked(chunk);
             let l = crate::metrics::SourceLabel {
                 source: "pull".into(),
             };
@@ -599,6 +819,7 @@ impl Actor {
                 continue;
             }
             if s.backlog.is_empty() {
+                s.backlog_pages = 0;
                 if let Some(cursor) = s.backlog_cursor.take() {
                     s.saved = cursor;
                     let salt = s.puller.salt().cloned();
@@ -614,24 +835,57 @@ impl Actor {
         let now = istore::now();
         let mut c = Counts::default();
         for item in items {
-            let advert = (item.salt.kind() == Some(dht::SaltKind::Fullnode)).then(|| item.encode());
-            match self.store().insert(item, now) {
-                Ok(PutOutcome::Unchanged { .. }) => c.unchanged += 1,
-                Ok(_) => {
-                    c.accepted += 1;
-                    if let Some(bytes) = advert {
-                        self.learn_advert(&bytes);
-                    }
+            let advert = advert_bytes(&item);
+            let r = self.store().insert(item, now);
+            self.count_ingested(&mut c, r, advert);
+        }
+        c
+    }
+
+    /// Puts items back from the verification stage into the store: a verified item through
+    /// [`ItemStore::insert_verified`], any other through the full [`ItemStore::insert`] (which
+    /// refuses one that failed verification as it refuses any received item).
+    fn ingest_checked(&mut self, items: Vec<Checked>) -> Counts {
+        let now = istore::now();
+        let mut c = Counts::default();
+        for checked in items {
+            let (advert, r) = match checked {
+                Checked::Verified(item) => (
+                    advert_bytes(item.item()),
+                    self.store().insert_verified(item, now),
+                ),
+                Checked::Failed(bad) => {
+                    let item = bad.item;
+                    (advert_bytes(&item), self.store().insert(item, now))
                 }
-                Err(e) => {
-                    c.refused += 1;
-                    if matches!(e, dht::PutError::Invalid { .. }) {
-                        c.invalid += 1;
-                    }
+                Checked::Held(item) => (advert_bytes(&item), self.store().insert(item, now)),
+            };
+            self.count_ingested(&mut c, r, advert);
+        }
+        c
+    }
+
+    fn count_ingested(
+        &mut self,
+        c: &mut Counts,
+        r: Result<PutOutcome, dht::PutError>,
+        advert: Option<Vec<u8>>,
+    ) {
+        match r {
+            Ok(PutOutcome::Unchanged { .. }) => c.unchanged += 1,
+            Ok(_) => {
+                c.accepted += 1;
+                if let Some(bytes) = advert {
+                    self.learn_advert(&bytes);
+                }
+            }
+            Err(e) => {
+                c.refused += 1;
+                if matches!(e, dht::PutError::Invalid { .. }) {
+                    c.invalid += 1;
                 }
             }
         }
-        c
     }
 
     // ---- penalties --------------------------------------------------------------------------
@@ -906,6 +1160,58 @@ impl Actor {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the store for a sync page");
                 Response::Refused(RefuseReason::BadRequest)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verification stage keeps page order across its chunks, verifies every item not marked
+    /// held, and hands a forged item back unchanged wherever it sits.
+    #[test]
+    fn verify_page_keeps_order_and_catches_forgeries() {
+        let cfg = dht::Config::default();
+        for n in [0usize, 1, 63, 64, 130, 1000] {
+            let mut items = crate::testing::signed_items("verify-page", n, 1, 16);
+            let forged: Vec<usize> = [0, n / 2, n.saturating_sub(1)]
+                .into_iter()
+                .filter(|i| *i < n)
+                .collect();
+            for i in &forged {
+                items[*i].seq += 1;
+            }
+            // Every seventh item counts as held: skipped, whatever it is.
+            let input: Vec<(Item, bool)> = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item.clone(), i % 7 == 3))
+                .collect();
+            let out = verify_page(&cfg, input);
+            assert_eq!(out.len(), n);
+            for (i, (r, item)) in out.iter().zip(&items).enumerate() {
+                match r {
+                    Checked::Held(h) => {
+                        assert_eq!(i % 7, 3, "item {i} of {n} skipped");
+                        assert_eq!(h, item);
+                    }
+                    Checked::Verified(v) => {
+                        assert!(
+                            i % 7 != 3 && !forged.contains(&i),
+                            "item {i} of {n} verified"
+                        );
+                        assert_eq!(v.item(), item);
+                    }
+                    Checked::Failed(bad) => {
+                        assert!(
+                            i % 7 != 3 && forged.contains(&i),
+                            "item {i} of {n} refused: {bad}"
+                        );
+                        assert_eq!(&bad.item, item);
+                    }
+                }
             }
         }
     }
