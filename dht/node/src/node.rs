@@ -14,8 +14,7 @@
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
 //!   the highest valid seq wins. If no full node has a valid copy, an iterative kad `get_record`
 //!   runs; records it returns are checked the same way and the query stops after
-//!   [`Config::lookup_quorum`] valid remote copies, or, once it has one, after waiting half as
-//!   long again as that one took (10–500 ms) for the others.
+//!   [`Config::lookup_quorum`] valid remote copies.
 //! - **inbound PutRecord** (`StoreInserts::FilterBoth`): per-peer request and item limits, then
 //!   check + admit into the store. Nobody can overwrite another key's slot: the item's target is
 //!   SHA-256 of its own subject key and the signature must verify for that key.
@@ -76,20 +75,6 @@ const MAX_ADVERTS: usize = codec::MAX_ITEMS_PER_RESPONSE;
 
 /// Most full nodes tracked; beyond this new ones are ignored until old ones go stale.
 const MAX_FULL_NODES: usize = 1024;
-
-/// A lookup that has one valid copy waits for the rest of its quorum at most half as long as
-/// the first copy took, within these bounds.
-const QUORUM_GRACE_MIN: Duration = Duration::from_millis(10);
-const QUORUM_GRACE_MAX: Duration = Duration::from_millis(500);
-
-/// Sleeps until the earliest deadline in `waits` (never returns when it is empty; the select
-/// arm is disabled then).
-async fn sleep_until_first(waits: &[(tokio::time::Instant, QueryId)]) {
-    match waits.iter().map(|(at, _)| *at).min() {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -478,9 +463,6 @@ struct Actor {
     reads: HashMap<u64, PendingRead>,
     read_requests: HashMap<OutboundRequestId, u64>,
     read_queries: HashMap<QueryId, u64>,
-    /// Lookups holding one valid copy and waiting a bounded time for the quorum's next one:
-    /// (deadline, query). At most one entry per pending read (≤ `MAX_PENDING_OPS`).
-    quorum_waits: Vec<(tokio::time::Instant, QueryId)>,
     advert_requests: HashSet<OutboundRequestId>,
     full_nodes: HashMap<PeerId, FullNode>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
@@ -666,7 +648,6 @@ impl Actor {
             reads: HashMap::new(),
             read_requests: HashMap::new(),
             read_queries: HashMap::new(),
-            quorum_waits: Vec::new(),
             advert_requests: HashSet::new(),
             full_nodes: HashMap::new(),
             bootstrap,
@@ -737,9 +718,6 @@ impl Actor {
                     self.fetch_adverts();
                 }
                 _ = republish.tick() => self.republish(),
-                _ = sleep_until_first(&self.quorum_waits), if !self.quorum_waits.is_empty() => {
-                    self.end_quorum_waits();
-                }
                 Some(page) = self.sync.next_verified() => self.page_verified(page),
                 _ = std::future::ready(()), if self.ingest_pending() => self.ingest_tick(),
                 _ = sync_timer.tick() => self.sync_tick(),
@@ -1042,19 +1020,6 @@ impl Actor {
             return;
         }
         self.finish_read(op, 0);
-    }
-
-    /// Ends the lookups whose wait for more copies is over (they answer with what they have).
-    fn end_quorum_waits(&mut self) {
-        let now = tokio::time::Instant::now();
-        let (due, keep): (Vec<_>, Vec<_>) =
-            self.quorum_waits.drain(..).partition(|(at, _)| *at <= now);
-        self.quorum_waits = keep;
-        for (_, id) in due {
-            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                q.finish();
-            }
-        }
     }
 
     fn finish_read(&mut self, op: u64, lookup_requests: u32) {
@@ -1504,27 +1469,18 @@ impl Actor {
                             istore::target_of(&pr.record.key).ok() == Some(r.target)
                         }) && self.offer(op, &pr.record.value, ReadPath::Lookup);
                         let quorum = self.cfg.lookup_quorum.max(1);
-                        let valid = self.reads.get(&op).map_or(0, |r| r.remote_valid);
-                        if ok && valid >= quorum {
-                            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                                q.finish();
-                            }
-                        } else if ok && valid == 1 {
-                            // The first copy: wait for the next ones only about half as long
-                            // again, so one slow or missing holder cannot drag the lookup
-                            // through the whole neighbourhood of the key.
-                            let took = self
+                        if ok
+                            && self
                                 .reads
                                 .get(&op)
-                                .map_or(Duration::ZERO, |r| r.started.elapsed());
-                            let grace = (took / 2).clamp(QUORUM_GRACE_MIN, QUORUM_GRACE_MAX);
-                            self.quorum_waits
-                                .push((tokio::time::Instant::now() + grace, id));
+                                .is_some_and(|r| r.remote_valid >= quorum)
+                            && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                        {
+                            q.finish();
                         }
                     }
                     if step.last {
                         self.read_queries.remove(&id);
-                        self.quorum_waits.retain(|(_, q)| *q != id);
                         self.finish_read(op, stats.num_requests());
                     }
                 }
