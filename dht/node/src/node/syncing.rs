@@ -129,7 +129,9 @@ pub(super) struct VerifiedPage {
     session: u64,
     /// The session's page number, to drop a result the session no longer waits for.
     page: u64,
-    items: Vec<Checked>,
+    /// `None` when verification itself failed (a panic in a verifier thread): the session
+    /// then fails instead of waiting forever.
+    items: Option<Vec<Checked>>,
 }
 
 fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
@@ -177,7 +179,8 @@ pub(super) fn verify_page(cfg: &dht::Config, items: Vec<(Item, bool)>) -> Vec<Ch
         for h in handles {
             match h.join() {
                 Ok(v) => out.extend(v),
-                // `verify` does not panic; should it, the panic goes on here (as if unsplit).
+                // `verify` does not panic; should it, the panic goes on to the caller, which
+                // fails the session (`start_verify`).
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
@@ -722,7 +725,7 @@ impl Actor {
             self.page_verified(VerifiedPage {
                 session: id,
                 page,
-                items: Vec::new(),
+                items: Some(Vec::new()),
             });
             return;
         }
@@ -738,7 +741,9 @@ impl Actor {
         let cfg = Arc::clone(&self.sync.verify_cfg);
         let tx = self.sync.verified_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let items = verify_page(&cfg, items);
+            let items =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_page(&cfg, items)))
+                    .ok();
             // Fails only when the actor is gone; nothing left to deliver to then.
             let _ = tx.blocking_send(VerifiedPage {
                 session: id,
@@ -761,13 +766,18 @@ impl Actor {
             _ => return,
         };
         s.verifying = None;
-        if v.items.is_empty() && s.backlog.is_empty() {
+        let Some(items) = v.items else {
+            s.puller.handle_failure("verifying a page failed");
+            self.finish_session(id);
+            return;
+        };
+        if items.is_empty() && s.backlog.is_empty() {
             // Nothing to ingest: the page is done now.
             s.saved = cursor;
             let (peer, salt) = (s.peer, s.puller.salt().cloned());
             self.save_cursor(peer, salt, cursor);
         } else {
-            s.backlog.extend(v.items);
+            s.backlog.extend(items);
             s.backlog_pages += 1;
             s.backlog_cursor = Some(cursor);
         }
