@@ -670,7 +670,7 @@ impl Actor {
         let span = tracing::info_span!("dht-node", peer = %self.local_peer, role = %self.cfg.role);
         let _enter = span.enter();
         tracing::info!(addrs = ?self.listen_addrs, "dht node started");
-        self.own_salts_from_store();
+        self.signed_items_from_store();
         self.do_bootstrap();
         let mut next_bootstrap = tokio::time::Instant::now() + self.cfg.bootstrap_retry;
         let mut advert = tokio::time::interval(self.cfg.advert_interval);
@@ -1215,7 +1215,7 @@ impl Actor {
         }
     }
 
-    fn own_salts_from_store(&mut self) {
+    fn signed_items_from_store(&mut self) {
         // Own and delegated items survive restarts in the persistent store; the store reports
         // the ones signed by our key (found by the walk it makes at open anyway), so they are
         // republished whatever their salt.
@@ -1268,14 +1268,8 @@ impl Actor {
             if item.writer.is_some() {
                 continue;
             }
-            let label = crate::metrics::SaltLabel {
-                salt: String::from_utf8_lossy(salt.as_bytes()).into_owned(),
-            };
             match self.sign_own(salt, item.value) {
-                Ok(item) => {
-                    self.metrics.republished.get_or_create(&label).inc();
-                    self.put_item(item, None)
-                }
+                Ok(item) => self.put_republished(item),
                 Err(e) => tracing::warn!(error = %e, "republish failed"),
             }
         }
@@ -1295,17 +1289,20 @@ impl Actor {
                 continue;
             };
             let seq = SeqClock::new(item.seq).next(istore::now());
-            let label = crate::metrics::SaltLabel {
-                salt: String::from_utf8_lossy(salt.as_bytes()).into_owned(),
-            };
             match Item::sign_for(&self.sk, subject, salt, seq, item.value) {
-                Ok(item) => {
-                    self.metrics.republished.get_or_create(&label).inc();
-                    self.put_item(item, None)
-                }
+                Ok(item) => self.put_republished(item),
                 Err(e) => tracing::warn!(error = %e, "republish of a delegated item failed"),
             }
         }
+    }
+
+    /// Puts an item the republish timer re-signed, counting it by salt.
+    fn put_republished(&mut self, item: Item) {
+        let label = crate::metrics::SaltLabel {
+            salt: String::from_utf8_lossy(item.salt.as_bytes()).into_owned(),
+        };
+        self.metrics.republished.get_or_create(&label).inc();
+        self.put_item(item, None);
     }
 
     fn routing_table_len(&mut self) -> usize {

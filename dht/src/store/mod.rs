@@ -212,6 +212,22 @@ pub struct StoreStats {
     pub last_change: Cursor,
 }
 
+/// The batch puts' default: `put` each item in turn; a backend failure ends the batch with
+/// that error, any other verdict is the item's.
+fn one_by_one<T>(
+    items: Vec<T>,
+    mut put: impl FnMut(T) -> Result<PutOutcome, PutError>,
+) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match put(item) {
+            Err(PutError::Backend(e)) => return Err(e),
+            r => out.push(r),
+        }
+    }
+    Ok(out)
+}
+
 /// A store of signed items. Synchronous by design (see the module doc). Object safe.
 pub trait Store {
     /// The configuration the store applies.
@@ -233,14 +249,7 @@ pub trait Store {
         items: Vec<VerifiedItem>,
         now: Timestamp,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match self.put_verified(item, now) {
-                Err(PutError::Backend(e)) => return Err(e),
-                r => out.push(r),
-            }
-        }
-        Ok(out)
+        one_by_one(items, |item| self.put_verified(item, now))
     }
 
     /// Puts several items; each gets its own verdict. Backends may commit them together (one
@@ -250,14 +259,7 @@ pub trait Store {
         items: Vec<Item>,
         now: Timestamp,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, BackendError> {
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match self.put(item, now) {
-                Err(PutError::Backend(e)) => return Err(e),
-                r => out.push(r),
-            }
-        }
-        Ok(out)
+        one_by_one(items, |item| self.put(item, now))
     }
 
     /// The item at `target`, if any (expired items are visible until [`Store::expire`] runs).
