@@ -92,6 +92,14 @@ where
     }
 }
 
+/// The item `node` holds itself at `(pk, salt)`.
+async fn local(node: &Node, pk: &keys::PubKey, salt: &Salt) -> Option<Item> {
+    node.get_with(pk, salt, ReadMode::LocalOnly)
+        .await
+        .unwrap()
+        .item
+}
+
 fn salt() -> Salt {
     Salt::new(b"test".to_vec()).unwrap()
 }
@@ -221,13 +229,7 @@ async fn thirty_nodes_put_get_kill_full_and_refuse_bad_items() {
     // Give the deliveries time to be processed, then check every node's store and lookups.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (i, n) in nodes.iter().enumerate() {
-        let local = n
-            .node
-            .get_with(&victim_pk, &salt(), ReadMode::LocalOnly)
-            .await
-            .unwrap()
-            .item;
-        if let Some(item) = local {
+        if let Some(item) = local(&n.node, &victim_pk, &salt()).await {
             assert_eq!(item, genuine, "node {i} stored a bad item");
         }
         for mode in [ReadMode::Auto, ReadMode::LookupOnly] {
@@ -314,11 +316,7 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     let advert_salt = Salt::of_kind(dht::SaltKind::Fullnode);
     let start = tokio::time::Instant::now();
     let advert1 = loop {
-        let got = node
-            .get_with(&sk.pubkey(), &advert_salt, ReadMode::LocalOnly)
-            .await
-            .unwrap()
-            .item;
+        let got = local(&node, &sk.pubkey(), &advert_salt).await;
         if let Some(a) = got {
             break a;
         }
@@ -330,37 +328,26 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
 
     // Restarted with a 2 s republish timer.
     let (node, task) = Node::spawn(mk(Duration::from_secs(2))).await.unwrap();
-    let got = node
-        .get_with(&sk.pubkey(), &salt(), ReadMode::LocalOnly)
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let got = local(&node, &sk.pubkey(), &salt()).await.unwrap();
     assert_eq!(got.value, b"persisted");
     assert_eq!(got.seq, first.seq);
     // The advert is re-signed at start with a seq above the persisted one.
     poll_until("a fresh advert", || async {
-        node.get_with(&sk.pubkey(), &advert_salt, ReadMode::LocalOnly)
+        local(&node, &sk.pubkey(), &advert_salt)
             .await
-            .unwrap()
-            .item
             .is_some_and(|a| a.seq > advert1.seq)
     })
     .await;
     // Own items under any salt and delegated items are republished after the restart.
     poll_until("the own item republished", || async {
-        node.get_with(&sk.pubkey(), &salt(), ReadMode::LocalOnly)
+        local(&node, &sk.pubkey(), &salt())
             .await
-            .unwrap()
-            .item
             .is_some_and(|i| i.seq > first.seq && i.value == b"persisted")
     })
     .await;
     poll_until("the delegated item republished", || async {
-        node.get_with(&subject, &dsalt, ReadMode::LocalOnly)
+        local(&node, &subject, &dsalt)
             .await
-            .unwrap()
-            .item
             .is_some_and(|i| i.seq > 1 && i.writer == Some(sk.pubkey()) && i.value == b"for a user")
     })
     .await;
@@ -412,10 +399,8 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
         .unwrap();
     let first = reg.put(salt(), b"mine".to_vec()).await.unwrap();
     poll_until("a republished copy on the full node", || async {
-        full.get_with(&reg_sk.pubkey(), &salt(), ReadMode::LocalOnly)
+        local(&full, &reg_sk.pubkey(), &salt())
             .await
-            .unwrap()
-            .item
             .is_some_and(|i| i.seq > first.seq && i.value == b"mine")
     })
     .await;
@@ -429,12 +414,7 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
     };
     assert!(republished("test") >= 2, "{}", republished("test"));
     assert_eq!(republished("app-refreshed"), 0);
-    let kept = reg
-        .get_with(&reg_sk.pubkey(), &app_salt, ReadMode::LocalOnly)
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let kept = local(&reg, &reg_sk.pubkey(), &app_salt).await.unwrap();
     assert_eq!(kept.seq, app.seq);
     for (n, t) in [(reg, rt), (full, ft)] {
         n.shutdown().await;

@@ -139,6 +139,27 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
+/// Waits until `v` has published transport `id` in `state`; on timeout, says what `v` lists
+/// and what it published.
+async fn until_published(
+    board: &Board,
+    v: &Visor,
+    id: &TransportId,
+    state: TransportState,
+    what: &str,
+) {
+    let start = Instant::now();
+    while board.state(&v.pk, id) != Some(state) {
+        assert!(
+            start.elapsed() < T,
+            "timed out waiting for {what}: lists {:?}, published {:?}",
+            v.mgr.list(),
+            board.list(&v.pk)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn metrics_text(r: &Registry) -> String {
     let mut s = String::new();
     prometheus_client::encoding::text::encode(&mut s, r).unwrap();
@@ -196,16 +217,7 @@ async fn add_confirm_peer_death_and_removal() {
     // C dies: A marks A–C down and republishes.
     let t1 = Instant::now();
     drop(c);
-    let start = Instant::now();
-    while board.state(&a.pk, &ac) != Some(TransportState::Down) {
-        assert!(
-            start.elapsed() < T,
-            "A–C not down: {:?} {:?}",
-            a.mgr.list(),
-            board.list(&a.pk)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_published(&board, &a, &ac, TransportState::Down, "A–C down").await;
     println!("peer death noticed and published in {:?}", t1.elapsed());
     assert_eq!(board.state(&a.pk, &ab), Some(TransportState::Up));
     let down = a
@@ -394,16 +406,7 @@ async fn initiator_redials_after_the_peer_restarts() {
     // B's manager restarts on the same DMSG client (its port is freed when the old one stops).
     let Visor { client, mgr, .. } = b;
     drop(mgr);
-    let start = Instant::now();
-    while board.state(&a.pk, &id) != Some(TransportState::Down) {
-        assert!(
-            start.elapsed() < T,
-            "timed out waiting for a–b down on a: a lists {:?}, board {:?}",
-            a.mgr.list(),
-            board.list(&a.pk)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_published(&board, &a, &id, TransportState::Down, "a–b down on a").await;
     let mgr = loop {
         let put = Put {
             board: board.clone(),
