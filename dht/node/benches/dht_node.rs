@@ -1,12 +1,14 @@
 //! Benchmarks of the networked node on 127.0.0.1 (real TCP + Noise + yamux), printing figures:
 //!
 //! 1. read latency of a one-round-trip read via a full node (`/skymesh/get/1`);
-//! 2. Kademlia lookup requests, estimated rounds and latency in a large in-process network
-//!    (`SKYMESH_BENCH_NODES`, default 1000) with lookup-only reads;
+//! 2. Kademlia lookup hops (measured, see `dhtnode::hops`), requests, the `requests / α` upper
+//!    bound and latency in a large in-process network (`SKYMESH_BENCH_NODES`, default 1000)
+//!    with lookup-only reads, and where the copies landed;
 //! 3. puts per second (sequential and with many puts in flight).
 //!
 //! Run: `cargo bench -p skymesh-dht-node --bench dht_node` (env `SKYMESH_BENCH_NODES=N` sets the
 //! size of the lookup network, `SKYMESH_BENCH_QUORUM=N` the lookup quorum (default 2),
+//! `SKYMESH_BENCH_READERS=N` how many random nodes read each of the 100 items (default 5),
 //! `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part).
 #![allow(clippy::unwrap_used)]
 
@@ -26,10 +28,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn summary(name: &str, unit: &str, mut v: Vec<f64>) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(f64::total_cmp);
     println!(
-        "{name}: n={} p50={:.3}{unit} p90={:.3}{unit} p99={:.3}{unit} max={:.3}{unit}",
+        "{name}: n={} min={:.3}{unit} p50={:.3}{unit} p90={:.3}{unit} p99={:.3}{unit} max={:.3}{unit}",
         v.len(),
+        v.first().copied().unwrap_or(f64::NAN),
         pct(&v, 0.5),
         pct(&v, 0.9),
         pct(&v, 0.99),
@@ -145,6 +148,13 @@ async fn bench_lookup(n: usize) {
         // Short-lived connections keep the process under its fd limit (both ends of every
         // connection live in this process); lookups then include dialing, as on a real network.
         c.idle_connection_timeout = Duration::from_secs(2);
+        // All nodes start within seconds, so their periodic bootstraps would fire together
+        // after one interval (5 min: during the measurement) and run the process out of file
+        // descriptors (both ends of every connection are here, 20k fds). The initial
+        // bootstrap, its retries and the peers' own queries fill the tables.
+        c.bootstrap_interval = Duration::from_secs(30 * 60);
+        // Reads run one at a time, so each reader's hop count is exact (see dhtnode::hops).
+        c.measure_lookup_hops = true;
         if let Some(q) = std::env::var("SKYMESH_BENCH_QUORUM")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -164,13 +174,19 @@ async fn bench_lookup(n: usize) {
         }
     }
     let n = nodes.len();
-    // Let routing tables fill: sample 50 random nodes every 5 s until each holds at least
-    // min(20, n-1) peers (at most 180 s).
+    // Let routing tables settle, as in a network that has been running: every 5 s, look at the
+    // same 50 random nodes until each holds at least min(20, n-1) peers and their mean table
+    // size has grown by less than 2 % over the last 15 s (at most 300 s).
     let want = 20.min(n - 1);
     let warm = Instant::now();
+    let mut means: Vec<f64> = Vec::new();
+    let watched: Vec<&Node> = nodes
+        .choose_multiple(&mut rng, 50.min(n))
+        .map(|(_, nd)| nd)
+        .collect();
     loop {
         let mut sample = Vec::new();
-        for (_, nd) in nodes.choose_multiple(&mut rng, 50.min(n)) {
+        for nd in &watched {
             let rt = tokio::time::timeout(Duration::from_secs(10), nd.info())
                 .await
                 .ok()
@@ -180,32 +196,91 @@ async fn bench_lookup(n: usize) {
             sample.push(rt);
         }
         let min = sample.iter().copied().min().unwrap_or(0);
+        let mean = sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64;
         println!(
-            "  warm-up {:.0}s: sampled routing table min {min}, mean {:.1}",
+            "  warm-up {:.0}s: sampled routing table min {min}, mean {mean:.1}",
             warm.elapsed().as_secs_f64(),
-            sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64
         );
-        if min >= want || warm.elapsed() > Duration::from_secs(180) {
+        means.push(mean);
+        let settled = means.len() > 3 && mean < means[means.len() - 4] * 1.02;
+        if (min >= want && settled) || warm.elapsed() > Duration::from_secs(300) {
             break;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     println!("network ready after {:.1}s", t0.elapsed().as_secs_f64());
 
-    // 100 items put from random nodes, each read by a random other node with a lookup only.
+    // 100 items put from random nodes, each read by random other nodes with a lookup only.
     let items = 100;
     let mut writers = Vec::new();
+    let mut acks = Vec::new();
     for k in 0..items {
         let (sk, nd) = nodes.choose(&mut rng).unwrap();
-        nd.put(salt(&format!("lookup-{k}")), b"v".to_vec())
+        let report = nd
+            .put(salt(&format!("lookup-{k}")), b"v".to_vec())
             .await
             .unwrap();
+        acks.push(f64::from(report.acks));
         writers.push((sk.pubkey(), k));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (mut reqs, mut rounds, mut lat) = (Vec::new(), Vec::new(), Vec::new());
-    let mut missing = 0;
+    summary("  put acks per item", "", acks);
+    // Where the copies landed: holders per item, and how many of the item's true k closest
+    // nodes (by XOR distance, over every node of the network) hold it.
+    let peers: Vec<libp2p::kad::KBucketKey<libp2p::PeerId>> = nodes
+        .iter()
+        .map(|(_, nd)| libp2p::kad::KBucketKey::from(nd.peer_id()))
+        .collect();
+    let mut placement = Vec::new();
     for (pk, k) in &writers {
+        let s = salt(&format!("lookup-{k}"));
+        let target = dht::Target::of(pk, &s);
+        let key = libp2p::kad::KBucketKey::new(dhtnode::store::record_key(&target).to_vec());
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| peers[i].distance(&key));
+        let held = futures::future::join_all(
+            order
+                .iter()
+                .map(|&i| nodes[i].1.get_with(pk, &s, ReadMode::LocalOnly)),
+        )
+        .await;
+        let mut holders = 0;
+        let mut in_closest = 0;
+        for (rank, held) in held.into_iter().enumerate() {
+            if held.is_ok_and(|o| o.item.is_some()) {
+                holders += 1;
+                if rank < 20 {
+                    in_closest += 1;
+                }
+            }
+        }
+        placement.push((holders, in_closest));
+    }
+    summary(
+        "  copies per item",
+        "",
+        placement.iter().map(|p| f64::from(p.0)).collect(),
+    );
+    summary(
+        "  copies among the item's true 20 closest nodes",
+        "",
+        placement.iter().map(|p| f64::from(p.1)).collect(),
+    );
+    let (mut reqs, mut rounds, mut hops, mut lat) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut missing = 0;
+    // Each item is read by `SKYMESH_BENCH_READERS` (default 5) random nodes, so that the p99
+    // stands on 500 lookups rather than on the two worst of 100.
+    let readers: usize = std::env::var("SKYMESH_BENCH_READERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let reads: Vec<(usize, &(keys::PubKey, usize))> = writers
+        .iter()
+        .enumerate()
+        .flat_map(|w| std::iter::repeat_n(w, readers))
+        .collect();
+    for (i, (pk, k)) in reads {
         let (_, reader) = nodes.choose(&mut rng).unwrap();
         let t = Instant::now();
         let Ok(Ok(out)) = tokio::time::timeout(
@@ -215,8 +290,27 @@ async fn bench_lookup(n: usize) {
         .await
         else {
             missing += 1;
+            println!(
+                "  item {k}: lookup failed; copies {} ({} among the 20 closest)",
+                placement[i].0, placement[i].1
+            );
             continue;
         };
+        if out.item.is_none() || out.lookup_rounds > 6 || out.lookup_hops.is_none_or(|h| h > 6) {
+            let own = reader
+                .get_with(pk, &salt(&format!("lookup-{k}")), ReadMode::LocalOnly)
+                .await
+                .is_ok_and(|o| o.item.is_some());
+            println!(
+                "  item {k}: found {}, {} requests, {:?} hops, {:.1} ms, reader holds a copy: {own}; copies {} ({} among the 20 closest)",
+                out.item.is_some(),
+                out.lookup_requests,
+                out.lookup_hops,
+                out.elapsed.as_secs_f64() * 1000.0,
+                placement[i].0,
+                placement[i].1
+            );
+        }
         if out.item.is_none() {
             missing += 1;
             continue;
@@ -224,6 +318,9 @@ async fn bench_lookup(n: usize) {
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         reqs.push(f64::from(out.lookup_requests));
         rounds.push(f64::from(out.lookup_rounds));
+        if let Some(h) = out.lookup_hops {
+            hops.push(f64::from(h));
+        }
     }
     println!(
         "lookups in a {n}-node network: {} found, {missing} missing",
@@ -231,9 +328,14 @@ async fn bench_lookup(n: usize) {
     );
     summary("  lookup requests per read", "", reqs);
     summary(
-        "  lookup rounds per read (est. ceil(requests/alpha=3))",
+        "  lookup rounds per read, upper bound ceil(requests/alpha=3)",
         "",
         rounds,
+    );
+    summary(
+        "  lookup hops per read, measured (hop of the answer completing the quorum)",
+        "",
+        hops,
     );
     summary("  lookup latency (incl. dials)", "ms", lat);
     for (_, nd) in &nodes {

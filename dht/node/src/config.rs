@@ -164,6 +164,10 @@ pub struct Config {
     pub replication_factor: usize,
     /// See [`DEFAULT_IDLE_CONNECTION_TIMEOUT`].
     pub idle_connection_timeout: Duration,
+    /// Measure the hops of this node's lookups ([`crate::ReadOutcome::lookup_hops`]; see
+    /// [`crate::hops`]): exact while the node runs one query at a time, so meant for
+    /// benchmarks and diagnostics. Off by default (no cost then).
+    pub measure_lookup_hops: bool,
     /// See [`DEFAULT_SYNC_INTERVAL`].
     pub sync_interval: Duration,
     /// See [`DEFAULT_SYNC_TIMEOUT`].
@@ -203,6 +207,7 @@ impl Config {
             limit_window: DEFAULT_LIMIT_WINDOW,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            measure_lookup_hops: false,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
             max_sync_requests_per_peer: DEFAULT_MAX_SYNC_REQUESTS_PER_PEER,

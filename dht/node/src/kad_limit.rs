@@ -11,6 +11,9 @@
 //!
 //! Which handler events are inbound requests is decided by a classifier given at construction;
 //! for kad it is [`is_kad_inbound_request`].
+//!
+//! The wrapper is also where a node's own lookups can be watched request by request: with
+//! [`PeerLimited::measure_hops`] it feeds a [`HopTracker`] (see [`crate::hops`]).
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::task::{Context, Poll};
@@ -25,6 +28,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::metrics::counter::Counter;
 
+use crate::hops::HopTracker;
 use crate::limits::PeerLimiter;
 
 /// Peers waiting to be disconnected; a peer already queued is not queued twice, and beyond
@@ -39,6 +43,14 @@ pub struct PeerLimited<B: NetworkBehaviour> {
     limiter: PeerLimiter,
     closing: VecDeque<PeerId>,
     limited: Counter,
+    hops: Option<Hops<B>>,
+}
+
+/// Hop measurement: the tracker and how to tell lookup requests and their answers.
+struct Hops<B: NetworkBehaviour> {
+    tracker: HopTracker,
+    is_send: fn(&THandlerInEvent<B>) -> bool,
+    is_answer: fn(&THandlerOutEvent<B>) -> bool,
 }
 
 impl<B: NetworkBehaviour> PeerLimited<B> {
@@ -55,7 +67,27 @@ impl<B: NetworkBehaviour> PeerLimited<B> {
             limiter,
             closing: VecDeque::new(),
             limited,
+            hops: None,
         }
+    }
+
+    /// Turns hop measurement on: `is_send` tells the requests our queries send (to a connected
+    /// peer; a dial a query asks for counts as one too), `is_answer` their answers.
+    pub fn measure_hops(
+        &mut self,
+        is_send: fn(&THandlerInEvent<B>) -> bool,
+        is_answer: fn(&THandlerOutEvent<B>) -> bool,
+    ) {
+        self.hops = Some(Hops {
+            tracker: HopTracker::default(),
+            is_send,
+            is_answer,
+        });
+    }
+
+    /// The hop tracker, when measurement is on.
+    pub fn hops(&mut self) -> Option<&mut HopTracker> {
+        self.hops.as_mut().map(|h| &mut h.tracker)
     }
 }
 
@@ -134,6 +166,11 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PeerLimited<B> {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let (Some(h), FromSwarm::DialFailure(f)) = (&mut self.hops, &event)
+            && let Some(peer) = f.peer_id
+        {
+            h.tracker.answered(&peer);
+        }
         self.inner.on_swarm_event(event);
     }
 
@@ -154,6 +191,11 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PeerLimited<B> {
             }
             return;
         }
+        if let Some(h) = &mut self.hops
+            && (h.is_answer)(&event)
+        {
+            h.tracker.answered(&peer_id);
+        }
         self.inner
             .on_connection_handler_event(peer_id, connection_id, event);
     }
@@ -168,7 +210,21 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PeerLimited<B> {
                 connection: CloseConnection::All,
             });
         }
-        self.inner.poll(cx)
+        let out = self.inner.poll(cx);
+        if let (Some(h), Poll::Ready(ev)) = (&mut self.hops, &out) {
+            match ev {
+                ToSwarm::NotifyHandler { peer_id, event, .. } if (h.is_send)(event) => {
+                    h.tracker.sent(*peer_id)
+                }
+                ToSwarm::Dial { opts } => {
+                    if let Some(peer) = opts.get_peer_id() {
+                        h.tracker.sent(peer);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -191,6 +247,20 @@ const KAD_REQUESTS: [&str; 5] = [
 pub fn is_kad_inbound_request<E: std::fmt::Debug>(event: &E) -> bool {
     let name = variant_name(event);
     KAD_REQUESTS.contains(&name.as_str())
+}
+
+/// Whether a kad handler input is a request one of our queries sends (FindNode, GetRecord).
+/// Names are read as in [`is_kad_inbound_request`].
+pub fn is_kad_lookup_request<E: std::fmt::Debug>(event: &E) -> bool {
+    matches!(variant_name(event).as_str(), "FindNodeReq" | "GetRecord")
+}
+
+/// Whether a kad handler event answers one of our queries (a response or its failure).
+pub fn is_kad_lookup_answer<E: std::fmt::Debug>(event: &E) -> bool {
+    matches!(
+        variant_name(event).as_str(),
+        "FindNodeRes" | "GetRecordRes" | "QueryError"
+    )
 }
 
 /// The leading identifier of `event`'s `Debug` output (at most 32 characters).
@@ -245,6 +315,15 @@ mod tests {
         }));
         assert!(!is_kad_inbound_request(&Fake::PutRecordRes { record: big }));
         assert!(!is_kad_inbound_request(&Fake::ProtocolConfirmed));
+        assert!(is_kad_lookup_request(&Fake::FindNodeReq { key: vec![1] }));
+        assert!(is_kad_lookup_request(&Fake::GetRecord { key: vec![1] }));
+        assert!(!is_kad_lookup_request(&Fake::PutRecord { record: vec![] }));
+        assert!(is_kad_lookup_answer(&Fake::FindNodeRes { peers: vec![] }));
+        assert!(is_kad_lookup_answer(&Fake::GetRecordRes { record: vec![] }));
+        assert!(!is_kad_lookup_answer(&Fake::PutRecordRes {
+            record: vec![]
+        }));
+        assert!(!is_kad_lookup_answer(&Fake::FindNodeReq { key: vec![] }));
         assert_eq!(variant_name(&Fake::ProtocolConfirmed), "ProtocolConfirmed");
     }
 }

@@ -34,6 +34,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod hops;
 pub mod identity;
 pub mod kad_limit;
 pub mod limits;

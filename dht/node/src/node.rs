@@ -8,8 +8,10 @@
 //!
 //! - **put**: the item is admitted into the local store (acceptance rules), then sent with
 //!   `put_record_to` to the known full nodes and, after a `get_closest_peers` query, to the k
-//!   closest peers. The answer counts acknowledgements (kad acks a PutRecord even when the
-//!   receiver's filter drops the record, so this counts *deliveries*, not stores).
+//!   closest peers. Both put queries wait for every peer they send to (`Quorum::All`; kad
+//!   drops copies still waiting for a dial once a smaller quorum is met), bounded by
+//!   [`Config::query_timeout`]. The answer counts acknowledgements (kad acks a PutRecord even
+//!   when the receiver's filter drops the record, so this counts *deliveries*, not stores).
 //! - **get**: the known full nodes (up to [`Config::read_fanout`]) are asked directly over
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
 //!   the highest valid seq wins. If no full node has a valid copy, an iterative kad `get_record`
@@ -125,8 +127,13 @@ pub struct ReadOutcome {
     pub path: ReadPath,
     /// Requests the iterative lookup sent (0 when none ran).
     pub lookup_requests: u32,
-    /// Estimated lookup rounds: `ceil(requests / α)` with α = kad parallelism (3).
+    /// Estimated lookup rounds: `ceil(requests / α)` with α = kad parallelism (3). An upper
+    /// bound: a lookup that sends to all k closest at once counts that burst as k/α rounds.
     pub lookup_rounds: u32,
+    /// Measured hops of the lookup: the hop of the answer that completed it (the quorum-th
+    /// valid copy, else the last valid one). `None` unless [`Config::measure_lookup_hops`]
+    /// is set or when no remote copy was found (see [`crate::hops`]).
+    pub lookup_hops: Option<u32>,
     /// Time from start to answer.
     pub elapsed: Duration,
 }
@@ -448,6 +455,7 @@ struct PendingRead {
     outstanding: usize,
     remote_valid: usize,
     lookup: Option<QueryId>,
+    lookup_hops: Option<u32>,
 }
 
 struct Actor {
@@ -542,6 +550,7 @@ impl Actor {
         let idle = cfg.idle_connection_timeout;
         let (kad_max, limit_window) = (cfg.max_kad_requests_per_peer, cfg.limit_window);
         let kad_limited = cfg.metrics.kad_requests_limited.clone();
+        let measure_hops = cfg.measure_lookup_hops;
 
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -557,13 +566,20 @@ impl Actor {
                 let peer = key.public().to_peer_id();
                 let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
                 kad.set_mode(mode);
+                let mut kad = crate::kad_limit::PeerLimited::new(
+                    kad,
+                    crate::kad_limit::is_kad_inbound_request,
+                    PeerLimiter::new(kad_max, limit_window),
+                    kad_limited,
+                );
+                if measure_hops {
+                    kad.measure_hops(
+                        crate::kad_limit::is_kad_lookup_request,
+                        crate::kad_limit::is_kad_lookup_answer,
+                    );
+                }
                 Behaviour {
-                    kad: crate::kad_limit::PeerLimited::new(
-                        kad,
-                        crate::kad_limit::is_kad_inbound_request,
-                        PeerLimiter::new(kad_max, limit_window),
-                        kad_limited,
-                    ),
+                    kad,
                     identify: identify::Behaviour::new(
                         identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                             .with_agent_version(role::agent_version(role)),
@@ -879,11 +895,14 @@ impl Actor {
     ) {
         let op = self.next_op;
         self.next_op += 1;
-        let full: Vec<PeerId> = self.find_full_nodes();
+        // Full nodes that just failed a request are skipped: the put waits for every peer.
+        let full: Vec<PeerId> = self.reachable_full_nodes();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let mut queries = 0;
         if !full.is_empty() {
-            let q = kad.put_record_to(record.clone(), full.into_iter(), Quorum::One);
+            // `Quorum::All`: kad drops the copies still waiting for a dial once a put query
+            // reaches its quorum, so a smaller quorum would lose copies to unconnected peers.
+            let q = kad.put_record_to(record.clone(), full.into_iter(), Quorum::All);
             self.put_queries.insert(q, op);
             queries += 1;
         }
@@ -919,7 +938,7 @@ impl Actor {
             let q = self.swarm.behaviour_mut().kad.put_record_to(
                 put.record.clone(),
                 peers.into_iter(),
-                Quorum::One,
+                Quorum::All,
             );
             self.put_queries.insert(q, op);
         }
@@ -971,16 +990,10 @@ impl Actor {
             outstanding: 0,
             remote_valid: 0,
             lookup: None,
+            lookup_hops: None,
         };
         if matches!(mode, ReadMode::Auto | ReadMode::FullNodesOnly) {
-            let now = Instant::now();
-            let mut full = self.find_full_nodes();
-            full.retain(|p| {
-                self.full_nodes
-                    .get(p)
-                    .and_then(|f| f.down_until)
-                    .is_none_or(|t| t <= now)
-            });
+            let mut full = self.reachable_full_nodes();
             // Connected full nodes first: their answer is one round trip away.
             full.sort_by_key(|p| !self.full_nodes.get(p).is_some_and(|f| f.connected));
             for peer in full.into_iter().take(self.cfg.read_fanout) {
@@ -1009,11 +1022,11 @@ impl Actor {
             && read.best.is_none()
             && matches!(read.mode, ReadMode::Auto | ReadMode::LookupOnly)
         {
-            let q = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .get_record(istore::record_key(&read.target));
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            if let Some(h) = kad.hops() {
+                h.start();
+            }
+            let q = kad.get_record(istore::record_key(&read.target));
             read.lookup = Some(q);
             read.outstanding = 1;
             self.read_queries.insert(q, op);
@@ -1053,6 +1066,7 @@ impl Actor {
             path,
             lookup_requests,
             lookup_rounds: lookup_requests.div_ceil(kad::ALPHA_VALUE.get() as u32),
+            lookup_hops: read.lookup_hops,
             elapsed,
         });
     }
@@ -1084,6 +1098,19 @@ impl Actor {
     }
 
     // ---- full nodes and adverts ------------------------------------------------------------
+
+    /// [`Actor::find_full_nodes`] without those in their backoff after a failed request.
+    fn reachable_full_nodes(&self) -> Vec<PeerId> {
+        let now = Instant::now();
+        let mut full = self.find_full_nodes();
+        full.retain(|p| {
+            self.full_nodes
+                .get(p)
+                .and_then(|f| f.down_until)
+                .is_none_or(|t| t <= now)
+        });
+        full
+    }
 
     fn find_full_nodes(&self) -> Vec<PeerId> {
         let now = unix_ms(SystemTime::now());
@@ -1466,6 +1493,13 @@ impl Actor {
                             istore::target_of(&pr.record.key).ok() == Some(r.target)
                         }) && self.offer(op, &pr.record.value, ReadPath::Lookup);
                         let quorum = self.cfg.lookup_quorum.max(1);
+                        let hop = self.swarm.behaviour_mut().kad.hops().map(|h| h.last());
+                        if ok
+                            && let Some(read) = self.reads.get_mut(&op)
+                            && read.remote_valid <= quorum
+                        {
+                            read.lookup_hops = hop;
+                        }
                         if ok
                             && self
                                 .reads

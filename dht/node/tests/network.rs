@@ -488,3 +488,58 @@ async fn kad_request_flood_is_cut_off() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_hops_are_measured_when_asked_for() {
+    init_tracing();
+    // The holder puts while alone, so the item lives on it only.
+    let holder_sk = SecKey::generate();
+    let (holder, ht) = Node::spawn(config(
+        &holder_sk,
+        Role::Regular,
+        Reachability::Public,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    holder.put(salt(), b"one hop away".to_vec()).await.unwrap();
+    let boot = vec![holder.listen_addrs()[0].clone()];
+    let reader = |measure: bool| {
+        let mut c = config(
+            &SecKey::generate(),
+            Role::Regular,
+            Reachability::Public,
+            boot.clone(),
+        );
+        c.lookup_quorum = 1;
+        c.measure_lookup_hops = measure;
+        Node::spawn(c)
+    };
+    let (measured, mt) = reader(true).await.unwrap();
+    let (plain, pt) = reader(false).await.unwrap();
+    for r in [&measured, &plain] {
+        poll_until("the reader knows the holder", || async {
+            r.info().await.unwrap().routing_table >= 1
+        })
+        .await;
+    }
+    let out = measured
+        .get_with(&holder_sk.pubkey(), &salt(), ReadMode::LookupOnly)
+        .await
+        .unwrap();
+    assert_eq!(out.item.as_ref().unwrap().value, b"one hop away");
+    assert_eq!(out.path, ReadPath::Lookup);
+    // The holder is in the reader's own table: the answer is the first hop.
+    assert_eq!(out.lookup_hops, Some(1), "{out:?}");
+    assert!(out.lookup_requests >= 1);
+    let out = plain
+        .get_with(&holder_sk.pubkey(), &salt(), ReadMode::LookupOnly)
+        .await
+        .unwrap();
+    assert!(out.item.is_some());
+    assert_eq!(out.lookup_hops, None);
+    for (n, t) in [(holder, ht), (measured, mt), (plain, pt)] {
+        n.shutdown().await;
+        t.await.unwrap();
+    }
+}
