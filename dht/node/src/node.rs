@@ -10,7 +10,8 @@
 //!   `put_record_to` to the known full nodes and, after a `get_closest_peers` query, to the k
 //!   closest peers. Both put queries wait for every peer they send to (`Quorum::All`; kad
 //!   drops copies still waiting for a dial once a smaller quorum is met), bounded by
-//!   [`Config::query_timeout`]. The answer counts acknowledgements (kad acks a PutRecord even
+//!   [`Config::query_timeout`]; a full node that fails a read or a put is skipped by both for
+//!   `FULL_NODE_BACKOFF` (60 s). The answer counts acknowledgements (kad acks a PutRecord even
 //!   when the receiver's filter drops the record, so this counts *deliveries*, not stores).
 //! - **get**: the known full nodes (up to [`Config::read_fanout`]) are asked directly over
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
@@ -467,6 +468,9 @@ struct Actor {
     next_op: u64,
     puts: HashMap<u64, PendingPut>,
     put_queries: HashMap<QueryId, u64>,
+    /// The full nodes each full-node put query went to (one entry per pending put, so at most
+    /// [`MAX_PENDING_OPS`]); those that fail it go into the read/put backoff.
+    full_put_targets: HashMap<QueryId, Vec<PeerId>>,
     closest_queries: HashMap<QueryId, u64>,
     reads: HashMap<u64, PendingRead>,
     read_requests: HashMap<OutboundRequestId, u64>,
@@ -660,6 +664,7 @@ impl Actor {
             next_op: 0,
             puts: HashMap::new(),
             put_queries: HashMap::new(),
+            full_put_targets: HashMap::new(),
             closest_queries: HashMap::new(),
             reads: HashMap::new(),
             read_requests: HashMap::new(),
@@ -902,8 +907,9 @@ impl Actor {
         if !full.is_empty() {
             // `Quorum::All`: kad drops the copies still waiting for a dial once a put query
             // reaches its quorum, so a smaller quorum would lose copies to unconnected peers.
-            let q = kad.put_record_to(record.clone(), full.into_iter(), Quorum::All);
+            let q = kad.put_record_to(record.clone(), full.iter().copied(), Quorum::All);
             self.put_queries.insert(q, op);
+            self.full_put_targets.insert(q, full);
             queries += 1;
         }
         let q = kad.get_closest_peers(record.key.to_vec());
@@ -1479,7 +1485,22 @@ impl Actor {
                     };
                     self.on_closest_peers(id, peers.into_iter().map(|p| p.peer_id).collect());
                 }
-                QueryResult::PutRecord(_) => {
+                QueryResult::PutRecord(res) => {
+                    if let Some(sent) = self.full_put_targets.remove(&id)
+                        && let Err(
+                            kad::PutRecordError::QuorumFailed { success, .. }
+                            | kad::PutRecordError::Timeout { success, .. },
+                        ) = &res
+                    {
+                        // A full node that did not take the put is skipped by reads and puts
+                        // for a while, so one dead node does not hold every put up.
+                        let until = Instant::now() + FULL_NODE_BACKOFF;
+                        for peer in sent.iter().filter(|p| !success.contains(p)) {
+                            if let Some(f) = self.full_nodes.get_mut(peer) {
+                                f.down_until = Some(until);
+                            }
+                        }
+                    }
                     self.on_put_done(id, stats.num_successes());
                 }
                 QueryResult::GetRecord(res) => {

@@ -185,6 +185,13 @@ async fn thirty_nodes_put_get_kill_full_and_refuse_bad_items() {
     dead.task.await.unwrap();
     let writers: Vec<usize> = (0..nodes.len()).collect();
     read_all(&nodes, &writers, 5).await;
+    // Puts still complete with the dead full node among the known ones (it fails the put and
+    // goes into the backoff) and reach the others.
+    let after = Salt::new(b"after-kill".to_vec()).unwrap();
+    for n in &nodes[FULL..FULL + 3] {
+        let report = n.node.put(after.clone(), b"v".to_vec()).await.unwrap();
+        assert!(report.acks > 0, "{report:?}");
+    }
     // The dead node's own item survives on the other nodes.
     let dead_pk = dead.sk.pubkey();
     poll_until("the dead full node's item", || async {
