@@ -1,8 +1,8 @@
 //! Benchmarks of the networked node on 127.0.0.1 (real TCP + Noise + yamux), printing figures:
 //!
 //! 1. read latency of a one-round-trip read via a full node (`/skymesh/get/1`);
-//! 2. Kademlia lookup hops (measured, see `dhtnode::hops`), requests, the `requests / α` upper
-//!    bound and latency in a large in-process network (`SKYMESH_BENCH_NODES`, default 1000)
+//! 2. Kademlia lookup hops (a measured upper bound, see `dhtnode::hops`), requests, the
+//!    `requests / α` estimate and latency in a large in-process network (`SKYMESH_BENCH_NODES`, default 1000)
 //!    with lookup-only reads, and where the copies landed;
 //! 3. puts per second (sequential and with many puts in flight).
 //!
@@ -153,7 +153,7 @@ async fn bench_lookup(n: usize) {
         // descriptors (both ends of every connection are here, 20k fds). The initial
         // bootstrap, its retries and the peers' own queries fill the tables.
         c.bootstrap_interval = Duration::from_secs(30 * 60);
-        // Reads run one at a time, so each reader's hop count is exact (see dhtnode::hops).
+        // Reads run one at a time, so each reader's hop count bounds its depth (dhtnode::hops).
         c.measure_lookup_hops = true;
         if let Some(q) = std::env::var("SKYMESH_BENCH_QUORUM")
             .ok()
@@ -328,12 +328,12 @@ async fn bench_lookup(n: usize) {
     );
     summary("  lookup requests per read", "", reqs);
     summary(
-        "  lookup rounds per read, upper bound ceil(requests/alpha=3)",
+        "  lookup rounds per read, estimated as ceil(requests/alpha=3)",
         "",
         rounds,
     );
     summary(
-        "  lookup hops per read, measured (hop of the answer completing the quorum)",
+        "  lookup hops per read, measured upper bound (hop of the answer completing the quorum)",
         "",
         hops,
     );

@@ -165,7 +165,7 @@ pub struct Config {
     /// See [`DEFAULT_IDLE_CONNECTION_TIMEOUT`].
     pub idle_connection_timeout: Duration,
     /// Measure the hops of this node's lookups ([`crate::ReadOutcome::lookup_hops`]; see
-    /// [`crate::hops`]): exact while the node runs one query at a time, so meant for
+    /// [`crate::hops`]): an upper bound while the node runs one query at a time, so meant for
     /// benchmarks and diagnostics. Off by default (no cost then).
     pub measure_lookup_hops: bool,
     /// See [`DEFAULT_SYNC_INTERVAL`].

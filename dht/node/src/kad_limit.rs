@@ -72,7 +72,7 @@ impl<B: NetworkBehaviour> PeerLimited<B> {
     }
 
     /// Turns hop measurement on: `is_send` tells the requests our queries send (to a connected
-    /// peer; a dial a query asks for counts as one too), `is_answer` their answers.
+    /// peer; a dial kad asks for counts as one too), `is_answer` their successful answers.
     pub fn measure_hops(
         &mut self,
         is_send: fn(&THandlerInEvent<B>) -> bool,
@@ -166,11 +166,6 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PeerLimited<B> {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let (Some(h), FromSwarm::DialFailure(f)) = (&mut self.hops, &event)
-            && let Some(peer) = f.peer_id
-        {
-            h.tracker.answered(&peer);
-        }
         self.inner.on_swarm_event(event);
     }
 
@@ -255,12 +250,10 @@ pub fn is_kad_lookup_request<E: std::fmt::Debug>(event: &E) -> bool {
     matches!(variant_name(event).as_str(), "FindNodeReq" | "GetRecord")
 }
 
-/// Whether a kad handler event answers one of our queries (a response or its failure).
+/// Whether a kad handler event is an answer to one of our queries (peers or a record; a
+/// failure carries neither and moves no hop).
 pub fn is_kad_lookup_answer<E: std::fmt::Debug>(event: &E) -> bool {
-    matches!(
-        variant_name(event).as_str(),
-        "FindNodeRes" | "GetRecordRes" | "QueryError"
-    )
+    matches!(variant_name(event).as_str(), "FindNodeRes" | "GetRecordRes")
 }
 
 /// The leading identifier of `event`'s `Debug` output (at most 32 characters).

@@ -128,12 +128,13 @@ pub struct ReadOutcome {
     pub path: ReadPath,
     /// Requests the iterative lookup sent (0 when none ran).
     pub lookup_requests: u32,
-    /// Estimated lookup rounds: `ceil(requests / α)` with α = kad parallelism (3). An upper
-    /// bound: a lookup that sends to all k closest at once counts that burst as k/α rounds.
+    /// Estimated lookup rounds: `ceil(requests / α)` with α = kad parallelism (3). A rough
+    /// figure: a lookup that sends to all k closest at once counts that burst as k/α rounds.
     pub lookup_rounds: u32,
-    /// Measured hops of the lookup: the hop of the answer that completed it (the quorum-th
-    /// valid copy, else the last valid one). `None` unless [`Config::measure_lookup_hops`]
-    /// is set or when no remote copy was found (see [`crate::hops`]).
+    /// Measured hops of the lookup, an upper bound on its depth: the hop of the request whose
+    /// answer completed it (the quorum-th valid copy, else the last valid one). `None` unless
+    /// [`Config::measure_lookup_hops`] is set or when no remote copy was found (see
+    /// [`crate::hops`]).
     pub lookup_hops: Option<u32>,
     /// Time from start to answer.
     pub elapsed: Duration,
@@ -468,8 +469,9 @@ struct Actor {
     next_op: u64,
     puts: HashMap<u64, PendingPut>,
     put_queries: HashMap<QueryId, u64>,
-    /// The full nodes each full-node put query went to (one entry per pending put, so at most
-    /// [`MAX_PENDING_OPS`]); those that fail it go into the read/put backoff.
+    /// The full nodes each full-node put query went to (one entry per put in flight: client
+    /// puts are capped by [`MAX_PENDING_OPS`], republished ones by the own and delegated
+    /// items); those that fail it go into the read/put backoff.
     full_put_targets: HashMap<QueryId, Vec<PeerId>>,
     closest_queries: HashMap<QueryId, u64>,
     reads: HashMap<u64, PendingRead>,
@@ -1514,7 +1516,13 @@ impl Actor {
                             istore::target_of(&pr.record.key).ok() == Some(r.target)
                         }) && self.offer(op, &pr.record.value, ReadPath::Lookup);
                         let quorum = self.cfg.lookup_quorum.max(1);
-                        let hop = self.swarm.behaviour_mut().kad.hops().map(|h| h.last());
+                        let hop = pr.peer.and_then(|peer| {
+                            self.swarm
+                                .behaviour_mut()
+                                .kad
+                                .hops()
+                                .and_then(|h| h.hop_of(&peer))
+                        });
                         if ok
                             && let Some(read) = self.reads.get_mut(&op)
                             && read.remote_valid <= quorum
