@@ -235,7 +235,34 @@ pub fn spawn_member(
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`, 32768 by default):
+/// a port bound to `:0` and released lies inside that range, where the outgoing connections of
+/// every process in a test may take it before the child that was told to listen there binds
+/// it. With many nodes dialing each other that race made nodes fail to start. Each port is
+/// handed out at most once per test process (starting at an offset derived from the process
+/// id) and is checked free by binding it. Where the ephemeral range leaves too little room
+/// below it, this falls back to a `:0` port.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > BASE + 1_000 {
+        let span = ephemeral_low - BASE;
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let port = BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if let Ok(port) = u16::try_from(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
