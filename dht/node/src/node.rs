@@ -11,10 +11,7 @@
 //!   closest peers. Both put queries wait for every peer they send to (`Quorum::All`; kad
 //!   drops copies still waiting for a dial once a smaller quorum is met), bounded by
 //!   [`Config::query_timeout`]; a full node that fails a read or a put is skipped by both for
-//!   `FULL_NODE_BACKOFF` (60 s). The k-closest search is finished with the peers that answered
-//!   after [`Config::request_timeout`]; the caller is answered when every copy is answered, or
-//!   once some copy is acknowledged and the put has run that long (the queries go on
-//!   delivering the rest). The answer counts acknowledgements (kad acks a PutRecord even
+//!   `FULL_NODE_BACKOFF` (60 s). The answer counts acknowledgements (kad acks a PutRecord even
 //!   when the receiver's filter drops the record, so this counts *deliveries*, not stores).
 //! - **get**: the known full nodes (up to [`Config::read_fanout`]) are asked directly over
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
@@ -440,8 +437,6 @@ struct FullNode {
 
 /// How long a full node whose read request failed is skipped by reads.
 const FULL_NODE_BACKOFF: Duration = Duration::from_secs(60);
-/// How often puts still waiting for some copies are checked (see `answer_overdue_puts`).
-const PUT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 struct PendingPut {
     reply: Option<oneshot::Sender<Result<PutReport, PutError>>>,
@@ -449,28 +444,6 @@ struct PendingPut {
     record: Record,
     report: PutReport,
     queries: usize,
-    started: Instant,
-    /// The k-closest search, while it runs.
-    closest_search: Option<QueryId>,
-}
-
-impl PendingPut {
-    /// Answers the caller (once) with the acknowledgements so far.
-    fn answer(&mut self, metrics: &Metrics) {
-        if self.reply.is_none() && self.raw_reply.is_none() {
-            return;
-        }
-        metrics.put(if self.report.acks > 0 {
-            "ok"
-        } else {
-            "no_peers"
-        });
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Ok(self.report.clone()));
-        } else if let Some(reply) = self.raw_reply.take() {
-            let _ = reply.send(self.report.acks);
-        }
-    }
 }
 
 struct PendingRead {
@@ -735,9 +708,7 @@ impl Actor {
             self.cfg.sync_interval,
         );
         let mut push_timer = tokio::time::interval(syncing::PUSH_TICK);
-        let mut put_timer = tokio::time::interval(PUT_CHECK_INTERVAL);
         for t in [
-            &mut put_timer,
             &mut advert,
             &mut republish,
             &mut metrics,
@@ -774,7 +745,6 @@ impl Actor {
                 _ = std::future::ready(()), if self.ingest_pending() => self.ingest_tick(),
                 _ = sync_timer.tick() => self.sync_tick(),
                 _ = push_timer.tick() => self.push_tick(),
-                _ = put_timer.tick() => self.answer_overdue_puts(),
                 _ = metrics.tick() => self.refresh_metrics(),
                 _ = expire.tick() => {
                     let n = self.store().expire(istore::now());
@@ -955,8 +925,6 @@ impl Actor {
                 record,
                 report,
                 queries,
-                started: Instant::now(),
-                closest_search: Some(q),
             },
         );
     }
@@ -968,7 +936,6 @@ impl Actor {
         let Some(put) = self.puts.get_mut(&op) else {
             return;
         };
-        put.closest_search = None;
         let peers: Vec<PeerId> = peers
             .into_iter()
             .filter(|p| *p != self.local_peer)
@@ -999,37 +966,17 @@ impl Actor {
 
     fn maybe_finish_put(&mut self, op: u64) {
         if self.puts.get(&op).is_some_and(|p| p.queries == 0)
-            && let Some(mut put) = self.puts.remove(&op)
+            && let Some(put) = self.puts.remove(&op)
         {
-            put.answer(&self.metrics);
-        }
-    }
-
-    /// Answers the puts that have been acknowledged somewhere and have waited
-    /// [`Config::request_timeout`] for the rest: a peer that neither answers nor fails (an
-    /// unreachable full node) would otherwise hold the caller up to the query timeout. Their
-    /// queries keep running, so the remaining copies are still delivered.
-    ///
-    /// The same wait caps the search for the k closest: a peer in it that never answers would
-    /// keep the copies from going out at all, so the search is finished with the peers that
-    /// did answer.
-    fn answer_overdue_puts(&mut self) {
-        let wait = self.cfg.request_timeout;
-        let mut searches = Vec::new();
-        for put in self.puts.values_mut() {
-            if put.started.elapsed() < wait {
-                continue;
-            }
-            if put.report.acks > 0 {
-                put.answer(&self.metrics);
-            }
-            if let Some(q) = put.closest_search.take() {
-                searches.push(q);
-            }
-        }
-        for q in searches {
-            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&q) {
-                query.finish();
+            self.metrics.put(if put.report.acks > 0 {
+                "ok"
+            } else {
+                "no_peers"
+            });
+            if let Some(reply) = put.reply {
+                let _ = reply.send(Ok(put.report));
+            } else if let Some(reply) = put.raw_reply {
+                let _ = reply.send(put.report.acks);
             }
         }
     }
