@@ -2,8 +2,8 @@
 //!
 //! 1. read latency of a one-round-trip read via a full node (`/skymesh/get/1`);
 //! 2. Kademlia lookup hops (a measured upper bound, see `dhtnode::hops`), requests, the
-//!    `requests / α` estimate and latency in a large in-process network (`SKYMESH_BENCH_NODES`, default 1000)
-//!    with lookup-only reads, and where the copies landed;
+//!    `requests / α` estimate and latency in a large in-process network
+//!    (`SKYMESH_BENCH_NODES`, default 1000) with lookup-only reads, and where the copies landed;
 //! 3. puts per second (sequential and with many puts in flight).
 //!
 //! Run: `cargo bench -p skymesh-dht-node --bench dht_node` (env `SKYMESH_BENCH_NODES=N` sets the

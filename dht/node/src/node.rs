@@ -1107,6 +1107,14 @@ impl Actor {
 
     // ---- full nodes and adverts ------------------------------------------------------------
 
+    /// Skips `peer` (if it is a known full node) for reads and puts during
+    /// `FULL_NODE_BACKOFF`, after it failed one.
+    fn back_off_full_node(&mut self, peer: &PeerId) {
+        if let Some(f) = self.full_nodes.get_mut(peer) {
+            f.down_until = Some(Instant::now() + FULL_NODE_BACKOFF);
+        }
+    }
+
     /// [`Actor::find_full_nodes`] without those in their backoff after a failed request.
     fn reachable_full_nodes(&self) -> Vec<PeerId> {
         let now = Instant::now();
@@ -1496,11 +1504,8 @@ impl Actor {
                     {
                         // A full node that did not take the put is skipped by reads and puts
                         // for a while, so one dead node does not hold every put up.
-                        let until = Instant::now() + FULL_NODE_BACKOFF;
                         for peer in sent.iter().filter(|p| !success.contains(p)) {
-                            if let Some(f) = self.full_nodes.get_mut(peer) {
-                                f.down_until = Some(until);
-                            }
+                            self.back_off_full_node(peer);
                         }
                     }
                     self.on_put_done(id, stats.num_successes());
@@ -1510,24 +1515,22 @@ impl Actor {
                         return;
                     };
                     if let Ok(GetRecordOk::FoundRecord(pr)) = res
-                        && pr.peer.is_some()
+                        && let Some(sender) = pr.peer
                     {
                         let ok = self.reads.get(&op).is_some_and(|r| {
                             istore::target_of(&pr.record.key).ok() == Some(r.target)
                         }) && self.offer(op, &pr.record.value, ReadPath::Lookup);
                         let quorum = self.cfg.lookup_quorum.max(1);
-                        let hop = pr.peer.and_then(|peer| {
-                            self.swarm
-                                .behaviour_mut()
-                                .kad
-                                .hops()
-                                .and_then(|h| h.hop_of(&peer))
-                        });
                         if ok
                             && let Some(read) = self.reads.get_mut(&op)
                             && read.remote_valid <= quorum
                         {
-                            read.lookup_hops = hop;
+                            read.lookup_hops = self
+                                .swarm
+                                .behaviour_mut()
+                                .kad
+                                .hops()
+                                .and_then(|h| h.hop_of(&sender));
                         }
                         if ok
                             && self
@@ -1659,9 +1662,7 @@ impl Actor {
                 ..
             } => {
                 self.advert_requests.remove(&request_id);
-                if let Some(f) = self.full_nodes.get_mut(&peer) {
-                    f.down_until = Some(Instant::now() + FULL_NODE_BACKOFF);
-                }
+                self.back_off_full_node(&peer);
                 if let Some(op) = self.read_requests.remove(&request_id) {
                     tracing::debug!(%error, "full node read failed");
                     self.read_answered(op);
