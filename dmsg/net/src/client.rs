@@ -4,9 +4,12 @@
 //! * A maintenance task keeps at least `min_sessions` sessions (servers from
 //!   `available_servers`, in the returned order), reconnecting with exponential backoff and
 //!   ±50 % jitter, and re-posts the client entry whenever the set of sessions changes.
-//! * `dial(pk, port)` looks the target up (cached briefly), reuses a session with one of its
-//!   delegated servers or opens one (what the reference client does), then runs the request /
-//!   KK exchange.
+//! * `dial(pk, port)` looks the target up (cached briefly) and tries, in order: sessions we
+//!   hold with one of its delegated servers; any other session we hold (the server mesh may
+//!   reach the target, spec §7); only then a new session with a delegated server (never with
+//!   [`ClientConfig::servers`] set). Then it runs the request / KK exchange.
+//! * With [`ClientConfig::servers`], the client holds sessions with exactly those servers and
+//!   opens no others (`--server PK`).
 //! * Incoming streams: a malformed one is dropped alone (the 2023 reference closed the whole
 //!   session, spec §4.8). No listener → a signed refusal with code 306.
 //! * Ports: listeners and ephemeral ports live in one table; every stream and listener holds a
@@ -48,6 +51,8 @@ pub struct ClientConfig {
     pub max_sessions: usize,
     /// Per-session yamux limits.
     pub mux: MuxConfig,
+    /// If not empty: hold sessions with these servers only (all of them), open no others.
+    pub servers: Vec<PubKey>,
 }
 
 impl ClientConfig {
@@ -64,6 +69,7 @@ impl ClientConfig {
             min_sessions: DEFAULT_MIN_SESSIONS,
             max_sessions: DEFAULT_MAX_CLIENT_SESSIONS,
             mux: MuxConfig::default(),
+            servers: Vec::new(),
         }
     }
 }
@@ -241,34 +247,66 @@ impl Client {
     /// Dials `pk:port` and returns the end-to-end encrypted stream.
     pub async fn dial(&self, pk: PubKey, port: u16) -> Result<DmsgStream, DialError> {
         let inner = &self.inner;
+        let pinned = !inner.cfg.servers.is_empty();
         let servers = delegated_servers(inner, &pk).await?;
         let mut last = None;
-        // Sessions we already hold with one of the target's servers first.
-        let held: Vec<Arc<ClientSession>> = {
+        let mut via = Vec::new();
+        // 1. sessions with one of the target's servers; 2. any other session (mesh).
+        let held: Vec<(PubKey, Arc<ClientSession>)> = {
             let map = lock(&inner.sessions);
-            servers.iter().filter_map(|s| map.get(s).cloned()).collect()
+            let mut v: Vec<_> = servers
+                .iter()
+                .filter_map(|s| map.get(s).map(|c| (*s, c.clone())))
+                .collect();
+            let mut others: Vec<_> = map
+                .iter()
+                .filter(|(k, _)| !servers.contains(k))
+                .map(|(k, c)| (*k, c.clone()))
+                .collect();
+            others.sort_by_key(|(k, _)| *k);
+            v.extend(others);
+            v
         };
-        for sess in held {
+        for (srv, sess) in held {
             match dial_on(inner, &sess, pk, port).await {
                 Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    via.push(srv);
+                    last = Some(e);
+                }
+            }
+            if last.as_ref().is_some_and(|e| !reset_by_server(e)) {
+                // The destination itself answered (e.g. no listener): no other path helps.
+                break;
             }
         }
-        for srv in &servers {
-            if lock(&inner.sessions).contains_key(srv) {
-                continue;
-            }
-            let Ok(sess) = open_session(inner, *srv).await else {
-                continue;
-            };
-            match dial_on(inner, &sess, pk, port).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
+        // 3. a new session with one of the target's servers.
+        if !pinned && last.as_ref().is_none_or(reset_by_server) {
+            for srv in &servers {
+                if lock(&inner.sessions).contains_key(srv) {
+                    continue;
+                }
+                let Ok(sess) = open_session(inner, *srv).await else {
+                    continue;
+                };
+                match dial_on(inner, &sess, pk, port).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => {
+                        via.push(*srv);
+                        let stop = !reset_by_server(&e);
+                        last = Some(e);
+                        if stop {
+                            break;
+                        }
+                    }
+                }
             }
         }
         lock(&inner.entry_cache).remove(&pk);
         match last {
+            Some(e) if reset_by_server(&e) => Err(DialError::Unreachable { pk, via, pinned }),
             Some(e) => Err(e),
+            None if pinned => Err(DialError::Unreachable { pk, via, pinned }),
             None => Err(DialError::NoSession { pk }),
         }
     }
@@ -284,6 +322,18 @@ impl Client {
         let sess = sess.ok_or(DialError::NoSession { pk })?;
         dial_on(&self.inner, &sess, pk, port).await
     }
+}
+
+/// Whether a dial failed because the server reset the request (the destination is not on it
+/// nor reachable through its mesh), rather than being refused by the destination.
+fn reset_by_server(e: &DialError) -> bool {
+    matches!(
+        e,
+        DialError::Stream {
+            source: StreamError::Reset | StreamError::SessionClosed,
+            ..
+        }
+    )
 }
 
 async fn delegated_servers(inner: &Arc<Inner>, pk: &PubKey) -> Result<Vec<PubKey>, DialError> {
@@ -517,38 +567,69 @@ async fn connect_server(
     Ok(sess)
 }
 
+/// Servers to hold sessions with, best first: `available_servers`, or with
+/// [`ClientConfig::servers`] exactly those (looked up by key when not listed).
+async fn candidates(inner: &Arc<Inner>) -> Result<Vec<(PubKey, String)>, DiscError> {
+    let pinned = &inner.cfg.servers;
+    let listed = inner.disc.available_servers().await;
+    let listed: Vec<(PubKey, String)> = match (listed, pinned.is_empty()) {
+        (Ok(l), _) => l
+            .into_iter()
+            .filter_map(|e| Some((e.static_pk, e.server?.address)))
+            .collect(),
+        (Err(e), true) => return Err(e),
+        (Err(_), false) => Vec::new(),
+    };
+    if pinned.is_empty() {
+        return Ok(listed);
+    }
+    let mut out = Vec::new();
+    for pk in pinned {
+        if let Some(found) = listed.iter().find(|(k, _)| k == pk) {
+            out.push(found.clone());
+        } else if let Ok(e) = inner.disc.entry(*pk).await
+            && let Some(s) = e.server
+        {
+            out.push((*pk, s.address));
+        }
+    }
+    Ok(out)
+}
+
 async fn maintain(inner: Arc<Inner>) {
     let mut backoff = DEFAULT_BACKOFF_MIN;
     let mut posted: Option<Vec<PubKey>> = None;
     let mut seq: u64 = 0;
     loop {
+        let pinned = &inner.cfg.servers;
+        let want = if pinned.is_empty() {
+            inner.cfg.min_sessions
+        } else {
+            pinned.len()
+        };
         let have = lock(&inner.sessions).len();
         let mut failed = false;
-        if have < inner.cfg.min_sessions {
-            match inner.disc.available_servers().await {
+        if have < want {
+            match candidates(&inner).await {
                 Ok(list) => {
-                    for e in list {
-                        if lock(&inner.sessions).len() >= inner.cfg.min_sessions {
+                    for (pk, address) in list {
+                        if lock(&inner.sessions).len() >= want {
                             break;
                         }
-                        let Some(s) = e.server else { continue };
-                        if lock(&inner.sessions).contains_key(&e.static_pk) {
+                        if lock(&inner.sessions).contains_key(&pk) {
                             continue;
                         }
                         let _g = inner.dialing.lock().await;
-                        if connect_server(&inner, e.static_pk, &s.address)
-                            .await
-                            .is_err()
-                        {
+                        if connect_server(&inner, pk, &address).await.is_err() {
                             failed = true;
                         }
                     }
-                    if lock(&inner.sessions).len() < inner.cfg.min_sessions {
+                    if lock(&inner.sessions).len() < want {
                         failed = true;
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "available_servers failed");
+                    tracing::debug!(error = %e, "finding servers failed");
                     failed = true;
                 }
             }

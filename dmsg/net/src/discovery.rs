@@ -24,6 +24,12 @@ pub trait Discovery: Send + Sync + 'static {
     /// Servers to open sessions with, best first.
     fn available_servers(&self) -> DiscFuture<'_, Vec<Entry>>;
 
+    /// Every published server, full or not (the mesh's peer candidates). Defaults to
+    /// [`Discovery::available_servers`].
+    fn all_servers(&self) -> DiscFuture<'_, Vec<Entry>> {
+        self.available_servers()
+    }
+
     /// Publishes `e` signed with `sk`, with a sequence above any published before; returns
     /// what was published.
     fn put_entry(&self, sk: SecKey, e: Entry) -> DiscFuture<'_, Entry>;
@@ -42,6 +48,10 @@ impl Discovery for DiscClient {
 
     fn available_servers(&self) -> DiscFuture<'_, Vec<Entry>> {
         Box::pin(DiscClient::available_servers(self))
+    }
+
+    fn all_servers(&self) -> DiscFuture<'_, Vec<Entry>> {
+        Box::pin(DiscClient::all_servers(self))
     }
 
     fn put_entry(&self, sk: SecKey, e: Entry) -> DiscFuture<'_, Entry> {

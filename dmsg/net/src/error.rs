@@ -192,6 +192,21 @@ pub enum DialError {
         #[source]
         source: StreamError,
     },
+    /// Every server tried reset the request: neither they nor their mesh peers hold a session
+    /// with the target (307; refusals close the stream without a reason on the wire).
+    #[error(
+        "{pk} is not reachable through {}: none of these servers nor their mesh peers holds a session with it (the mesh forwards one hop only){}",
+        key_list(.via),
+        if *.pinned { "; --server forbids sessions with other servers" } else { "" }
+    )]
+    Unreachable {
+        /// The target.
+        pk: PubKey,
+        /// The servers the request went through.
+        via: Vec<PubKey>,
+        /// Whether the client may only use configured servers.
+        pinned: bool,
+    },
     /// The port is already listened on (400).
     #[error("port {port} already in use")]
     PortInUse {
@@ -237,4 +252,20 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `server 02ab…` / `servers 02ab…, 03cd…` (short keys), for error messages.
+fn key_list(v: &[PubKey]) -> String {
+    let short: Vec<String> = v
+        .iter()
+        .map(|k| {
+            let h = k.to_hex();
+            format!("{}…", &h[..h.len().min(12)])
+        })
+        .collect();
+    match short.len() {
+        0 => "no server".to_string(),
+        1 => format!("server {}", short[0]),
+        _ => format!("servers {}", short.join(", ")),
+    }
 }

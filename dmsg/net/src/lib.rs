@@ -16,6 +16,7 @@
 //! * [`defaults`]: every limit and timeout, with its reason.
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod client;
 pub mod defaults;
 pub mod disc_client;

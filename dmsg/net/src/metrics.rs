@@ -4,6 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Label: a reason string.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +37,132 @@ pub struct ServerMetrics {
     pub bytes_relayed: Counter,
     /// Stream requests refused, by DMSG error code.
     pub refusals: Family<CodeLabel, Counter>,
+    /// The server mesh (`skymesh_dmsg_mesh_*`).
+    pub mesh: MeshMetrics,
+}
+
+/// Label: a mesh peer's key (hex). Bounded by the peer table (at most 256 peers).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    /// The peer's key.
+    pub peer: String,
+}
+
+/// Label: a link event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    /// up, down, inbound_up, inbound_down, dial_failed, garbage, flood.
+    pub event: String,
+}
+
+/// Server-mesh metrics (`skymesh_dmsg_mesh_*`, listed in `docs/metrics.md`).
+#[derive(Debug, Clone, Default)]
+pub struct MeshMetrics {
+    /// Peers in the table.
+    pub peers: Gauge,
+    /// 1 while a link (ours or the peer's) is up.
+    pub peer_up: Family<PeerLabel, Gauge>,
+    /// Last measured link round trip.
+    pub peer_rtt: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    /// Streams forwarded to a peer and accepted by the destination.
+    pub forwarded_streams: Counter,
+    /// Payload bytes of forwarded streams, both directions.
+    pub forwarded_bytes: Counter,
+    /// Streams a peer relayed to one of our clients.
+    pub relayed_in: Counter,
+    /// Peers that did not hold a destination they were offered.
+    pub misses: Counter,
+    /// Mesh refusals by reason: relay_capacity (4096 server-wide), link_capacity (512 per
+    /// link), no_peer (nobody reached the destination), one_hop (a peer's request for a
+    /// destination not held here), not_a_peer (a relayed request on an ordinary session).
+    pub refusals: Family<ReasonLabel, Counter>,
+    /// Link events.
+    pub link_events: Family<EventLabel, Counter>,
+}
+
+impl MeshMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("mesh_peers", "Mesh peers known", self.peers.clone());
+        r.register(
+            "mesh_peer_up",
+            "1 while a link with the mesh peer is up",
+            self.peer_up.clone(),
+        );
+        r.register(
+            "mesh_peer_rtt_seconds",
+            "Last measured round trip of the link with the mesh peer",
+            self.peer_rtt.clone(),
+        );
+        r.register(
+            "mesh_forwarded_streams",
+            "Streams forwarded to a mesh peer and accepted",
+            self.forwarded_streams.clone(),
+        );
+        r.register(
+            "mesh_forwarded_bytes",
+            "Payload bytes of forwarded streams, both directions",
+            self.forwarded_bytes.clone(),
+        );
+        r.register(
+            "mesh_relayed_in_streams",
+            "Streams a mesh peer relayed to a client of this server",
+            self.relayed_in.clone(),
+        );
+        r.register(
+            "mesh_misses",
+            "Mesh peers offered a destination they did not hold",
+            self.misses.clone(),
+        );
+        r.register(
+            "mesh_refusals",
+            "Mesh refusals by reason",
+            self.refusals.clone(),
+        );
+        r.register(
+            "mesh_link_events",
+            "Mesh link events",
+            self.link_events.clone(),
+        );
+    }
+
+    /// Counts a mesh refusal.
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a link event.
+    pub fn link_event(&self, event: &str) {
+        self.link_events
+            .get_or_create(&EventLabel {
+                event: event.to_string(),
+            })
+            .inc();
+    }
+
+    /// The up gauge of `pk`.
+    pub fn peer_up(&self, pk: &keys::PubKey) -> Gauge {
+        self.peer_up
+            .get_or_create(&PeerLabel { peer: pk.to_hex() })
+            .clone()
+    }
+
+    /// The RTT gauge of `pk`.
+    pub fn peer_rtt(&self, pk: &keys::PubKey) -> Gauge<f64, AtomicU64> {
+        self.peer_rtt
+            .get_or_create(&PeerLabel { peer: pk.to_hex() })
+            .clone()
+    }
+
+    /// Drops the per-peer series of a peer that left.
+    pub fn forget_peer(&self, pk: &keys::PubKey) {
+        let l = PeerLabel { peer: pk.to_hex() };
+        self.peer_up.remove(&l);
+        self.peer_rtt.remove(&l);
+    }
 }
 
 impl ServerMetrics {
@@ -70,6 +197,7 @@ impl ServerMetrics {
             "Stream requests refused, by DMSG error code",
             m.refusals.clone(),
         );
+        m.mesh.register(r);
         m
     }
 

@@ -171,8 +171,12 @@ async fn no_listener_and_unknown_key_are_refused_quickly() {
         .put_entry(&c, e)
         .await
         .unwrap();
+    // (The server resets the request; the error names the server and the one-hop rule.)
     let e = a.dial(c.pubkey(), 80).await.unwrap_err();
-    assert!(matches!(e, dmsg::error::DialError::Stream { .. }), "{e:?}");
+    assert!(
+        matches!(e, dmsg::error::DialError::Unreachable { ref via, .. } if via == &[n.server.pk()]),
+        "{e:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics_text(&n.registry);
     assert!(m.contains("code=\"307\""), "{m}");

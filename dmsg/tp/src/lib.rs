@@ -9,14 +9,14 @@
 //! |---|---|---|
 //! | [`id`] | transport kinds, deterministic ids (hash of the sorted keys and the kind, as a UUID) | no |
 //! | [`wire`] | the link protocol frames (Hello, Keepalive, Close) | no |
-//! | [`backoff`] | bounded jittered reconnect delays | no |
+//! | [`backoff`] | bounded jittered reconnect delays (re-exported from `skymesh-dmsg`) | no |
 //! | [`publish`] | the publish policy (on change, before expiry, bounded rate) | no |
 //! | [`catalog`] | `tp all`: merge of many visors' lists (confirmed / claimed), and its sources | lookups and HTTP through [`catalog::ItemSource`] |
 //! | [`manager`] | per-transport tasks, the accept side, the table, the publish loop | DMSG streams |
 //! | [`metrics`] | `skymesh_tp_*` | no |
 #![deny(missing_docs)]
 
-pub mod backoff;
+pub use dmsg::backoff;
 pub mod catalog;
 pub mod defaults;
 pub mod error;

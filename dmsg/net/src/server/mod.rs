@@ -5,15 +5,23 @@
 //! handshakes in progress are capped; a duplicate session for a key replaces the old one (newest
 //! wins, as in 2026) instead of orphaning it; every refusal closes the dialer's stream at once
 //! (RST) and is counted by code; one misbehaving peer only ever loses its own stream or session.
+//!
+//! With a [`MeshConfig`], the server also peers with other servers and forwards requests for
+//! destinations it does not hold, one hop at most ([`mesh`], `docs/dmsg-mesh.md`).
+//!
+//! | module | owns | I/O |
+//! |---|---|---|
+//! | this one | config, accept loop, session table, discovery registration | TCP accept |
+//! | `relay` | one stream: check, deliver locally or forward to a peer, splice | streams |
+//! | [`mesh`] | peer links (dial, redial, RTT), the peer table, bounds | TCP connect |
+//! | [`mesh_policy`] | who is a peer, forwarding order, misses, floods | none (pure) |
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmsg_proto::ErrorCode;
 use dmsg_proto::disc::Entry;
-use dmsg_proto::stream::{RequestContext, RequestPolicy, verify_request, verify_response};
 use keys::{PubKey, SecKey};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -21,12 +29,18 @@ use tokio::sync::{Notify, Semaphore};
 use crate::defaults::*;
 use crate::disc_client::DiscClient;
 use crate::discovery::Discovery;
-use crate::error::{ServeError, SessionError, StreamError};
+use crate::error::{ServeError, SessionError};
 use crate::metrics::ServerMetrics;
-use crate::mux::{MuxConfig, MuxStream, RecvHalf, SendHalf};
-use crate::stream::{read_object, write_object};
+use crate::mux::MuxConfig;
 use crate::transport::{self, Established};
 use crate::{AbortOnDrop, lock};
+
+pub mod mesh;
+pub mod mesh_policy;
+mod relay;
+
+pub use mesh::{MeshConfig, PeerStatus};
+pub use mesh_policy::{MeshAllow, PeerAddr};
 
 /// Server settings.
 #[derive(Clone)]
@@ -47,6 +61,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Per-session yamux limits.
     pub mux: MuxConfig,
+    /// Peering with other servers (default: none).
+    pub mesh: MeshConfig,
 }
 
 impl ServerConfig {
@@ -61,6 +77,7 @@ impl ServerConfig {
             update_interval: DEFAULT_UPDATE_INTERVAL,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             mux: MuxConfig::default(),
+            mesh: MeshConfig::default(),
         }
     }
 
@@ -70,27 +87,41 @@ impl ServerConfig {
     }
 }
 
-struct ServerSession {
+/// A session held by the server: a client's, or a link with a peer server.
+pub(crate) struct ServerSession {
     id: u64,
     est: Established,
+    /// A link with a peer server (ours or theirs): it may carry relayed requests.
+    peer: bool,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     cfg: ServerConfig,
     pk: PubKey,
+    /// Client sessions by key (peer links live in the mesh table).
     sessions: Mutex<HashMap<PubKey, Arc<ServerSession>>>,
     next_id: AtomicU64,
     metrics: ServerMetrics,
     handshakes: Arc<Semaphore>,
     changed: Notify,
     public_addr: String,
+    mesh: mesh::Mesh,
 }
 
-/// A running server. Dropping it stops every task and closes every session.
+/// A running server. Dropping it stops every task and closes every session and peer link.
 pub struct Server {
     inner: Arc<Inner>,
     local_addr: SocketAddr,
     _tasks: Vec<AbortOnDrop>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.mesh.stop();
+        for s in lock(&self.inner.sessions).drain().map(|(_, s)| s) {
+            s.est.session.close();
+        }
+    }
 }
 
 impl Server {
@@ -112,9 +143,11 @@ impl Server {
         } else {
             cfg.public_addr.clone()
         };
+        let mesh = mesh::Mesh::new(cfg.mesh.clone(), metrics.mesh.clone());
         let inner = Arc::new(Inner {
             pk: cfg.sk.pubkey(),
             cfg,
+            mesh,
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,
@@ -132,6 +165,7 @@ impl Server {
                 disc,
             ))));
         }
+        tasks.extend(mesh::start(&inner));
         tracing::info!(pk = %inner.pk, addr = %local_addr, "dmsg server listening");
         Ok(Server {
             inner,
@@ -158,6 +192,16 @@ impl Server {
     /// The metrics.
     pub fn metrics(&self) -> &ServerMetrics {
         &self.inner.metrics
+    }
+
+    /// The mesh peers and their links (empty without a mesh).
+    pub fn mesh_peers(&self) -> Vec<PeerStatus> {
+        self.inner.mesh.status()
+    }
+
+    /// Whether the server meshes with other servers.
+    pub fn mesh_enabled(&self) -> bool {
+        self.inner.mesh.cfg.enabled()
     }
 
     /// Deletes the server's discovery entry (best effort), for a clean shutdown.
@@ -214,7 +258,24 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 async fn serve_session(inner: Arc<Inner>, est: Established) {
     let pk = est.remote;
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-    let sess = Arc::new(ServerSession { id, est });
+    let now = std::time::Instant::now();
+    let peer = inner.mesh.is_peer(&pk);
+    let sess = Arc::new(ServerSession { id, est, peer });
+    if peer {
+        // A peer server's link: kept in the mesh table, not counted as a client session.
+        if !inner.mesh.inbound_up(&sess, now) {
+            tracing::debug!(%pk, "mesh peer under penalty; closing its session");
+            return;
+        }
+        inner.mesh.metrics.link_event("inbound_up");
+        tracing::info!(%pk, addr = %sess.est.addr, "mesh peer session up");
+        serve_streams(inner.clone(), sess.clone()).await;
+        inner.mesh.inbound_down(&sess);
+        inner.mesh.metrics.link_event("inbound_down");
+        tracing::info!(%pk, "mesh peer session down");
+        return;
+    }
+    inner.mesh.maybe_new_peer(&pk);
     {
         let mut map = lock(&inner.sessions);
         let replacing = map.contains_key(&pk);
@@ -232,19 +293,7 @@ async fn serve_session(inner: Arc<Inner>, est: Established) {
     inner.metrics.sessions_accepted.inc();
     inner.changed.notify_one();
     tracing::debug!(%pk, addr = %sess.est.addr, "session up");
-    loop {
-        let Some(ms) = sess.est.session.accept().await else {
-            break;
-        };
-        let inner = inner.clone();
-        let sess = sess.clone();
-        tokio::spawn(async move {
-            if let Err((code, e)) = relay(&inner, &sess, ms).await {
-                inner.metrics.refused(code.as_u16());
-                tracing::debug!(src = %sess.est.remote, code = code.as_u16(), error = %e, "stream refused");
-            }
-        });
-    }
+    serve_streams(inner.clone(), sess.clone()).await;
     {
         let mut map = lock(&inner.sessions);
         if map.get(&pk).is_some_and(|s| s.id == id) {
@@ -256,104 +305,17 @@ async fn serve_session(inner: Arc<Inner>, est: Established) {
     tracing::debug!(%pk, reason = ?sess.est.session.close_reason(), "session down");
 }
 
-/// Handles one stream opened by a client: check the request, forward it to the destination's
-/// session, relay the response, splice.
-async fn relay(
-    inner: &Arc<Inner>,
-    src: &Arc<ServerSession>,
-    mut a: MuxStream,
-) -> Result<(), (ErrorCode, StreamError)> {
-    let to = DEFAULT_STREAM_HANDSHAKE_TIMEOUT;
-    let refuse = |code: ErrorCode| move |e: StreamError| (code, e);
-    let (req_obj, _) = read_object(&mut a, &src.est.crypto, to)
-        .await
-        .map_err(|e| (e.code().unwrap_or(ErrorCode::ReqInvalidSig), e))?;
-    let ctx = RequestContext {
-        session_pk: Some(src.est.remote),
-        local_pk: None,
-    };
-    let req = match verify_request(&req_obj, &RequestPolicy::at(crate::now_ns()), &ctx) {
-        Ok(r) => r,
-        Err(e) => {
-            let e = StreamError::Object(e);
-            let code = e.code().unwrap_or(ErrorCode::ReqInvalidSig);
-            a.reset();
-            return Err((code, e));
-        }
-    };
-    let dst = lock(&inner.sessions).get(&req.dst.pk).cloned();
-    let Some(dst) = dst else {
-        a.reset();
-        return Err((
-            ErrorCode::ReqNoNextSession,
-            StreamError::Refused {
-                code: ErrorCode::ReqNoNextSession,
-            },
-        ));
-    };
-    let mut b = dst
-        .est
-        .session
-        .open()
-        .map_err(refuse(ErrorCode::ReqNoNextSession))?;
-    write_object(&mut b, &dst.est.crypto, &req_obj)
-        .await
-        .map_err(refuse(ErrorCode::ReqNoNextSession))?;
-    let (resp_obj, extra) = match read_object(&mut b, &dst.est.crypto, to).await {
-        Ok(r) => r,
-        Err(e) => {
-            a.reset();
-            b.reset();
-            return Err((e.code().unwrap_or(ErrorCode::ReqNoListener), e));
-        }
-    };
-    if let Err(e) = verify_response(&resp_obj, &req_obj, &req) {
-        // Forward refusals signed by the destination so the dialer learns the reason.
-        let e = StreamError::Object(e);
-        let code = e.code().unwrap_or(ErrorCode::RespNotAccepted);
-        if matches!(code, ErrorCode::RespInvalidHash | ErrorCode::RespInvalidSig) {
-            a.reset();
-        } else {
-            let _ = write_object(&mut a, &src.est.crypto, &resp_obj).await;
-        }
-        b.reset();
-        return Err((code, e));
-    }
-    write_object(&mut a, &src.est.crypto, &resp_obj)
-        .await
-        .map_err(refuse(ErrorCode::ReqNoNextSession))?;
-    inner.metrics.streams.inc();
-    inner.metrics.streams_active.inc();
-    if !extra.is_empty() {
-        let n = extra.len() as u64;
-        if a.send_chunk(extra).await.is_ok() {
-            inner.metrics.bytes_relayed.inc_by(n);
-        }
-    }
-    splice(inner, a, b).await;
-    inner.metrics.streams_active.dec();
-    Ok(())
-}
-
-/// Copies chunks both ways until either side ends; then closes both (DMSG streams have no
-/// half-close, spec §4.6).
-async fn splice(inner: &Arc<Inner>, mut a: MuxStream, mut b: MuxStream) {
-    let m = &inner.metrics;
-    let (a_r, a_w) = a.halves();
-    let (b_r, b_w) = b.halves();
-    tokio::select! {
-        _ = pump(a_r, b_w, m) => {}
-        _ = pump(b_r, a_w, m) => {}
-    }
-}
-
-async fn pump(mut from: RecvHalf<'_>, mut to: SendHalf<'_>, m: &ServerMetrics) {
-    while let Ok(Some(chunk)) = from.recv_chunk().await {
-        let n = chunk.len() as u64;
-        if to.send_chunk(chunk).await.is_err() {
-            return;
-        }
-        m.bytes_relayed.inc_by(n);
+/// Serves the streams a session's remote opens, each in its own task, until the session ends.
+async fn serve_streams(inner: Arc<Inner>, sess: Arc<ServerSession>) {
+    while let Some(ms) = sess.est.session.accept().await {
+        let inner = inner.clone();
+        let sess = sess.clone();
+        tokio::spawn(async move {
+            if let Err(r) = relay::relay(&inner, &sess, ms).await {
+                inner.metrics.refused(r.code.as_u16());
+                tracing::debug!(src = %sess.est.remote, code = r.code.as_u16(), error = %r, "stream refused");
+            }
+        });
     }
 }
 

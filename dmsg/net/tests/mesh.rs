@@ -1,0 +1,336 @@
+//! The server mesh (spec §7) in-process over real loopback sockets: one-hop forwarding,
+//! refusal of relayed requests on ordinary sessions, a peer sending garbage, a peer that
+//! restarts. The same scenarios with real `skymesh` processes are in `tests/tests/mesh_e2e.rs`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dmsg::disc_server::{DiscServer, DiscServerConfig};
+use dmsg::error::DialError;
+use dmsg::metrics::ServerMetrics;
+use dmsg::mux::{MuxConfig, Session, Side};
+use dmsg::server::{MeshConfig, PeerAddr};
+use dmsg::transport::{SessionCrypto, handshake_client};
+use dmsg::{Client, ClientConfig, Server, ServerConfig};
+use dmsg_proto::stream::{Addr, StreamRequest, TypeIds};
+use keys::{PubKey, SecKey};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(30);
+
+struct Srv {
+    sk: SecKey,
+    server: Server,
+    registry: Registry,
+}
+
+impl Srv {
+    fn pk(&self) -> PubKey {
+        self.sk.pubkey()
+    }
+    fn addr(&self) -> String {
+        self.server.local_addr().to_string()
+    }
+    fn metrics(&self) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &self.registry).unwrap();
+        s
+    }
+}
+
+async fn disc() -> (DiscServer, String) {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let d = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", d.local_addr());
+    (d, url)
+}
+
+/// A server with mesh peers `peers` (key, address), short link backoff for tests.
+async fn server(sk: SecKey, listen: &str, disc: &str, peers: Vec<(PubKey, String)>) -> Srv {
+    let mut sc = ServerConfig::new(sk.clone(), listen);
+    sc.discovery_url(disc);
+    sc.mesh = MeshConfig {
+        peers: peers
+            .into_iter()
+            .map(|(pk, address)| PeerAddr { pk, address })
+            .collect(),
+        backoff_min: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(1),
+        ..MeshConfig::default()
+    };
+    let mut registry = Registry::default();
+    let m = ServerMetrics::new(&mut registry);
+    let server = Server::spawn(sc, m).await.unwrap();
+    let dc = dmsg::DiscClient::new(disc);
+    tokio::time::timeout(T, async {
+        while dc.entry(&sk.pubkey()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    Srv {
+        sk,
+        server,
+        registry,
+    }
+}
+
+/// Free loopback ports for servers that must know each other's address before they start.
+fn ports(n: usize) -> Vec<String> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// A client holding a session with `srv` only.
+async fn client_on(disc: &str, srv: PubKey) -> Client {
+    let mut cc = ClientConfig::new(SecKey::generate(), disc);
+    cc.servers = vec![srv];
+    let c = Client::spawn(cc);
+    tokio::time::timeout(T, c.ready()).await.unwrap();
+    assert_eq!(c.servers(), vec![srv]);
+    c
+}
+
+fn echo(c: &Client, port: u16) -> dmsg::AbortOnDrop {
+    let mut l = c.listen(port).unwrap();
+    dmsg::AbortOnDrop(tokio::spawn(async move {
+        while let Some(mut s) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }))
+}
+
+async fn roundtrip(a: &Client, b: PubKey, len: usize) {
+    let mut s = tokio::time::timeout(T, a.dial(b, 80))
+        .await
+        .unwrap()
+        .unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+    let d2 = data.clone();
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let write = async move { w.write_all(&d2).await.unwrap() };
+    let read = async move {
+        let mut got = vec![0u8; len];
+        r.read_exact(&mut got).await.unwrap();
+        got
+    };
+    let (_, got) = tokio::time::timeout(T, async { tokio::join!(write, read) })
+        .await
+        .unwrap();
+    assert!(got == data, "echoed bytes differ");
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < T, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn link_up(s: &Srv, peer: PubKey) -> bool {
+    s.server
+        .mesh_peers()
+        .iter()
+        .any(|p| p.pk == peer.to_hex() && p.up)
+}
+
+/// A–B and B–C peered, A–C not.
+async fn chain(disc: &str) -> (Srv, Srv, Srv) {
+    let (ka, kb, kc) = (SecKey::generate(), SecKey::generate(), SecKey::generate());
+    let p = ports(3);
+    let a = server(ka.clone(), &p[0], disc, vec![(kb.pubkey(), p[1].clone())]).await;
+    let b = server(
+        kb.clone(),
+        &p[1],
+        disc,
+        vec![(ka.pubkey(), p[0].clone()), (kc.pubkey(), p[2].clone())],
+    )
+    .await;
+    let c = server(kc, &p[2], disc, vec![(kb.pubkey(), p[1].clone())]).await;
+    until("A–B and B–C links", || {
+        link_up(&a, b.pk()) && link_up(&b, a.pk()) && link_up(&b, c.pk()) && link_up(&c, b.pk())
+    })
+    .await;
+    (a, b, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hop_forwarding_through_a_peer_and_not_beyond() {
+    let (_d, url) = disc().await;
+    let (a, b, c) = chain(&url).await;
+    let x = client_on(&url, a.pk()).await;
+    let y = client_on(&url, b.pk()).await;
+    let z = client_on(&url, c.pk()).await;
+    let _ey = echo(&y, 80);
+    let _ex = echo(&x, 80);
+    let _ez = echo(&z, 80);
+    // x (on A) reaches y (on B) through A → B, and y reaches x through B → A.
+    roundtrip(&x, y.pk(), 1).await;
+    roundtrip(&x, y.pk(), 3 << 20).await;
+    roundtrip(&y, x.pk(), 100_000).await;
+    // x still holds its one session: the mesh carried the streams.
+    assert_eq!(x.servers(), vec![a.pk()]);
+    let ma = a.metrics();
+    assert!(
+        ma.contains("skymesh_dmsg_mesh_forwarded_streams_total 2"),
+        "{ma}"
+    );
+    let fa = a.server.mesh_peers();
+    assert!(fa[0].forwarded_bytes >= 2 * (3 << 20), "{fa:?}");
+    // z (on C) is two hops from x: refused, and the error says why.
+    let e = x.dial(z.pk(), 80).await.unwrap_err();
+    assert!(matches!(e, DialError::Unreachable { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("one hop"), "{msg}");
+    // B refused to forward A's request again.
+    until("B counts the one-hop refusal", || {
+        b.metrics().contains("reason=\"one_hop\"")
+    })
+    .await;
+    assert!(a.metrics().contains("reason=\"no_peer\""));
+    // Everyone is still served.
+    roundtrip(&y, z.pk(), 1000).await;
+    roundtrip(&x, y.pk(), 1000).await;
+}
+
+fn request(src: &SecKey, dst: PubKey) -> dmsg_proto::stream::SignedObject {
+    let mut hs = dmsg_proto::noise::HandshakeState::new(
+        dmsg_proto::noise::Pattern::KK,
+        dmsg_proto::noise::Role::Initiator,
+        src.clone(),
+        Some(dst),
+    )
+    .unwrap();
+    let req = StreamRequest {
+        timestamp: dmsg::now_ns(),
+        src: Addr {
+            pk: src.pubkey(),
+            port: 49999,
+        },
+        dst: Addr { pk: dst, port: 80 },
+        noise_msg: hs.write_message().unwrap(),
+    };
+    req.sign(src, TypeIds::default())
+}
+
+async fn raw_session(srv: &Srv, sk: &SecKey) -> (Session, SessionCrypto) {
+    let (tcp, keys, surplus) = handshake_client(&srv.addr(), sk, srv.pk()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (rd, wr) = tcp.into_split();
+    (
+        Session::new(Side::Client, rd, wr, surplus, MuxConfig::default()),
+        SessionCrypto::new(&keys),
+    )
+}
+
+async fn refused(st: &mut dmsg::mux::MuxStream) {
+    let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    assert!(r.is_err() || matches!(r, Ok(None)), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_request_on_an_ordinary_session_is_refused() {
+    let (_d, url) = disc().await;
+    let (a, b, _c) = chain(&url).await;
+    let y = client_on(&url, a.pk()).await;
+    let _ey = echo(&y, 80);
+    // A visor (not a peer) sends a request signed by someone else: a relayed request.
+    let visor = SecKey::generate();
+    let (sess, crypto) = raw_session(&a, &visor).await;
+    let someone = SecKey::generate();
+    let mut st = sess.open().unwrap();
+    dmsg::stream::write_object(&mut st, &crypto, &request(&someone, y.pk()))
+        .await
+        .unwrap();
+    refused(&mut st).await;
+    until("A counts it", || {
+        let m = a.metrics();
+        m.contains("code=\"302\"") && m.contains("reason=\"not_a_peer\"")
+    })
+    .await;
+    // The session keeps serving: its own request goes through.
+    let mut st = sess.open().unwrap();
+    dmsg::stream::write_object(&mut st, &crypto, &request(&visor, y.pk()))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    assert!(matches!(r, Ok(Some(_))), "{r:?}");
+    assert!(!sess.is_closed());
+    // And the mesh is untouched.
+    assert!(link_up(&a, b.pk()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_garbage_is_cut_and_kept_away() {
+    let (_d, url) = disc().await;
+    let peer = SecKey::generate();
+    // A lists `peer` as a peer at an address where nothing listens; we play the peer by hand.
+    let dead = ports(1).remove(0);
+    let a = server(
+        SecKey::generate(),
+        "127.0.0.1:0",
+        &url,
+        vec![(peer.pubkey(), dead)],
+    )
+    .await;
+    let x = client_on(&url, a.pk()).await;
+    let y = client_on(&url, a.pk()).await;
+    let _ey = echo(&y, 80);
+    let (sess, _crypto) = raw_session(&a, &peer).await;
+    until("A sees the peer's session", || link_up(&a, peer.pubkey())).await;
+    let mut st = sess.open().unwrap();
+    st.send_chunk(Bytes::from(vec![0x00, 0x30, 1, 2, 3]))
+        .await
+        .unwrap();
+    st.send_chunk(Bytes::from(vec![0x5a; 48])).await.unwrap();
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    assert!(a.metrics().contains("event=\"garbage\""));
+    // Kept away: a new session from it is closed at once.
+    let (again, _) = raw_session(&a, &peer).await;
+    tokio::time::timeout(T, again.closed()).await.unwrap();
+    let st = a.server.mesh_peers();
+    assert!(st[0].penalty_secs.is_some() && !st[0].up, "{st:?}");
+    // Everyone else is served.
+    roundtrip(&x, y.pk(), 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_comes_back_and_the_link_is_restored() {
+    let (_d, url) = disc().await;
+    let (a, b, c) = chain(&url).await;
+    let x = client_on(&url, a.pk()).await;
+    let y = client_on(&url, b.pk()).await;
+    let _ey = echo(&y, 80);
+    roundtrip(&x, y.pk(), 1000).await;
+    // Kill C: A–B forwarding is unaffected.
+    let (kc, addr_c) = (c.sk.clone(), c.addr());
+    drop(c);
+    until("B sees C down", || !link_up(&b, kc.pubkey())).await;
+    roundtrip(&x, y.pk(), 1000).await;
+    // C comes back on the same address: B's link returns within its backoff (≤ 1 s here).
+    let t0 = std::time::Instant::now();
+    let c = server(kc, &addr_c, &url, vec![(b.pk(), b.addr())]).await;
+    until("B–C link restored", || link_up(&b, c.pk())).await;
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let z = client_on(&url, c.pk()).await;
+    let _ez = echo(&z, 80);
+    roundtrip(&y, z.pk(), 1000).await;
+    roundtrip(&x, y.pk(), 1000).await;
+    let _ = a;
+}
