@@ -5,7 +5,9 @@
 //! child processes on loopback, on free ports, with data (and logs) in a temporary directory
 //! unless `--data` is given. No discovery URL anywhere: everything meets through the DHT. The
 //! nodes share a generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT
-//! bootstrap peers and DMSG servers.
+//! bootstrap peers and DMSG servers. The DMSG servers are meshed (each lists the others with
+//! `--mesh-peer`), and visor *i* holds exactly one session, with server *i mod full*
+//! (`--dmsg-server`): visors on different servers reach each other through the mesh.
 //!
 //! Without `--check` it shows a live status table until Ctrl-C, then stops every node. With
 //! `--check` it runs DHT and relay round trips, prints what it verified and exits 0 or 1.
@@ -139,6 +141,14 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
     }
     let mut bootstrap = Vec::new();
     let mut servers = Vec::new();
+    let mesh: Vec<(String, String)> = plans
+        .iter()
+        .filter(|p| p.full)
+        .map(|p| {
+            let pk = p.sk.pubkey().to_hex();
+            (pk.clone(), format!("{pk}@127.0.0.1:{}", p.dmsg_port))
+        })
+        .collect();
     for p in plans.iter().filter(|p| p.full) {
         let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
         bootstrap.push(format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port));
@@ -162,6 +172,7 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
     overlay::Deployment::load(Some(&deploy_path)).context("generated deployment")?;
 
     let mut members = Vec::new();
+    let mut visor_index = 0usize;
     for p in plans {
         let data = dir.join(&p.name);
         std::fs::create_dir_all(&data)?;
@@ -184,7 +195,18 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
         if p.full {
             cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", p.dmsg_port)])
                 .arg("--disc-test-mode");
+            let own = p.sk.pubkey().to_hex();
+            for (pk, peer) in &mesh {
+                if *pk != own {
+                    cmd.args(["--mesh-peer", peer]);
+                }
+            }
         } else {
+            if !mesh.is_empty() {
+                let (server, _) = &mesh[visor_index % mesh.len()];
+                cmd.args(["--dmsg-server", server]);
+            }
+            visor_index += 1;
             let www = data.join("www");
             std::fs::create_dir_all(&www)?;
             std::fs::write(
@@ -270,10 +292,18 @@ async fn row(http: &reqwest::Client, m: &Member) -> String {
         .map(|o| o.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0);
     let dmsg = match &dm {
-        Some(d) if !d["server"].is_null() => format!(
-            "server: {} sessions, {} streams, {} B relayed",
-            d["server"]["sessions"], d["server"]["streams_active"], d["server"]["bytes_relayed"]
-        ),
+        Some(d) if !d["server"].is_null() => {
+            let peers = d["server"]["mesh"]["peers"].as_array();
+            let up = peers.map_or(0, |p| p.iter().filter(|p| p["up"] == true).count());
+            format!(
+                "server: {} sessions, {} streams, {} B relayed; mesh {up}/{} links up, {} forwarded",
+                d["server"]["sessions"],
+                d["server"]["streams_active"],
+                d["server"]["bytes_relayed"],
+                peers.map_or(0, Vec::len),
+                d["server"]["mesh"]["forwarded_streams"],
+            )
+        }
         Some(d) if !d["client"].is_null() => format!(
             "client: {} server(s)",
             d["client"]["servers"].as_array().map_or(0, Vec::len)
@@ -335,6 +365,30 @@ fn print_usage_inline(out: &mut String, members: &[Member]) {
 
 async fn futures_rows(http: &reqwest::Client, members: &[Member]) -> Vec<String> {
     futures::future::join_all(members.iter().map(|m| row(http, m))).await
+}
+
+/// `Ok` when the visor holds exactly one DMSG session.
+async fn one_session(http: &reqwest::Client, v: &Member) -> Result<(), String> {
+    let d = get_json(http, &format!("{}/api/v1/dmsg", v.http))
+        .await
+        .ok_or(format!("{}: no dmsg status", v.name))?;
+    match d["client"]["servers"].as_array().map_or(0, Vec::len) {
+        1 => Ok(()),
+        n => Err(format!("{} holds {n} DMSG sessions (want 1)", v.name)),
+    }
+}
+
+/// Streams the full nodes forwarded to mesh peers so far.
+async fn forwarded(http: &reqwest::Client, fulls: &[&Member]) -> u64 {
+    let mut n = 0;
+    for f in fulls {
+        if let Some(d) = get_json(http, &format!("{}/api/v1/dmsg", f.http)).await {
+            n += d["server"]["mesh"]["forwarded_streams"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+    }
+    n
 }
 
 /// Retries `f` until it returns `Ok` or `deadline` passes; returns the last error.
@@ -429,14 +483,26 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
         started,
     );
 
-    // 3. Every visor holds a DMSG session.
+    // 3. Every visor holds exactly one DMSG session, and the servers' mesh links are up.
     let r = until(deadline, || async {
         for v in &visors {
-            let d = get_json(http, &format!("{}/api/v1/dmsg", v.http))
+            one_session(http, v).await?;
+        }
+        for f in &fulls {
+            let d = get_json(http, &format!("{}/api/v1/dmsg", f.http))
                 .await
-                .ok_or(format!("{}: no dmsg status", v.name))?;
-            if d["client"]["servers"].as_array().is_none_or(Vec::is_empty) {
-                return Err(format!("{} holds no DMSG session", v.name));
+                .ok_or(format!("{}: no dmsg status", f.name))?;
+            let peers = d["server"]["mesh"]["peers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let up = peers.iter().filter(|p| p["up"] == true).count();
+            if up + 1 < fulls.len() {
+                return Err(format!(
+                    "{}: {up}/{} mesh links up",
+                    f.name,
+                    fulls.len() - 1
+                ));
             }
         }
         Ok(())
@@ -444,10 +510,11 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     .await;
     report(
         &mut ok,
-        "DMSG: every visor holds a session with a server found in the DHT",
+        "DMSG: every visor holds one session with a server found in the DHT; the servers are meshed",
         r,
         started,
     );
+    let forwarded_before = forwarded(http, &fulls).await;
 
     // 4. Every visor fetches every other visor's page over DMSG.
     let pairs = visors.len() * visors.len().saturating_sub(1);
@@ -475,6 +542,39 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     report(
         &mut ok,
         &format!("DMSG relay: {pairs} visor-to-visor fetches over DMSG-HTTP"),
+        r,
+        started,
+    );
+
+    // 4b. Those fetches crossed servers through the mesh: visors still hold one session each.
+    let mut servers_of = Vec::new();
+    for v in &visors {
+        let d = get_json(http, &format!("{}/api/v1/dmsg", v.http)).await;
+        servers_of.push(d.map(|d| d["client"]["servers"].clone()));
+    }
+    let cross = (0..visors.len())
+        .flat_map(|a| (0..visors.len()).map(move |b| (a, b)))
+        .filter(|(a, b)| a != b && servers_of[*a] != servers_of[*b])
+        .count();
+    let r = async {
+        for v in &visors {
+            one_session(http, v).await?;
+        }
+        let fwd = forwarded(http, &fulls).await - forwarded_before;
+        if cross > 0 && fwd == 0 {
+            return Err("no stream was forwarded between servers".to_string());
+        }
+        if fulls.len() > 1 && visors.len() > 1 && cross == 0 {
+            return Err("every visor is on the same server".to_string());
+        }
+        Ok(())
+    }
+    .await;
+    report(
+        &mut ok,
+        &format!(
+            "DMSG mesh: {cross} of those fetches crossed servers through the mesh; every visor still holds one session"
+        ),
         r,
         started,
     );

@@ -3,12 +3,17 @@
 //!
 //! * `skymesh dmsg server CONFIG.json` — the reference dmsg-server config file unchanged
 //!   (`public_key`, `secret_key`, `discovery`, `public_address`, `local_address`,
-//!   `health_endpoint_address`, `log_level`, `update_interval` (ns), `max_sessions`). Serves
-//!   `GET /health` and `GET /metrics` on `health_endpoint_address`.
+//!   `health_endpoint_address`, `log_level`, `update_interval` (ns), `max_sessions`), plus an
+//!   optional `peers` list (`[{"public_key": PK, "address": "HOST:PORT"}]`, the server mesh,
+//!   docs/dmsg-mesh.md). Serves `GET /health` and `GET /metrics` on `health_endpoint_address`.
 //! * `skymesh dmsg discovery --addr HOST:PORT [-t] [--data DIR] [--redis URL]`
-//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] (--disc URL | --dht MULTIADDR…)`
-//! * `skymesh dmsg get (--disc URL | --dht MULTIADDR…) [--sk SK] (--out FILE | --stdout)
-//!   dmsg://PK:PORT/PATH`
+//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] (--disc URL | --dht MULTIADDR…)
+//!   [--server PK…]`
+//! * `skymesh dmsg get (--disc URL | --dht MULTIADDR…) [--sk SK] [--server PK…]
+//!   (--out FILE | --stdout) dmsg://PK:PORT/PATH`
+//!
+//! `--server PK` (repeatable): hold sessions with these servers only and open no others; a
+//! peer on another server is then reached through the server mesh or not at all.
 //!
 //! With `--dht`, no discovery URL is needed: the command joins the DHT through the given full
 //! node(s) as a private regular node and finds servers and peers there.
@@ -93,6 +98,9 @@ struct HttpArgs {
     /// /p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
     dht: Vec<libp2p::Multiaddr>,
+    /// Hold sessions with this DMSG server only (repeatable); open no others.
+    #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
+    servers: Vec<PubKey>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +127,9 @@ struct GetArgs {
     /// Write the body to stdout.
     #[arg(short = 'n', long)]
     stdout: bool,
+    /// Hold sessions with this DMSG server only (repeatable); open no others.
+    #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
+    servers: Vec<PubKey>,
     /// The URL, dmsg://PK:PORT/PATH.
     url: String,
 }
@@ -143,6 +154,30 @@ struct ServerFile {
     /// (instead of registering with `discovery`) and serves the discovery API.
     #[serde(default)]
     dht: Option<DhtSection>,
+    /// skymesh extension: mesh peers (other DMSG servers requests may be forwarded to).
+    #[serde(default)]
+    peers: Vec<PeerEntry>,
+}
+
+/// One mesh peer in a server config (skymesh extension; the Go server ignores it).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    /// The peer server's key (hex).
+    public_key: String,
+    /// Its DMSG listener, `HOST:PORT`.
+    address: String,
+}
+
+impl PeerEntry {
+    fn parse(&self) -> anyhow::Result<::dmsg::server::PeerAddr> {
+        super::node::parse_mesh_peer(&format!("{}@{}", self.public_key, self.address))
+            .map_err(|e| anyhow::anyhow!("peers: {e}"))
+    }
+}
+
+fn parse_pk(s: &str) -> Result<PubKey, String> {
+    PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
 }
 
 /// The `dht` section of a server config (skymesh extension; the Go server ignores it).
@@ -186,6 +221,12 @@ fn node_args(f: &ServerFile, dht: &DhtSection) -> Vec<String> {
     }
     if let Some(d) = &dht.deploy {
         v.extend(["--deploy".into(), d.clone()]);
+    }
+    for p in &f.peers {
+        v.extend([
+            "--mesh-peer".into(),
+            format!("{}@{}", p.public_key, p.address),
+        ]);
     }
     v
 }
@@ -288,6 +329,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
     if f.update_interval > 0 {
         cfg.update_interval = std::time::Duration::from_nanos(f.update_interval);
     }
+    cfg.mesh.peers = f
+        .peers
+        .iter()
+        .map(PeerEntry::parse)
+        .collect::<anyhow::Result<_>>()?;
     let mut registry = Registry::default();
     let metrics = ServerMetrics::new(&mut registry);
     let srv = Server::spawn(cfg, metrics).await?;
@@ -365,11 +411,20 @@ async fn client_for(
     sk: SecKey,
     disc: &Option<String>,
     dht: &[libp2p::Multiaddr],
+    servers: &[PubKey],
 ) -> anyhow::Result<(Arc<Client>, Option<(dhtnode::Node, overlay::DhtClient)>)> {
     match disc {
-        Some(url) => Ok((Arc::new(Client::spawn(ClientConfig::new(sk, url))), None)),
+        Some(url) => {
+            let mut cfg = ClientConfig::new(sk, url);
+            cfg.servers = servers.to_vec();
+            Ok((Arc::new(Client::spawn(cfg)), None))
+        }
         None => {
-            let (node, c) = overlay::join(sk, dht.to_vec(), DHT_JOIN_WAIT)
+            let opts = overlay::ClientOptions {
+                sessions: 0,
+                servers: servers.to_vec(),
+            };
+            let (node, c) = overlay::join(sk, dht.to_vec(), DHT_JOIN_WAIT, opts)
                 .await
                 .context("joining the DHT (--dht)")?;
             Ok((c.client.clone(), Some((node, c))))
@@ -380,7 +435,7 @@ async fn client_for(
 async fn http(a: HttpArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk)?;
     let pk = sk.pubkey();
-    let (client, _dht) = client_for(sk, &a.disc, &a.dht).await?;
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
     let listener = client.listen(a.port)?;
     eprintln!("serving {} on dmsg://{pk}:{}", a.dir.display(), a.port);
     tokio::select! {
@@ -394,7 +449,7 @@ async fn get_url(a: GetArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk)?;
     // Like dmsgget (-e 1): one session to a server from available_servers first; a target on
     // another server gets a session to one of its delegated servers when dialed.
-    let (client, _dht) = client_for(sk, &a.disc, &a.dht).await?;
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), client.ready()).await;
     let show = !a.stdout && std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;

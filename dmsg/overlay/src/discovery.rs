@@ -231,6 +231,18 @@ impl Discovery for DhtDiscovery {
         Box::pin(async move { self.get_entry(pk).await?.ok_or(DiscError::NotFound { pk }) })
     }
 
+    fn all_servers(&self) -> DiscFuture<'_, Vec<Entry>> {
+        // Every fresh server entry, full or not: the mesh's peer candidates.
+        Box::pin(async move {
+            Ok(self
+                .candidates()
+                .await
+                .into_iter()
+                .map(|c| c.entry)
+                .collect())
+        })
+    }
+
     fn available_servers(&self) -> DiscFuture<'_, Vec<Entry>> {
         Box::pin(async move {
             let mut cands: Vec<Candidate> = self

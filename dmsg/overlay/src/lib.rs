@@ -28,4 +28,6 @@ pub use backend::DhtEntries;
 pub use deploy::Deployment;
 pub use discovery::{DhtDiscovery, ServerExtras};
 pub use metrics::OverlayMetrics;
-pub use runtime::{DhtClient, DhtServer, ServerOptions, join, start_client, start_server};
+pub use runtime::{
+    ClientOptions, DhtClient, DhtServer, ServerOptions, join, start_client, start_server,
+};

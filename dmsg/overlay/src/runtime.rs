@@ -22,6 +22,17 @@ pub struct ServerOptions {
     pub public: String,
     /// Session limit.
     pub max_sessions: usize,
+    /// Peering with other servers (static and/or from the DHT).
+    pub mesh: dmsg::server::MeshConfig,
+}
+
+/// A DMSG client's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Servers to hold sessions with (0: the default, one).
+    pub sessions: usize,
+    /// Hold sessions with these servers only and open no others (`--server`).
+    pub servers: Vec<keys::PubKey>,
 }
 
 /// A DMSG server publishing itself through the DHT.
@@ -59,6 +70,11 @@ pub async fn start_server(
     cfg.max_sessions = opts.max_sessions;
     cfg.update_interval = SERVER_REPUBLISH;
     cfg.discovery = Some(discovery.clone());
+    cfg.mesh = opts.mesh.clone();
+    if opts.mesh.refresh_interval == dmsg::server::MeshConfig::default().refresh_interval {
+        // One publication interval: servers appear and leave at this pace.
+        cfg.mesh.refresh_interval = SERVER_REPUBLISH;
+    }
     let server = Server::spawn(cfg, metrics).await?;
     Ok(DhtServer { server, discovery })
 }
@@ -83,13 +99,16 @@ pub fn start_client(
     sk: SecKey,
     metrics: OverlayMetrics,
     fallback: Vec<crate::deploy::DmsgServer>,
+    opts: ClientOptions,
 ) -> DhtClient {
     let discovery =
         Arc::new(DhtDiscovery::new(node.clone(), None, metrics.clone()).with_fallback(fallback));
-    let client = Arc::new(Client::spawn(ClientConfig::with_discovery(
-        sk.clone(),
-        discovery.clone(),
-    )));
+    let mut cfg = ClientConfig::with_discovery(sk.clone(), discovery.clone());
+    if opts.sessions > 0 {
+        cfg.min_sessions = opts.sessions;
+    }
+    cfg.servers = opts.servers;
+    let client = Arc::new(Client::spawn(cfg));
     let republish = dmsg::AbortOnDrop(spawn_republisher(discovery.clone(), sk, CLIENT_REPUBLISH));
     let weak = Arc::downgrade(&client);
     let gauge = dmsg::AbortOnDrop(tokio::spawn(async move {
@@ -125,6 +144,7 @@ pub async fn join(
     sk: SecKey,
     bootstrap: Vec<Multiaddr>,
     wait: Duration,
+    opts: ClientOptions,
 ) -> Result<(Node, DhtClient), JoinError> {
     let mut cfg = dhtnode::Config::new(sk.clone(), Role::Regular);
     cfg.reachability = Reachability::Private;
@@ -138,6 +158,6 @@ pub async fn join(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = start_client(&node, sk, OverlayMetrics::default(), Vec::new());
+    let client = start_client(&node, sk, OverlayMetrics::default(), Vec::new(), opts);
     Ok((node, client))
 }

@@ -72,6 +72,7 @@ async fn servers_published_through_a_full_node_are_found_and_ranked() {
         listen: "127.0.0.1:0".into(),
         public: String::new(),
         max_sessions: 10,
+        mesh: Default::default(),
     };
     let s = overlay::start_server(
         &full,

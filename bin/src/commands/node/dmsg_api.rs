@@ -59,6 +59,14 @@ async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
             "streams_active": s.server.metrics().streams_active.get(),
             "streams_total": s.server.metrics().streams.get(),
             "bytes_relayed": s.server.metrics().bytes_relayed.get(),
+            "mesh": {
+                "enabled": s.server.mesh_enabled(),
+                "peers": s.server.mesh_peers(),
+                "forwarded_streams": s.server.metrics().mesh.forwarded_streams.get(),
+                "forwarded_bytes": s.server.metrics().mesh.forwarded_bytes.get(),
+                "relayed_in_streams": s.server.metrics().mesh.relayed_in.get(),
+                "misses": s.server.metrics().mesh.misses.get(),
+            },
         })
     });
     let client = ctx.dmsg_client.as_ref().map(|c| {

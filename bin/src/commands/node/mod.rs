@@ -113,12 +113,33 @@ pub(crate) struct Args {
     /// Accept loopback server addresses posted to /dmsg-discovery (like dmsg-discovery -t).
     #[arg(long, requires = "dmsg_listen")]
     disc_test_mode: bool,
+    /// Mesh with this DMSG server, `PK@HOST:PORT` (repeatable): requests for visors not held
+    /// here are forwarded to it, one hop at most (docs/dmsg-mesh.md).
+    #[arg(long = "mesh-peer", value_name = "PK@HOST:PORT", requires = "dmsg_listen", value_parser = parse_mesh_peer)]
+    mesh_peers: Vec<::dmsg::server::PeerAddr>,
+    /// Also mesh with the DMSG servers published in the DHT whose keys --mesh-allow lists.
+    #[arg(long, requires_all = ["dmsg_listen", "mesh_allow"])]
+    mesh_dht: bool,
+    /// With --mesh-dht: a server key that may be a peer, or `any` (repeatable).
+    #[arg(long = "mesh-allow", value_name = "PK|any", requires = "mesh_dht")]
+    mesh_allow: Vec<String>,
+    /// How often --mesh-dht re-reads the published servers, in milliseconds (tests shorten
+    /// the default, the servers' publication interval).
+    #[arg(long, hide = true, value_name = "MS")]
+    mesh_refresh_ms: Option<u64>,
     /// Run a DMSG client that finds servers and peers through the DHT (visors).
     #[arg(long)]
     dmsg: bool,
     /// Serve this directory over DMSG-HTTP (needs --dmsg).
     #[arg(long, requires = "dmsg", value_name = "DIR")]
     dmsg_http_dir: Option<PathBuf>,
+    /// Hold DMSG sessions with this server only (repeatable; --dmsg): peers on other servers
+    /// are reached through the server mesh.
+    #[arg(long = "dmsg-server", value_name = "PK", requires = "dmsg", value_parser = parse_pk)]
+    dmsg_servers: Vec<keys::PubKey>,
+    /// How many DMSG servers a visor holds sessions with (--dmsg).
+    #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MIN_SESSIONS, requires = "dmsg", value_name = "N")]
+    dmsg_sessions: usize,
     /// DMSG port for --dmsg-http-dir.
     #[arg(long, default_value_t = 80)]
     dmsg_http_port: u16,
@@ -132,6 +153,54 @@ pub(crate) struct Args {
     /// Republish timer for own items in milliseconds (tests shorten the 30 min default).
     #[arg(long, hide = true, value_name = "MS")]
     republish_interval_ms: Option<u64>,
+}
+
+fn parse_pk(s: &str) -> Result<keys::PubKey, String> {
+    keys::PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
+}
+
+/// `PK@HOST:PORT`.
+pub(crate) fn parse_mesh_peer(s: &str) -> Result<::dmsg::server::PeerAddr, String> {
+    let (pk, address) = s
+        .split_once('@')
+        .ok_or_else(|| format!("expected PK@HOST:PORT, got {s:?}"))?;
+    let pk = keys::PubKey::from_hex(pk).map_err(|e| format!("peer key: {e}"))?;
+    if address
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(format!("peer address {address:?} is not HOST:PORT"));
+    }
+    Ok(::dmsg::server::PeerAddr {
+        pk,
+        address: address.to_string(),
+    })
+}
+
+/// The mesh settings from the flags.
+fn mesh_config(args: &Args) -> anyhow::Result<::dmsg::server::MeshConfig> {
+    use ::dmsg::server::{MeshAllow, MeshConfig};
+    let mut m = MeshConfig {
+        peers: args.mesh_peers.clone(),
+        ..MeshConfig::default()
+    };
+    if args.mesh_dht {
+        let allow = if args.mesh_allow.iter().any(|a| a == "any") {
+            MeshAllow::Any
+        } else {
+            let keys = args
+                .mesh_allow
+                .iter()
+                .map(|a| keys::PubKey::from_hex(a).with_context(|| format!("--mesh-allow {a}")))
+                .collect::<anyhow::Result<_>>()?;
+            MeshAllow::Keys(keys)
+        };
+        m.dht_allow = Some(allow);
+    }
+    if let Some(ms) = args.mesh_refresh_ms {
+        m.refresh_interval = std::time::Duration::from_millis(ms.max(100));
+    }
+    Ok(m)
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -406,6 +475,7 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
                 listen: listen.clone(),
                 public: args.dmsg_public.clone().unwrap_or_default(),
                 max_sessions: args.max_sessions,
+                mesh: mesh_config(&args)?,
             };
             let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
             let s =
@@ -423,6 +493,10 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
             sk.clone(),
             overlay_metrics.clone(),
             deploy.dmsg_servers.clone(),
+            overlay::ClientOptions {
+                sessions: args.dmsg_sessions,
+                servers: args.dmsg_servers.clone(),
+            },
         )
     });
     let _dmsg_http = match (&dmsg_client, &args.dmsg_http_dir) {
