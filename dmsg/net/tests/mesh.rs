@@ -334,3 +334,69 @@ async fn a_killed_peer_comes_back_and_the_link_is_restored() {
     roundtrip(&x, y.pk(), 1000).await;
     let _ = a;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_is_refused_at_its_link_bound_then_cut() {
+    let (_d, url) = disc().await;
+    let peer = SecKey::generate();
+    let dead = ports(1).remove(0);
+    let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+    sc.discovery_url(&url);
+    sc.mesh = MeshConfig {
+        peers: vec![PeerAddr {
+            pk: peer.pubkey(),
+            address: dead,
+        }],
+        max_relayed_per_link: 2,
+        flood_refusals: 8,
+        ..MeshConfig::default()
+    };
+    let mut registry = Registry::default();
+    let server = Server::spawn(sc.clone(), ServerMetrics::new(&mut registry))
+        .await
+        .unwrap();
+    let a = Srv {
+        sk: sc.sk.clone(),
+        server,
+        registry,
+    };
+    let dc = dmsg::DiscClient::new(&url);
+    while dc.entry(&a.pk()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let x = client_on(&url, a.pk()).await;
+    let y = client_on(&url, a.pk()).await;
+    let _ey = echo(&y, 80);
+    let (sess, crypto) = raw_session(&a, &peer).await;
+    until("A sees the peer's session", || link_up(&a, peer.pubkey())).await;
+    // Two relayed streams fill the link's bound (they stay open)...
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut st = sess.open().unwrap();
+        let req = request(&SecKey::generate(), y.pk());
+        dmsg::stream::write_object(&mut st, &crypto, &req)
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
+        open.push(st);
+    }
+    // ...and every further one is refused, until the peer is cut as a flooder.
+    for _ in 0..8 {
+        let Ok(mut st) = sess.open() else { break };
+        let req = request(&SecKey::generate(), y.pk());
+        if dmsg::stream::write_object(&mut st, &crypto, &req)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let _ = tokio::time::timeout(T, st.recv_chunk()).await.unwrap();
+    }
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    let m = a.metrics();
+    assert!(m.contains("reason=\"link_capacity\""), "{m}");
+    assert!(m.contains("event=\"flood\""), "{m}");
+    // Everyone else is served.
+    roundtrip(&x, y.pk(), 10_000).await;
+}

@@ -71,6 +71,8 @@ pub struct MeshConfig {
     pub backoff_max: Duration,
     /// How long a misbehaving peer is kept away.
     pub penalty: Duration,
+    /// Refusals at the per-link bound within 10 s after which a peer is cut as a flooder.
+    pub flood_refusals: u32,
 }
 
 impl Default for MeshConfig {
@@ -84,6 +86,7 @@ impl Default for MeshConfig {
             backoff_min: DEFAULT_LINK_BACKOFF_MIN,
             backoff_max: DEFAULT_LINK_BACKOFF_MAX,
             penalty: DEFAULT_PENALTY,
+            flood_refusals: super::mesh_policy::FLOOD_REFUSALS,
         }
     }
 }
@@ -213,8 +216,14 @@ impl Mesh {
         p
     }
 
-    /// The live link to `pk` with a slot on it.
-    pub(crate) fn use_link(&self, pk: &PubKey, now: Instant) -> Result<LinkUse, LinkRefusal> {
+    /// The live link to `pk` with a slot on it. `from_peer`: the stream is the peer's (a
+    /// refusal then counts toward its flood limit); otherwise it is one we forward.
+    pub(crate) fn use_link(
+        &self,
+        pk: &PubKey,
+        now: Instant,
+        from_peer: bool,
+    ) -> Result<LinkUse, LinkRefusal> {
         let mut peers = lock(&self.peers);
         let p = peers.get_mut(pk).ok_or(LinkRefusal::Down)?;
         let sess = p.link().cloned().ok_or(LinkRefusal::Down)?;
@@ -226,7 +235,7 @@ impl Mesh {
             }),
             Err(_) => {
                 self.metrics.refused("link_capacity");
-                if p.flood.on_refusal(now) {
+                if from_peer && p.flood.on_refusal(now, self.cfg.flood_refusals) {
                     drop(peers);
                     self.misbehaved(pk, "flood", now);
                 }

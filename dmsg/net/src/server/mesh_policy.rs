@@ -244,9 +244,10 @@ impl Default for FloodGuard {
 }
 
 impl FloodGuard {
-    /// Counts one refusal at `now`; `true` once [`FLOOD_REFUSALS`] fell within
-    /// [`FLOOD_WINDOW`] (the caller cuts the link and backs the peer off).
-    pub fn on_refusal(&mut self, now: Instant) -> bool {
+    /// Counts one refusal at `now`; `true` once `limit` refusals (normally
+    /// [`FLOOD_REFUSALS`]) fell within [`FLOOD_WINDOW`] (the caller cuts the link and backs
+    /// the peer off).
+    pub fn on_refusal(&mut self, now: Instant, limit: u32) -> bool {
         match self.window_start {
             Some(t) if now.saturating_duration_since(t) < FLOOD_WINDOW => {}
             _ => {
@@ -255,7 +256,7 @@ impl FloodGuard {
             }
         }
         self.count = self.count.saturating_add(1);
-        self.count >= FLOOD_REFUSALS
+        self.count >= limit
     }
 }
 
@@ -357,11 +358,11 @@ mod tests {
         let mut g = FloodGuard::default();
         // One refusal per window never trips.
         for i in 0..(FLOOD_REFUSALS * 2) {
-            assert!(!g.on_refusal(t + FLOOD_WINDOW * i));
+            assert!(!g.on_refusal(t + FLOOD_WINDOW * i, FLOOD_REFUSALS));
         }
         let mut g = FloodGuard::default();
         let tripped = (0..FLOOD_REFUSALS)
-            .map(|_| g.on_refusal(t))
+            .map(|_| g.on_refusal(t, FLOOD_REFUSALS))
             .filter(|x| *x)
             .count();
         assert_eq!(tripped, 1, "trips exactly at the bound");

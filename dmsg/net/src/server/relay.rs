@@ -140,7 +140,7 @@ pub(crate) async fn relay(
                 "relayed-stream bound reached",
             ));
         };
-        let link = match inner.mesh.use_link(&remote, Instant::now()) {
+        let link = match inner.mesh.use_link(&remote, Instant::now(), true) {
             Ok(l) => l,
             Err(_) => {
                 a.reset();
@@ -245,7 +245,7 @@ async fn forward(
     let to = DEFAULT_STREAM_HANDSHAKE_TIMEOUT;
     let mut full = false;
     for peer in order {
-        let link: LinkUse = match inner.mesh.use_link(&peer, Instant::now()) {
+        let link: LinkUse = match inner.mesh.use_link(&peer, Instant::now(), false) {
             Ok(l) => l,
             Err(LinkRefusal::Full) => {
                 full = true;
