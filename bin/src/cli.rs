@@ -32,7 +32,7 @@ pub(crate) enum Command {
     /// Sign or verify a DHT item (JSON in/out).
     Item(commands::item::Args),
     /// Run a DHT node (daemon) with its HTTP admin API, /health and /metrics.
-    Node(commands::node::Args),
+    Node(Box<commands::node::Args>),
     /// Talk to a running node: put, get, info.
     Dht(commands::dht::Args),
     /// DMSG network: server, discovery, http, get.

@@ -16,7 +16,7 @@
 //! * [`defaults`]: every limit and timeout, with its reason.
 #![deny(missing_docs)]
 
-pub mod backoff;
+pub use dmsg_proto::backoff;
 pub mod client;
 pub mod defaults;
 pub mod disc_client;

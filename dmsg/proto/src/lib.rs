@@ -32,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod code;
 pub mod disc;
 pub mod error;

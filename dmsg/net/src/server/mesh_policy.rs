@@ -97,7 +97,7 @@ pub fn wanted_peers(
         })
         .collect();
     // A stable order, so the cut at MAX_PEERS does not flap between refreshes.
-    found.sort_by(|a, b| a.pk.cmp(&b.pk));
+    found.sort_by_key(|a| a.pk);
     for p in found {
         if out.len() < MAX_PEERS && seen.insert(p.pk) {
             out.push((p, PeerSource::Dht));
@@ -228,19 +228,10 @@ impl MissCache {
 }
 
 /// Counts a peer link's refusals at its bound; says when the peer floods.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FloodGuard {
     window_start: Option<Instant>,
     count: u32,
-}
-
-impl Default for FloodGuard {
-    fn default() -> Self {
-        FloodGuard {
-            window_start: None,
-            count: 0,
-        }
-    }
 }
 
 impl FloodGuard {

@@ -1,5 +1,6 @@
 //! Reconnect backoff: exponential, bounded, with jitter. Pure: the random draw is passed in.
-//! Used by DMSG transports (`skymesh-tp`) and by the server mesh's peer links.
+//! Used by DMSG transports (`skymesh-tp`) and the server mesh's peer links (spec §7: 5 s, ×1.5,
+//! ≤ 1 min); re-exported as `dmsg::backoff`.
 use std::time::Duration;
 
 /// Exponential backoff `base · factor^attempt` (factor 2 unless set), capped at `max`, then
