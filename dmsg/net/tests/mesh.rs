@@ -400,3 +400,52 @@ async fn a_flooding_peer_is_refused_at_its_link_bound_then_cut() {
     // Everyone else is served.
     roundtrip(&x, y.pk(), 10_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_reaches_the_destination_byte_for_byte() {
+    let (_d, url) = disc().await;
+    let (a, b, _c) = chain(&url).await;
+    // The destination: a raw session on B (no client entry: A offers the request to every peer).
+    let dst = SecKey::generate();
+    let (dsess, dcrypto) = raw_session(&b, &dst).await;
+    // The source: a raw session on A, encoding with the gob type ids of a long-running Go
+    // process (not the first ones a fresh process assigns).
+    let src = SecKey::generate();
+    let (ssess, scrypto) = raw_session(&a, &src).await;
+    let mut hs = dmsg_proto::noise::HandshakeState::new(
+        dmsg_proto::noise::Pattern::KK,
+        dmsg_proto::noise::Role::Initiator,
+        src.clone(),
+        Some(dst.pubkey()),
+    )
+    .unwrap();
+    let req = StreamRequest {
+        timestamp: dmsg::now_ns(),
+        src: Addr {
+            pk: src.pubkey(),
+            port: 49153,
+        },
+        dst: Addr {
+            pk: dst.pubkey(),
+            port: 80,
+        },
+        noise_msg: hs.write_message().unwrap(),
+    }
+    .sign(&src, TypeIds { first: 97 });
+    let mut st = ssess.open().unwrap();
+    dmsg::stream::write_object(&mut st, &scrypto, &req)
+        .await
+        .unwrap();
+    let mut incoming = tokio::time::timeout(T, dsess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let (got, _) = dmsg::stream::read_object(&mut incoming, &dcrypto, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.as_bytes(),
+        req.as_bytes(),
+        "the signed object changed on the way"
+    );
+}
