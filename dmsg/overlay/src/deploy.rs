@@ -119,8 +119,27 @@ pub enum DeployError {
 }
 
 impl Deployment {
-    /// Parses and checks a deployment (`origin` names it in errors).
+    /// Parses and checks a deployment (`origin` names it in errors): skymesh's own format, or
+    /// Skywire's (environment [`crate::deploy_skywire::DEFAULT_ENV`]).
     pub fn parse(text: &str, origin: &str) -> Result<Deployment, DeployError> {
+        Deployment::parse_env(text, origin, crate::deploy_skywire::DEFAULT_ENV)
+    }
+
+    /// Like [`Deployment::parse`]; a Skywire config is read for environment `env`.
+    pub fn parse_env(text: &str, origin: &str, env: &str) -> Result<Deployment, DeployError> {
+        let parse_err = |source| DeployError::Parse {
+            origin: origin.to_string(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(parse_err)?;
+        if crate::deploy_skywire::is_skywire(&value) {
+            return crate::deploy_skywire::parse(&[(&value, origin)], env);
+        }
+        Deployment::parse_own(text, origin)
+    }
+
+    /// skymesh's own, strict format.
+    fn parse_own(text: &str, origin: &str) -> Result<Deployment, DeployError> {
         let d: Deployment = serde_json::from_str(text).map_err(|source| DeployError::Parse {
             origin: origin.to_string(),
             source,
@@ -171,17 +190,49 @@ impl Deployment {
 
     /// `file` if given, else the file named by `$SKYDEPLOY`, else the embedded default.
     pub fn load(file: Option<&Path>) -> Result<Deployment, DeployError> {
-        let env = std::env::var_os(ENV_VAR).map(std::path::PathBuf::from);
-        match file.map(Path::to_path_buf).or(env) {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| DeployError::Read {
-                    path: path.display().to_string(),
+        Deployment::load_env(file, crate::deploy_skywire::DEFAULT_ENV)
+    }
+
+    /// Like [`Deployment::load`]; a Skywire config is read for environment `env`, and with a
+    /// 2024 `services-config.json` its sibling `dmsghttp-config.json` is read too.
+    pub fn load_env(file: Option<&Path>, env: &str) -> Result<Deployment, DeployError> {
+        let var = std::env::var_os(ENV_VAR).map(std::path::PathBuf::from);
+        let Some(path) = file.map(Path::to_path_buf).or(var) else {
+            return Deployment::embedded();
+        };
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| DeployError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let text = read(&path)?;
+        let origin = path.display().to_string();
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| DeployError::Parse {
+                origin: origin.clone(),
+                source,
+            })?;
+        if !crate::deploy_skywire::is_skywire(&value) {
+            return Deployment::parse_own(&text, &origin);
+        }
+        let sibling = path.with_file_name(crate::deploy_skywire::DMSGHTTP_FILE);
+        let pair = if sibling != path && sibling.exists() {
+            let t = read(&sibling)?;
+            let v: serde_json::Value =
+                serde_json::from_str(&t).map_err(|source| DeployError::Parse {
+                    origin: sibling.display().to_string(),
                     source,
                 })?;
-                Deployment::parse(&text, &path.display().to_string())
-            }
-            None => Deployment::embedded(),
+            Some((v, sibling.display().to_string()))
+        } else {
+            None
+        };
+        let mut docs = vec![(&value, origin.as_str())];
+        if let Some((v, o)) = &pair {
+            docs.push((v, o.as_str()));
         }
+        crate::deploy_skywire::parse(&docs, env)
     }
 
     /// The JSON form.

@@ -10,7 +10,9 @@
 //!   clients, `dmsgget` and `dmsghttp` can use any full node as their discovery; an entry they
 //!   post becomes a `dmsg` item every other node verifies against the owner's key.
 //! * [`deploy`]: the deployment config (bootstrap full nodes, DMSG servers, service endpoints
-//!   with a `dmsg://` and an `http(s)://` address), embedded default overridable by a file.
+//!   with a `dmsg://` and an `http(s)://` address), embedded default overridable by a file;
+//!   [`deploy_skywire`] reads Skywire's own `services-config.json` (2026 merged shape, or the
+//!   2024 pair with `dmsghttp-config.json`) into the same type.
 //!
 //! * [`runtime`]: starting a DMSG server on a full node, a client on a visor, or a short-lived
 //!   client for one command.
@@ -18,6 +20,7 @@
 
 pub mod backend;
 pub mod deploy;
+pub mod deploy_skywire;
 pub mod discovery;
 pub mod entries;
 pub mod metrics;
