@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | this one | config, accept loop, session table, discovery registration | TCP accept |
 //! | `relay` | one stream: check, deliver locally or forward to a peer, splice | streams |
+//! | [`own`] | requests to the server's own key: `dmsg://SERVER_PK:80/health` | streams |
 //! | [`mesh`] | peer links (dial, redial, RTT), the peer table, bounds | TCP connect |
 //! | [`mesh_policy`] | who is a peer, forwarding order, misses, floods | none (pure) |
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::{AbortOnDrop, lock};
 
 pub mod mesh;
 pub mod mesh_policy;
+pub mod own;
 mod relay;
 
 pub use mesh::{MeshConfig, PeerStatus};
@@ -106,6 +108,10 @@ pub(crate) struct Inner {
     changed: Notify,
     public_addr: String,
     mesh: mesh::Mesh,
+    /// When the server started (uptime in its own `/health`).
+    started: std::time::Instant,
+    /// Slots for streams to the server's own services ([`own`]).
+    own_slots: Arc<Semaphore>,
 }
 
 /// A running server. Dropping it stops every task and closes every session and peer link.
@@ -148,6 +154,8 @@ impl Server {
             pk: cfg.sk.pubkey(),
             cfg,
             mesh,
+            started: std::time::Instant::now(),
+            own_slots: Arc::new(Semaphore::new(own::MAX_OWN_STREAMS)),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,

@@ -33,7 +33,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, what: &'static str) -> Refusal {
+    pub(crate) fn new(code: ErrorCode, what: &'static str) -> Refusal {
         Refusal {
             code,
             what,
@@ -41,7 +41,7 @@ impl Refusal {
         }
     }
 
-    fn from(code: ErrorCode, what: &'static str, e: StreamError) -> Refusal {
+    pub(crate) fn from(code: ErrorCode, what: &'static str, e: StreamError) -> Refusal {
         Refusal {
             code,
             what,
@@ -110,6 +110,9 @@ pub(crate) async fn relay(
             return Err(Refusal::from(code, "request refused", e));
         }
     };
+    if req.dst.pk == inner.pk {
+        return super::own::serve(inner, src, a, &req_obj, &req).await;
+    }
     let dst = lock_dst(inner, &req);
     let Some(dst) = dst else {
         if from_peer {
