@@ -56,7 +56,6 @@ use libp2p::{Multiaddr, PeerId};
 use super::{Actor, MAX_FULL_NODES};
 use crate::error::SyncError;
 use crate::role::Role;
-use crate::store as istore;
 use crate::sync_codec;
 use tokio::sync::mpsc;
 
@@ -374,7 +373,7 @@ impl SyncState {
         self.penalised.get(peer).is_some_and(|until| *until > now)
     }
 
-    fn status(&self, id: u64) -> Option<SyncStatus> {
+    fn status(&self, id: u64, now: Instant) -> Option<SyncStatus> {
         let s = self.sessions.get(&id)?;
         let p = s.puller.progress();
         let (state, error) = match (s.finished, s.puller.outcome()) {
@@ -382,7 +381,7 @@ impl SyncState {
             (_, Some(Ok(()))) => ("done", None),
             (_, Some(Err(e))) => ("failed", Some(e.to_string())),
         };
-        let end = s.finished.unwrap_or_else(Instant::now);
+        let end = s.finished.unwrap_or(now);
         Some(SyncStatus {
             id,
             peer: s.peer.to_string(),
@@ -429,7 +428,7 @@ impl Actor {
                 _ => return Err(SyncError::Addr { addr: addr.clone() }),
             },
             None => {
-                let now = Instant::now();
+                let now = self.now.mono;
                 let mut full = self.find_full_nodes();
                 full.retain(|p| !self.sync.is_penalised(p, now));
                 // Connected ones first.
@@ -453,7 +452,7 @@ impl Actor {
         if peer == self.local_peer {
             return Err(SyncError::SelfSync);
         }
-        if self.sync.is_penalised(&peer, Instant::now()) {
+        if self.sync.is_penalised(&peer, self.now.mono) {
             return Err(SyncError::Penalised { peer });
         }
         if self.sync.active() >= MAX_ACTIVE_SESSIONS {
@@ -487,7 +486,7 @@ impl Actor {
                 peer,
                 kind,
                 puller: Puller::new(cfg),
-                started: Instant::now(),
+                started: self.now.mono,
                 finished: None,
                 request: None,
                 page_no: 0,
@@ -543,7 +542,7 @@ impl Actor {
         if s.finished.is_some() {
             return;
         }
-        s.finished = Some(Instant::now());
+        s.finished = Some(self.now.mono);
         // Late verification results find `verifying` empty and are dropped.
         s.waiting.clear();
         s.verifying = None;
@@ -569,7 +568,7 @@ impl Actor {
                     complete.remove(&k);
                 }
             }
-            complete.insert(salt, Instant::now());
+            complete.insert(salt, self.now.mono);
         }
         self.metrics.sync.session(if ok { "ok" } else { "failed" });
         match s.puller.outcome() {
@@ -594,11 +593,11 @@ impl Actor {
         [c.get(&None), c.get(&Some(salt.clone()))]
             .into_iter()
             .flatten()
-            .any(|t| t.elapsed() < within)
+            .any(|t| self.now.mono.saturating_duration_since(*t) < within)
     }
 
     pub(super) fn sync_status(&self, id: u64) -> Option<SyncStatus> {
-        self.sync.status(id)
+        self.sync.status(id, self.now.mono)
     }
 
     /// Stops fetching; what was received is still ingested (then the cursor is saved and the
@@ -661,7 +660,7 @@ impl Actor {
         if auto_running {
             return;
         }
-        let now = Instant::now();
+        let now = self.now.mono;
         let mut peers = self.find_full_nodes();
         peers.retain(|p| !self.sync.is_penalised(p, now));
         if peers.is_empty() {
@@ -842,7 +841,7 @@ impl Actor {
 
     /// Puts received items through the acceptance rules.
     fn ingest(&mut self, items: Vec<Item>) -> Counts {
-        let now = istore::now();
+        let now = self.now.wall;
         let mut c = Counts::default();
         for item in items {
             let advert = advert_bytes(&item);
@@ -856,7 +855,7 @@ impl Actor {
     /// [`ItemStore::insert_verified`], any other through the full [`ItemStore::insert`] (which
     /// refuses one that failed verification as it refuses any received item).
     fn ingest_checked(&mut self, items: Vec<Checked>) -> Counts {
-        let now = istore::now();
+        let now = self.now.wall;
         let mut c = Counts::default();
         for checked in items {
             let (advert, r) = match checked {
@@ -902,7 +901,7 @@ impl Actor {
 
     /// Disconnects `peer` and refuses its sync traffic for [`PENALTY`].
     pub(super) fn penalise(&mut self, peer: PeerId, why: &str) {
-        let now = Instant::now();
+        let now = self.now.mono;
         if !self.sync.penalised.contains_key(&peer) && self.sync.penalised.len() >= MAX_PENALISED {
             self.sync.penalised.retain(|_, until| *until > now);
             if self.sync.penalised.len() >= MAX_PENALISED {
@@ -941,7 +940,7 @@ impl Actor {
         if self.cfg.role != Role::Full {
             return;
         }
-        let now = Instant::now();
+        let now = self.now.mono;
         let bound = self.cfg.push_queue.max(1);
         for peer in self.find_full_nodes() {
             if Some(peer) == source || self.sync.is_penalised(&peer, now) {
@@ -997,7 +996,7 @@ impl Actor {
             return;
         };
         self.sync.push_busy.remove(&peer);
-        let now = Instant::now();
+        let now = self.now.mono;
         if end == PushEnd::Failed {
             self.metrics
                 .sync
@@ -1027,7 +1026,7 @@ impl Actor {
         if self.sync.push_retry_at.is_empty() {
             return;
         }
-        let now = Instant::now();
+        let now = self.now.mono;
         let due: Vec<PeerId> = self
             .sync
             .push_retry_at
@@ -1127,7 +1126,7 @@ impl Actor {
     }
 
     fn serve_sync(&mut self, peer: PeerId, request: Request) -> Response {
-        let now = Instant::now();
+        let now = self.now.mono;
         if self.sync.is_penalised(&peer, now) {
             return Response::Refused(RefuseReason::NotAllowed);
         }
