@@ -1,5 +1,7 @@
-//! A small tokio driver for hashicorp yamux v0.1.1 on top of the proven frame codec
-//! [`dmsg_proto::yamux`].
+//! The tokio driver of a yamux session: socket tasks and wakers around the pure session state
+//! machine [`dmsg_proto::mux::YamuxSession`] (stream ids, windows, FIN/RST, the accept backlog,
+//! ping, keep-alive and idle timers, the bounded write queue all live there, behind the
+//! [`StreamMux`] trait an smux session will implement too).
 //!
 //! Why not the `yamux` crate: it is futures-io based (a compat layer per session), opens streams
 //! lazily (the SYN travels with the first data, which Go's relay logic does not expect), and its
@@ -7,47 +9,48 @@
 //! data, window updates, FIN/RST, ping, GoAway — and a direct driver lets the relay move
 //! [`Bytes`] chunks from one session to another without copies.
 //!
-//! Structure per session: a reader task (decodes frames, fills per-stream buffers), a writer
-//! task (drains one queue of encoded frames onto the socket, one vectored write per batch of
-//! frames, bodies never copied) and a keep-alive task (pings every 30 s, closes the session
-//! after [`DEFAULT_IDLE_TIMEOUT`] of silence). The tasks are owned by [`Session`] and aborted
-//! when it is dropped.
+//! Structure per session: the pure session behind one mutex, and three tasks owned by
+//! [`Session`] (aborted when it is dropped):
+//! * a reader task: reads a header, asks the session how much body follows, reads it into its
+//!   own buffer, hands it over;
+//! * a writer task: takes the session's queued frames and writes them with one vectored write
+//!   per batch (bodies never copied), then reports them written;
+//! * a keep-alive task: sleeps until the session's next timer and runs it (a ping every 30 s;
+//!   closes the session after [`DEFAULT_IDLE_TIMEOUT`] of silence).
 //!
-//! Bounds (all remote input):
-//! * per-stream receive buffer ≤ the 256 KiB window we granted (a peer sending beyond it is a
-//!   protocol error and the session is closed);
-//! * open streams per session ≤ `max_streams` (a SYN beyond is answered with RST);
-//! * accept backlog ≤ [`DEFAULT_ACCEPT_BACKLOG`] (full → RST);
-//! * queued output ≤ [`DEFAULT_WRITE_HARD_LIMIT`] (local writers wait at
-//!   [`DEFAULT_WRITE_HIGH_WATER`]; a peer that makes us queue answers without reading is
-//!   disconnected);
-//! * incoming stream ids must have the peer's parity and increase.
-use std::collections::{HashMap, VecDeque};
+//! After every call into the session the driver drains its events and wakes the tasks that
+//! wait: a stream's reader or writer, the acceptor, the ping waiter, writers held at the
+//! high-water mark. The bounds (all remote input) are the session's, filled from
+//! [`crate::defaults`]: window and receive buffer [`DEFAULT_RECV_WINDOW`] per stream, at most
+//! `max_streams` open streams and [`DEFAULT_ACCEPT_BACKLOG`] un-accepted ones (beyond: RST),
+//! queued output ≤ [`DEFAULT_WRITE_HARD_LIMIT`] (local writers wait at
+//! [`DEFAULT_WRITE_HIGH_WATER`]), incoming stream ids of the peer's parity and increasing.
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use dmsg_proto::yamux::{Flags, FrameType, HEADER_LEN, Header};
+use dmsg_proto::mux::{
+    Credit, Event, OpenError, Recv, SessionConfig, StreamId, StreamMux, Transmit, YamuxSession,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+
+pub use dmsg_proto::mux::{CloseReason, Side};
 
 use crate::defaults::*;
 use crate::error::StreamError;
+use crate::lock;
 
-/// Which side of yamux this is (client opens odd stream ids, server even).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// yamux client (the DMSG client).
-    Client,
-    /// yamux server (the DMSG server).
-    Server,
-}
+/// The session state machine this driver runs.
+type Proto = YamuxSession;
+const HEADER_LEN: usize = <Proto as StreamMux>::HEADER_LEN;
 
 /// Limits of one session.
 #[derive(Debug, Clone, Copy)]
@@ -70,132 +73,122 @@ impl Default for MuxConfig {
     }
 }
 
-/// Why a session ended (for logs and metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Still open.
-    Open,
-    /// Closed locally.
-    Local,
-    /// The peer closed the TCP connection or sent GoAway.
-    Remote,
-    /// Socket error.
-    Io,
-    /// The peer violated the protocol (bad frame, window overrun, bad stream id).
-    Protocol,
-    /// Nothing received for too long.
-    Idle,
-    /// The peer did not read while we had to answer it.
-    NotReading,
+impl MuxConfig {
+    /// The session's limits: these fields plus the fixed bounds of [`crate::defaults`].
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            max_streams: self.max_streams,
+            accept_backlog: DEFAULT_ACCEPT_BACKLOG,
+            recv_window: DEFAULT_RECV_WINDOW,
+            max_frame_data: DEFAULT_MAX_FRAME_DATA,
+            write_high_water: DEFAULT_WRITE_HIGH_WATER,
+            write_hard_limit: DEFAULT_WRITE_HARD_LIMIT,
+            keepalive: self.keepalive,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
-/// Window granted beyond the yamux initial 256 KiB, sent with SYN/ACK.
-const EXTRA_WINDOW: u32 = DEFAULT_RECV_WINDOW - DEFAULT_WINDOW;
-
-struct Out {
-    header: [u8; HEADER_LEN],
-    body: Bytes,
-}
-
+/// Tasks waiting on one stream.
 #[derive(Default)]
-struct StreamState {
-    recv: VecDeque<Bytes>,
-    recv_len: usize,
-    /// Bytes the peer may still send before our next window update.
-    recv_window: u32,
-    /// Bytes consumed by the reader since the last window update we sent.
-    consumed: u32,
-    read_waker: Option<Waker>,
-    remote_fin: bool,
-    reset: bool,
-    send_window: u32,
-    write_waker: Option<Waker>,
-    local_fin: bool,
+struct Wakers {
+    read: Option<Waker>,
+    write: Option<Waker>,
 }
 
-struct StreamShared {
-    st: Mutex<StreamState>,
+/// The session and who waits on it, under one lock.
+struct Inner {
+    proto: Proto,
+    wakers: HashMap<StreamId, Wakers>,
+    /// Writers held at the high-water mark.
+    write_waiters: Vec<Waker>,
+    accept_waker: Option<Waker>,
+    /// The ping [`Session::ping`] waits for.
+    ping_wait: Option<(u32, oneshot::Sender<()>)>,
 }
-
-use crate::lock;
 
 struct Shared {
-    side: Side,
-    cfg: MuxConfig,
-    out_tx: mpsc::UnboundedSender<Out>,
-    queued: AtomicUsize,
-    write_waiters: Mutex<Vec<Waker>>,
-    streams: Mutex<HashMap<u32, Arc<StreamShared>>>,
-    next_id: AtomicU32,
-    last_remote_id: AtomicU32,
+    inner: Mutex<Inner>,
+    /// Mirrors `proto.is_closed()` for lock-free checks.
     closed: AtomicBool,
-    close_reason: Mutex<CloseReason>,
     closed_notify: Notify,
-    last_rx: AtomicU64,
-    started: Instant,
-    go_away: AtomicBool,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    ping_rtt_wait: Mutex<Option<(u32, tokio::sync::oneshot::Sender<()>)>>,
+    /// Frames were queued: wakes the writer task.
+    tx_notify: Notify,
+}
+
+fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
 }
 
 impl Shared {
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
     }
 
     fn close(&self, reason: CloseReason) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        *lock(&self.close_reason) = reason;
-        let streams: Vec<_> = lock(&self.streams).drain().map(|(_, s)| s).collect();
-        for s in streams {
-            let mut st = lock(&s.st);
-            st.reset = true;
-            if let Some(w) = st.read_waker.take() {
-                w.wake();
-            }
-            if let Some(w) = st.write_waker.take() {
-                w.wake();
-            }
-        }
-        for w in lock(&self.write_waiters).drain(..) {
-            w.wake();
-        }
-        self.closed_notify.notify_waiters();
+        let mut g = self.lock();
+        g.proto.close(reason);
+        self.drive(&mut g);
     }
 
-    /// Queues a frame. Control frames (`force`) bypass the high-water mark but count against the
-    /// hard limit.
-    fn send(&self, header: Header, body: Bytes) {
-        let n = HEADER_LEN + body.len();
-        let q = self.queued.fetch_add(n, Ordering::AcqRel) + n;
-        if q > DEFAULT_WRITE_HARD_LIMIT {
-            self.close(CloseReason::NotReading);
-            return;
+    /// Runs after every call into the session: wakes whoever waits on its events, and the
+    /// writer when frames are queued.
+    fn drive(&self, g: &mut Inner) {
+        while let Some(ev) = g.proto.poll_event() {
+            match ev {
+                Event::Incoming(_) => wake(&mut g.accept_waker),
+                Event::Readable(id) | Event::Finished(id) => {
+                    if let Some(w) = g.wakers.get_mut(&id) {
+                        wake(&mut w.read);
+                    }
+                }
+                Event::Writable(id) => {
+                    if let Some(w) = g.wakers.get_mut(&id) {
+                        wake(&mut w.write);
+                    }
+                }
+                Event::Reset(id) => {
+                    if let Some(w) = g.wakers.get_mut(&id) {
+                        wake(&mut w.read);
+                        wake(&mut w.write);
+                    }
+                }
+                Event::Pong(opaque) => {
+                    if g.ping_wait.as_ref().is_some_and(|(o, _)| *o == opaque)
+                        && let Some((_, tx)) = g.ping_wait.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Ping(_) | Event::GoAway(_) => {}
+                Event::Closed(reason) => {
+                    tracing::debug!(?reason, "yamux session closed");
+                    self.closed.store(true, Ordering::Release);
+                    for w in g.wakers.values_mut() {
+                        wake(&mut w.read);
+                        wake(&mut w.write);
+                    }
+                    for w in g.write_waiters.drain(..) {
+                        w.wake();
+                    }
+                    wake(&mut g.accept_waker);
+                    self.closed_notify.notify_waiters();
+                }
+            }
         }
-        if self
-            .out_tx
-            .send(Out {
-                header: header.encode(),
-                body,
-            })
-            .is_err()
-        {
-            self.close(CloseReason::Io);
+        if g.proto.transmit_pending() > 0 {
+            self.tx_notify.notify_one();
         }
-    }
-
-    fn control(&self, ty: FrameType, flags: Flags, id: u32, len: u32) {
-        self.send(Header::new(ty, flags, id, len), Bytes::new());
     }
 }
 
 /// A yamux session over one TCP connection. Dropping it closes the session.
 pub struct Session {
     shared: Arc<Shared>,
-    accept_rx: tokio::sync::Mutex<mpsc::Receiver<MuxStream>>,
+    /// Serialises [`Session::accept`] callers (one accept waker).
+    accept_lock: tokio::sync::Mutex<()>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -218,33 +211,25 @@ impl Session {
         initial: Bytes,
         cfg: MuxConfig,
     ) -> Session {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (accept_tx, accept_rx) = mpsc::channel(DEFAULT_ACCEPT_BACKLOG);
+        let proto = Proto::new(side, cfg.session_config(), Instant::now());
         let shared = Arc::new(Shared {
-            side,
-            cfg,
-            out_tx,
-            queued: AtomicUsize::new(0),
-            write_waiters: Mutex::new(Vec::new()),
-            streams: Mutex::new(HashMap::new()),
-            next_id: AtomicU32::new(if side == Side::Client { 1 } else { 2 }),
-            last_remote_id: AtomicU32::new(0),
+            inner: Mutex::new(Inner {
+                proto,
+                wakers: HashMap::new(),
+                write_waiters: Vec::new(),
+                accept_waker: None,
+                ping_wait: None,
+            }),
             closed: AtomicBool::new(false),
-            close_reason: Mutex::new(CloseReason::Open),
             closed_notify: Notify::new(),
-            last_rx: AtomicU64::new(0),
-            started: Instant::now(),
-            go_away: AtomicBool::new(false),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            ping_rtt_wait: Mutex::new(None),
+            tx_notify: Notify::new(),
         });
-        let reader = tokio::spawn(read_loop(shared.clone(), rd, initial, accept_tx));
-        let writer = tokio::spawn(write_loop(shared.clone(), wr, out_rx));
+        let reader = tokio::spawn(read_loop(shared.clone(), rd, initial));
+        let writer = tokio::spawn(write_loop(shared.clone(), wr));
         let keepalive = tokio::spawn(keepalive_loop(shared.clone()));
         Session {
             shared,
-            accept_rx: tokio::sync::Mutex::new(accept_rx),
+            accept_lock: tokio::sync::Mutex::new(()),
             tasks: vec![reader, writer, keepalive],
         }
     }
@@ -252,28 +237,33 @@ impl Session {
     /// Opens a stream (sends SYN; data may follow at once).
     pub fn open(&self) -> Result<MuxStream, StreamError> {
         let sh = &self.shared;
-        if sh.closed.load(Ordering::Acquire) || sh.go_away.load(Ordering::Acquire) {
-            return Err(StreamError::SessionClosed);
-        }
-        let id = sh.next_id.fetch_add(2, Ordering::AcqRel);
-        if id > u32::MAX - 2 {
-            return Err(StreamError::TooManyStreams);
-        }
-        let stream = new_stream();
-        {
-            let mut map = lock(&sh.streams);
-            if map.len() >= sh.cfg.max_streams {
-                return Err(StreamError::TooManyStreams);
-            }
-            map.insert(id, stream.clone());
-        }
-        sh.control(FrameType::WindowUpdate, Flags::SYN, id, EXTRA_WINDOW);
-        Ok(MuxStream::new(sh.clone(), id, stream))
+        let mut g = sh.lock();
+        let id = g.proto.open().map_err(|e| match e {
+            OpenError::SessionClosed => StreamError::SessionClosed,
+            _ => StreamError::TooManyStreams,
+        })?;
+        sh.drive(&mut g);
+        drop(g);
+        Ok(MuxStream::new(sh.clone(), id))
     }
 
     /// Waits for the next incoming stream; `None` when the session is closed.
     pub async fn accept(&self) -> Option<MuxStream> {
-        self.accept_rx.lock().await.recv().await
+        let _one = self.accept_lock.lock().await;
+        let sh = &self.shared;
+        let id = std::future::poll_fn(|cx| {
+            let mut g = sh.lock();
+            if let Some(id) = g.proto.accept() {
+                return Poll::Ready(Some(id));
+            }
+            if g.proto.is_closed() {
+                return Poll::Ready(None);
+            }
+            g.accept_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Some(MuxStream::new(sh.clone(), id))
     }
 
     /// Whether the session is closed.
@@ -283,18 +273,12 @@ impl Session {
 
     /// Why the session closed.
     pub fn close_reason(&self) -> CloseReason {
-        *lock(&self.shared.close_reason)
+        self.shared.lock().proto.close_reason()
     }
 
     /// Resolves when the session is closed.
     pub async fn closed(&self) {
-        loop {
-            let n = self.shared.closed_notify.notified();
-            if self.is_closed() {
-                return;
-            }
-            n.await;
-        }
+        wait_closed(&self.shared).await
     }
 
     /// Closes the session (TCP close after queued frames, like hashicorp v0.1.1: no GoAway).
@@ -304,56 +288,43 @@ impl Session {
 
     /// Number of open streams.
     pub fn num_streams(&self) -> usize {
-        lock(&self.shared.streams).len()
+        self.shared.lock().proto.num_streams()
     }
 
     /// Payload bytes received and sent on this session's streams.
     pub fn bytes(&self) -> (u64, u64) {
-        (
-            self.shared.bytes_in.load(Ordering::Relaxed),
-            self.shared.bytes_out.load(Ordering::Relaxed),
-        )
+        self.shared.lock().proto.bytes()
     }
 
     /// Sends a ping without waiting for the answer.
     pub fn ping_nowait(&self) {
-        self.shared
-            .control(FrameType::Ping, Flags::SYN, 0, rand::random::<u32>());
+        let mut g = self.shared.lock();
+        let _ = g.proto.ping(rand::random::<u32>());
+        self.shared.drive(&mut g);
     }
 
     /// Sends a ping and waits for its answer.
     pub async fn ping(&self) -> Result<std::time::Duration, StreamError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         let opaque = rand::random::<u32>();
-        *lock(&self.shared.ping_rtt_wait) = Some((opaque, tx));
         let t0 = Instant::now();
-        self.shared.control(FrameType::Ping, Flags::SYN, 0, opaque);
+        {
+            let mut g = self.shared.lock();
+            g.ping_wait = Some((opaque, tx));
+            let _ = g.proto.ping(opaque);
+            self.shared.drive(&mut g);
+        }
         rx.await.map_err(|_| StreamError::SessionClosed)?;
         Ok(t0.elapsed())
     }
 }
 
-fn new_stream() -> Arc<StreamShared> {
-    Arc::new(StreamShared {
-        st: Mutex::new(StreamState {
-            recv_window: DEFAULT_RECV_WINDOW,
-            send_window: DEFAULT_WINDOW,
-            ..StreamState::default()
-        }),
-    })
-}
-
-async fn read_loop(
-    sh: Arc<Shared>,
-    rd: OwnedReadHalf,
-    initial: Bytes,
-    accept_tx: mpsc::Sender<MuxStream>,
-) {
-    let reason = match read_frames(&sh, rd, initial, &accept_tx).await {
+async fn read_loop(sh: Arc<Shared>, rd: OwnedReadHalf, initial: Bytes) {
+    let reason = match read_frames(&sh, rd, initial).await {
         Ok(()) => CloseReason::Remote,
         Err(ReadEnd::Io) => CloseReason::Io,
-        Err(ReadEnd::Protocol(why)) => {
-            tracing::debug!(why, "yamux protocol violation; closing session");
+        Err(ReadEnd::Protocol(error)) => {
+            tracing::debug!(%error, "yamux protocol violation; closing session");
             CloseReason::Protocol
         }
     };
@@ -362,15 +333,10 @@ async fn read_loop(
 
 enum ReadEnd {
     Io,
-    Protocol(&'static str),
+    Protocol(dmsg_proto::mux::ProtocolError),
 }
 
-async fn read_frames(
-    sh: &Arc<Shared>,
-    rd: OwnedReadHalf,
-    initial: Bytes,
-    accept_tx: &mpsc::Sender<MuxStream>,
-) -> Result<(), ReadEnd> {
+async fn read_frames(sh: &Shared, rd: OwnedReadHalf, initial: Bytes) -> Result<(), ReadEnd> {
     let mut rd = BufReader::with_capacity(DEFAULT_READ_BUF, io::Cursor::new(initial).chain(rd));
     let mut hb = [0u8; HEADER_LEN];
     loop {
@@ -379,136 +345,34 @@ async fn read_frames(
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(_) => return Err(ReadEnd::Io),
         }
-        sh.last_rx.store(sh.now_ms(), Ordering::Relaxed);
-        let h = Header::decode(&hb).map_err(|_| ReadEnd::Protocol("bad header"))?;
-        match h.ty {
-            FrameType::Data => {
-                let len = h.length as usize;
-                if len > DEFAULT_RECV_WINDOW as usize {
-                    return Err(ReadEnd::Protocol("data frame beyond window"));
-                }
-                let mut body = BytesMut::with_capacity(len);
-                while body.len() < len {
-                    let want = len - body.len();
-                    let n = rd
-                        .read_buf(&mut (&mut body).limit(want))
-                        .await
-                        .map_err(|_| ReadEnd::Io)?;
-                    if n == 0 {
-                        return Err(ReadEnd::Io);
-                    }
-                }
-                handle_stream_frame(sh, h, body.freeze(), accept_tx)?;
-            }
-            FrameType::WindowUpdate => handle_stream_frame(sh, h, Bytes::new(), accept_tx)?,
-            FrameType::Ping => {
-                if h.stream_id != 0 {
-                    return Err(ReadEnd::Protocol("ping on a stream"));
-                }
-                if h.flags.contains(Flags::SYN) {
-                    sh.control(FrameType::Ping, Flags::ACK, 0, h.length);
-                } else if h.flags.contains(Flags::ACK) {
-                    let mut w = lock(&sh.ping_rtt_wait);
-                    if w.as_ref().is_some_and(|(o, _)| *o == h.length)
-                        && let Some((_, tx)) = w.take()
-                    {
-                        let _ = tx.send(());
-                    }
+        let len = {
+            let mut g = sh.lock();
+            let r = g.proto.handle_header(&hb, Instant::now());
+            sh.drive(&mut g);
+            r.map_err(ReadEnd::Protocol)?
+        };
+        if len > 0 {
+            // Read straight into the body's own buffer (large bodies bypass the BufReader).
+            let mut body = BytesMut::with_capacity(len);
+            while body.len() < len {
+                let want = len - body.len();
+                let n = rd
+                    .read_buf(&mut (&mut body).limit(want))
+                    .await
+                    .map_err(|_| ReadEnd::Io)?;
+                if n == 0 {
+                    return Err(ReadEnd::Io);
                 }
             }
-            FrameType::GoAway => {
-                sh.go_away.store(true, Ordering::Release);
-                return Ok(());
-            }
+            let mut g = sh.lock();
+            let r = g.proto.handle_body(body.freeze());
+            sh.drive(&mut g);
+            r.map_err(ReadEnd::Protocol)?;
         }
         if sh.closed.load(Ordering::Acquire) {
             return Ok(());
         }
     }
-}
-
-fn handle_stream_frame(
-    sh: &Arc<Shared>,
-    h: Header,
-    body: Bytes,
-    accept_tx: &mpsc::Sender<MuxStream>,
-) -> Result<(), ReadEnd> {
-    let id = h.stream_id;
-    if id == 0 {
-        return Err(ReadEnd::Protocol("stream frame on stream 0"));
-    }
-    let stream = if h.flags.contains(Flags::SYN) {
-        let remote_parity_odd = sh.side == Side::Server;
-        if (id % 2 == 1) != remote_parity_odd {
-            return Err(ReadEnd::Protocol("stream id of the wrong parity"));
-        }
-        if id <= sh.last_remote_id.load(Ordering::Acquire) {
-            return Err(ReadEnd::Protocol("stream id reused"));
-        }
-        sh.last_remote_id.store(id, Ordering::Release);
-        let full = lock(&sh.streams).len() >= sh.cfg.max_streams;
-        if full || sh.closed.load(Ordering::Acquire) {
-            sh.control(FrameType::WindowUpdate, Flags::RST, id, 0);
-            return Ok(());
-        }
-        let s = new_stream();
-        let ms = MuxStream::new(sh.clone(), id, s.clone());
-        lock(&sh.streams).insert(id, s.clone());
-        match accept_tx.try_send(ms) {
-            Ok(()) => {
-                sh.control(FrameType::WindowUpdate, Flags::ACK, id, EXTRA_WINDOW);
-            }
-            Err(e) => {
-                // Dropping the stream sends FIN; answer RST instead so the opener knows.
-                let ms = e.into_inner();
-                ms.reset_quietly();
-                sh.control(FrameType::WindowUpdate, Flags::RST, id, 0);
-                return Ok(());
-            }
-        }
-        s
-    } else {
-        match lock(&sh.streams).get(&id) {
-            Some(s) => s.clone(),
-            None => return Ok(()), // frame for a stream we closed: discard
-        }
-    };
-    let mut st = lock(&stream.st);
-    if h.ty == FrameType::WindowUpdate {
-        st.send_window = st.send_window.saturating_add(h.length);
-        if let Some(w) = st.write_waker.take() {
-            w.wake();
-        }
-    } else if !body.is_empty() {
-        let n = body.len() as u32;
-        if n > st.recv_window {
-            return Err(ReadEnd::Protocol("peer exceeded the receive window"));
-        }
-        st.recv_window -= n;
-        st.recv_len += body.len();
-        sh.bytes_in.fetch_add(u64::from(n), Ordering::Relaxed);
-        st.recv.push_back(body);
-    }
-    if h.flags.contains(Flags::FIN) {
-        st.remote_fin = true;
-    }
-    if h.flags.contains(Flags::RST) {
-        st.reset = true;
-    }
-    let done = st.reset || (st.remote_fin && st.local_fin);
-    if let Some(w) = st.read_waker.take() {
-        w.wake();
-    }
-    if st.reset
-        && let Some(w) = st.write_waker.take()
-    {
-        w.wake();
-    }
-    drop(st);
-    if done {
-        lock(&sh.streams).remove(&id);
-    }
-    Ok(())
 }
 
 /// Most frames handed to one `writev` call (each is a header and maybe a body: two slices;
@@ -517,47 +381,53 @@ const WRITE_BATCH_FRAMES: usize = 64;
 /// Most bytes gathered for one `writev` call.
 const WRITE_BATCH_BYTES: usize = 512 * 1024;
 
-async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
+async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf) {
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = wait_closed(&sh) => None,
-        };
-        let Some(first) = first else { break };
-        // Gather what is queued and write it with one `writev` per batch: headers and bodies
-        // leave from their own buffers (no copy), and a data frame never goes out as a lone
-        // 12-byte header segment followed by its body.
         // Made per batch: an idle session keeps no batch buffer (it would cost 3 KB each).
-        let mut batch: Vec<Out> = vec![first];
-        let mut bytes = HEADER_LEN + batch[0].body.len();
-        while batch.len() < WRITE_BATCH_FRAMES && bytes < WRITE_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(o) => {
-                    bytes += HEADER_LEN + o.body.len();
-                    batch.push(o);
-                }
-                Err(_) => break,
+        let mut batch: Vec<Transmit> = Vec::new();
+        let mut bytes = 0;
+        {
+            let mut g = sh.lock();
+            if g.proto.is_closed() {
+                break;
+            }
+            while batch.len() < WRITE_BATCH_FRAMES && bytes < WRITE_BATCH_BYTES {
+                let Some(t) = g.proto.poll_transmit() else {
+                    break;
+                };
+                bytes += t.len();
+                batch.push(t);
             }
         }
+        if batch.is_empty() {
+            tokio::select! {
+                _ = sh.tx_notify.notified() => {}
+                _ = wait_closed(&sh) => {}
+            }
+            continue;
+        }
+        // Headers and bodies leave from their own buffers (no copy), and a data frame never
+        // goes out as a lone 12-byte header segment followed by its body.
         let ok = write_batch(&mut wr, &batch).await.is_ok();
         drop(batch);
+        let mut g = sh.lock();
+        g.proto.on_transmitted(bytes);
         if !ok {
-            sh.close(CloseReason::Io);
+            g.proto.close(CloseReason::Io);
+            sh.drive(&mut g);
             break;
         }
-        let left = sh.queued.fetch_sub(bytes, Ordering::AcqRel) - bytes;
-        if left < DEFAULT_WRITE_HIGH_WATER {
-            let waiters: Vec<Waker> = lock(&sh.write_waiters).drain(..).collect();
-            for w in waiters {
+        if !g.proto.write_blocked() {
+            for w in g.write_waiters.drain(..) {
                 w.wake();
             }
         }
     }
     // Flush what is still queued (FIN/RST of a local close), then close the socket.
-    let mut batch = Vec::new();
-    while let Ok(o) = rx.try_recv() {
-        batch.push(o);
-    }
+    let batch: Vec<Transmit> = {
+        let mut g = sh.lock();
+        std::iter::from_fn(|| g.proto.poll_transmit()).collect()
+    };
     if !batch.is_empty() {
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(1),
@@ -569,12 +439,12 @@ async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
 }
 
 /// Writes every frame of `batch` (vectored, partial writes resumed).
-async fn write_batch(wr: &mut OwnedWriteHalf, batch: &[Out]) -> io::Result<()> {
+async fn write_batch(wr: &mut OwnedWriteHalf, batch: &[Transmit]) -> io::Result<()> {
     let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
-    for o in batch {
-        slices.push(io::IoSlice::new(&o.header));
-        if !o.body.is_empty() {
-            slices.push(io::IoSlice::new(&o.body));
+    for t in batch {
+        slices.push(io::IoSlice::new(t.header()));
+        if !t.body.is_empty() {
+            slices.push(io::IoSlice::new(&t.body));
         }
     }
     let mut rest = &mut slices[..];
@@ -598,23 +468,97 @@ async fn wait_closed(sh: &Shared) {
     }
 }
 
+/// Sleeps until the session's next timer and runs it with the current time.
 async fn keepalive_loop(sh: Arc<Shared>) {
-    let mut tick = tokio::time::interval(sh.cfg.keepalive);
-    tick.tick().await;
     loop {
+        let Some(at) = sh.lock().proto.poll_timeout() else {
+            return;
+        };
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
             _ = wait_closed(&sh) => return,
         }
-        let silent_ms = sh
-            .now_ms()
-            .saturating_sub(sh.last_rx.load(Ordering::Relaxed));
-        if silent_ms > sh.cfg.idle_timeout.as_millis() as u64 {
-            tracing::debug!(silent_ms, "session idle; closing");
-            sh.close(CloseReason::Idle);
-            return;
+        let mut g = sh.lock();
+        g.proto.handle_timeout(Instant::now());
+        sh.drive(&mut g);
+    }
+}
+
+/// The `io::Error` a stream read or write fails with.
+fn io_error(e: dmsg_proto::mux::StreamError) -> io::Error {
+    use dmsg_proto::mux::StreamError as E;
+    match e {
+        E::SessionClosed => io::Error::new(io::ErrorKind::ConnectionReset, "session closed"),
+        E::Reset(_) => io::Error::new(io::ErrorKind::ConnectionReset, "yamux stream reset"),
+        _ => io::Error::new(io::ErrorKind::BrokenPipe, "stream closed"),
+    }
+}
+
+/// The one send check: `Ready(window)` once the stream's send window holds at least
+/// `min.max(1)` bytes and the session's queue is below its high-water mark; otherwise the task
+/// waits for a window update or for the writer to drain the queue.
+fn poll_credit(
+    g: &mut Inner,
+    id: StreamId,
+    cx: &Context<'_>,
+    min: usize,
+) -> Poll<io::Result<usize>> {
+    match g.proto.send_credit(id) {
+        Ok(Credit::Window(w)) if w as usize >= min.max(1) => Poll::Ready(Ok(w as usize)),
+        Ok(Credit::Window(_)) => {
+            g.wakers.entry(id).or_default().write = Some(cx.waker().clone());
+            Poll::Pending
         }
-        sh.control(FrameType::Ping, Flags::SYN, 0, rand::random::<u32>());
+        Ok(Credit::QueueFull) => {
+            if !g.write_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                g.write_waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(io_error(e))),
+    }
+}
+
+/// Sends as much of `data` as the window allows; returns the bytes taken (removed from `data`).
+/// Never takes part of `data` and then returns `Pending`.
+fn poll_send(
+    sh: &Shared,
+    id: StreamId,
+    cx: &mut Context<'_>,
+    data: &mut Bytes,
+) -> Poll<io::Result<usize>> {
+    let mut g = sh.lock();
+    match poll_credit(&mut g, id, cx, 1) {
+        Poll::Ready(Ok(_)) => {}
+        other => return other,
+    }
+    let r = g.proto.send(id, data);
+    sh.drive(&mut g);
+    Poll::Ready(r.map_err(io_error))
+}
+
+fn poll_chunk(
+    sh: &Shared,
+    id: StreamId,
+    cur: &mut Bytes,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Option<Bytes>>> {
+    if !cur.is_empty() {
+        return Poll::Ready(Ok(Some(std::mem::take(cur))));
+    }
+    let mut g = sh.lock();
+    match g.proto.recv(id) {
+        Ok(Recv::Data(b)) => {
+            // Reading may have granted the peer more window.
+            sh.drive(&mut g);
+            Poll::Ready(Ok(Some(b)))
+        }
+        Ok(Recv::Finished) => Poll::Ready(Ok(None)),
+        Ok(Recv::Blocked) => {
+            g.wakers.entry(id).or_default().read = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(io_error(e))),
     }
 }
 
@@ -622,10 +566,8 @@ async fn keepalive_loop(sh: Arc<Shared>) {
 /// zero-copy relaying. Dropping it half-closes (FIN) if not already closed.
 pub struct MuxStream {
     sh: Arc<Shared>,
-    id: u32,
-    s: Arc<StreamShared>,
+    id: StreamId,
     cur: Bytes,
-    fin_sent: bool,
 }
 
 impl std::fmt::Debug for MuxStream {
@@ -635,13 +577,11 @@ impl std::fmt::Debug for MuxStream {
 }
 
 impl MuxStream {
-    fn new(sh: Arc<Shared>, id: u32, s: Arc<StreamShared>) -> MuxStream {
+    fn new(sh: Arc<Shared>, id: StreamId) -> MuxStream {
         MuxStream {
             sh,
             id,
-            s,
             cur: Bytes::new(),
-            fin_sent: false,
         }
     }
 
@@ -650,24 +590,17 @@ impl MuxStream {
         self.id
     }
 
-    fn reset_quietly(mut self) {
-        self.fin_sent = true;
-        lock(&self.sh.streams).remove(&self.id);
-    }
-
-    /// Resets the stream (RST) and forgets it.
-    pub fn reset(mut self) {
-        if !self.fin_sent {
-            self.sh
-                .control(FrameType::WindowUpdate, Flags::RST, self.id, 0);
-        }
-        self.fin_sent = true;
-        lock(&self.sh.streams).remove(&self.id);
+    /// Resets the stream (RST, unless we already sent FIN) and forgets it.
+    pub fn reset(self) {
+        let mut g = self.sh.lock();
+        g.proto.reset(self.id);
+        g.wakers.remove(&self.id);
+        self.sh.drive(&mut g);
     }
 
     /// Polls the next received chunk. `Ok(None)` at FIN, error on reset/closed session.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        poll_chunk(&self.sh, &self.s, self.id, &mut self.cur, cx)
+        poll_chunk(&self.sh, self.id, &mut self.cur, cx)
     }
 
     /// Receives the next chunk; `None` at FIN.
@@ -675,24 +608,17 @@ impl MuxStream {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, data: &mut Bytes) -> Poll<io::Result<usize>> {
-        poll_send(&self.sh, &self.s, self.id, self.fin_sent, cx, data)
-    }
-
     /// Splits into a receiving and a sending half (for splicing).
     pub fn halves(&mut self) -> (RecvHalf<'_>, SendHalf<'_>) {
         (
             RecvHalf {
                 sh: &self.sh,
-                s: &self.s,
                 id: self.id,
                 cur: &mut self.cur,
             },
             SendHalf {
                 sh: &self.sh,
-                s: &self.s,
                 id: self.id,
-                fin_sent: self.fin_sent,
             },
         )
     }
@@ -703,87 +629,45 @@ impl MuxStream {
         cx: &mut Context<'_>,
         data: &mut Bytes,
     ) -> Poll<io::Result<usize>> {
-        self.poll_send(cx, data)
+        poll_send(&self.sh, self.id, cx, data)
     }
 
     /// Sends a whole chunk (waits for window as needed).
     pub async fn send_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
-            std::future::poll_fn(|cx| self.poll_send(cx, &mut data)).await?;
+            std::future::poll_fn(|cx| poll_send(&self.sh, self.id, cx, &mut data)).await?;
         }
         Ok(())
     }
 
     /// Waits until the stream's send window holds at least `min` bytes and the session's
     /// queue is below its high-water mark; returns the window. A writer that then sends at most
-    /// that much is not left holding bytes it has accepted but cannot send (the same checks as
-    /// a send, in the same order).
+    /// that much is not left holding bytes it has accepted but cannot send (it is the check
+    /// every send makes).
     pub fn poll_send_window(
         &mut self,
         cx: &mut Context<'_>,
         min: usize,
     ) -> Poll<io::Result<usize>> {
-        let sh = &self.sh;
-        if self.fin_sent {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stream closed",
-            )));
-        }
-        if sh.closed.load(Ordering::Acquire) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "session closed",
-            )));
-        }
-        if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER {
-            lock(&sh.write_waiters).push(cx.waker().clone());
-            if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER
-                && !sh.closed.load(Ordering::Acquire)
-            {
-                return Poll::Pending;
-            }
-        }
-        let mut st = lock(&self.s.st);
-        if st.reset {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "yamux stream reset",
-            )));
-        }
-        if (st.send_window as usize) < min.max(1) {
-            st.write_waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(st.send_window as usize))
+        poll_credit(&mut self.sh.lock(), self.id, cx, min)
     }
 
     /// Half-closes the stream (FIN).
     pub fn close_write(&mut self) {
-        if self.fin_sent {
-            return;
-        }
-        self.fin_sent = true;
-        let done = {
-            let mut st = lock(&self.s.st);
-            st.local_fin = true;
-            st.remote_fin || st.reset
-        };
-        self.sh
-            .control(FrameType::WindowUpdate, Flags::FIN, self.id, 0);
-        if done {
-            lock(&self.sh.streams).remove(&self.id);
-        }
+        let mut g = self.sh.lock();
+        g.proto.close_write(self.id);
+        self.sh.drive(&mut g);
     }
 }
 
 impl Drop for MuxStream {
     fn drop(&mut self) {
-        if !self.fin_sent {
-            self.close_write();
-        }
+        let mut g = self.sh.lock();
+        g.proto.close_write(self.id);
         // Nobody reads any more: forget the stream so its buffer is freed.
-        lock(&self.sh.streams).remove(&self.id);
+        g.proto.forget(self.id);
+        g.wakers.remove(&self.id);
+        self.sh.drive(&mut g);
     }
 }
 
@@ -810,14 +694,14 @@ impl AsyncRead for MuxStream {
 
 impl AsyncWrite for MuxStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let take = buf.len().min(DEFAULT_MAX_FRAME_DATA);
         let mut data = Bytes::copy_from_slice(&buf[..take]);
         // poll_send never takes part of `data` and then returns Pending.
-        self.poll_send(cx, &mut data)
+        poll_send(&self.sh, self.id, cx, &mut data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -833,129 +717,29 @@ impl AsyncWrite for MuxStream {
 /// The receiving half of a [`MuxStream`].
 pub struct RecvHalf<'a> {
     sh: &'a Arc<Shared>,
-    s: &'a Arc<StreamShared>,
-    id: u32,
+    id: StreamId,
     cur: &'a mut Bytes,
 }
 
 impl RecvHalf<'_> {
     /// Receives the next chunk; `None` at FIN.
     pub async fn recv_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        std::future::poll_fn(|cx| poll_chunk(self.sh, self.s, self.id, self.cur, cx)).await
+        std::future::poll_fn(|cx| poll_chunk(self.sh, self.id, self.cur, cx)).await
     }
 }
 
 /// The sending half of a [`MuxStream`].
 pub struct SendHalf<'a> {
     sh: &'a Arc<Shared>,
-    s: &'a Arc<StreamShared>,
-    id: u32,
-    fin_sent: bool,
+    id: StreamId,
 }
 
 impl SendHalf<'_> {
     /// Sends a whole chunk (waits for window as needed).
     pub async fn send_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
-            std::future::poll_fn(|cx| {
-                poll_send(self.sh, self.s, self.id, self.fin_sent, cx, &mut data)
-            })
-            .await?;
+            std::future::poll_fn(|cx| poll_send(self.sh, self.id, cx, &mut data)).await?;
         }
         Ok(())
     }
-}
-
-fn poll_chunk(
-    sh: &Shared,
-    s: &StreamShared,
-    id: u32,
-    cur: &mut Bytes,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<Option<Bytes>>> {
-    if !cur.is_empty() {
-        return Poll::Ready(Ok(Some(std::mem::take(cur))));
-    }
-    let mut st = lock(&s.st);
-    if let Some(b) = st.recv.pop_front() {
-        st.recv_len -= b.len();
-        st.consumed += b.len() as u32;
-        if st.consumed >= DEFAULT_RECV_WINDOW / 2 && !st.remote_fin {
-            let delta = st.consumed;
-            st.consumed = 0;
-            st.recv_window += delta;
-            drop(st);
-            sh.control(FrameType::WindowUpdate, Flags::NONE, id, delta);
-        }
-        return Poll::Ready(Ok(Some(b)));
-    }
-    if st.reset {
-        return Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "yamux stream reset",
-        )));
-    }
-    if st.remote_fin {
-        return Poll::Ready(Ok(None));
-    }
-    st.read_waker = Some(cx.waker().clone());
-    Poll::Pending
-}
-
-/// Sends as much of `data` as the window allows; returns the bytes taken (removed from `data`).
-fn poll_send(
-    sh: &Shared,
-    s: &StreamShared,
-    id: u32,
-    fin_sent: bool,
-    cx: &mut Context<'_>,
-    data: &mut Bytes,
-) -> Poll<io::Result<usize>> {
-    if fin_sent {
-        return Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "stream closed",
-        )));
-    }
-    if sh.closed.load(Ordering::Acquire) {
-        return Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "session closed",
-        )));
-    }
-    if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER {
-        lock(&sh.write_waiters).push(cx.waker().clone());
-        // re-check to avoid a lost wake-up
-        if sh.queued.load(Ordering::Acquire) >= DEFAULT_WRITE_HIGH_WATER
-            && !sh.closed.load(Ordering::Acquire)
-        {
-            return Poll::Pending;
-        }
-    }
-    let n = {
-        let mut st = lock(&s.st);
-        if st.reset {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "yamux stream reset",
-            )));
-        }
-        if st.send_window == 0 {
-            st.write_waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let n = data
-            .len()
-            .min(st.send_window as usize)
-            .min(DEFAULT_MAX_FRAME_DATA);
-        st.send_window -= n as u32;
-        n
-    };
-    let body = data.split_to(n);
-    sh.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-    sh.send(
-        Header::new(FrameType::Data, Flags::NONE, id, n as u32),
-        body,
-    );
-    Poll::Ready(Ok(n))
 }

@@ -14,12 +14,16 @@
 //! * [`disc`]: discovery entries: canonical JSON, signing, validation, the pure POST/DELETE
 //!   checks.
 //! * [`yamux`]: hashicorp yamux v0.1.1 frame codec.
+//! * [`mux`]: multiplexer sessions as pure state machines: the [`mux::StreamMux`] trait and
+//!   the yamux session ([`mux::YamuxSession`]: stream ids, windows, FIN/RST, accept backlog,
+//!   ping, keep-alive and idle timers, the bounded write queue).
 //! * [`error`]: error enums.
 //!
 //! # Flow of a DMSG session (spec §3–§4)
 //! 1. Client → server TCP; XK handshake, each message a [`record::write_frame`] frame
 //!    ([`noise::HandshakeState`], client = initiator). Keys: [`noise::TransportKeys`].
-//! 2. Plain yamux frames ([`yamux`]) on the same TCP connection; the client opens odd streams.
+//! 2. Plain yamux frames ([`yamux`]) on the same TCP connection, interpreted by
+//!    [`mux::YamuxSession`]; the client opens odd streams.
 //! 3. On a new stream the dialer sends a [`stream::StreamRequest`] signed object, sealed as one
 //!    record with the session keys ([`record::Sealer`]); the server checks it
 //!    ([`stream::verify_request`]) and forwards it; the destination answers with a
@@ -37,6 +41,7 @@ pub mod code;
 pub mod disc;
 pub mod error;
 pub mod gob;
+pub mod mux;
 pub mod noise;
 pub mod record;
 pub mod stream;
