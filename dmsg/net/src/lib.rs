@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod mux;
+pub mod proxy;
 pub mod server;
 pub mod stream;
 pub mod transport;

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub mux: MuxConfig,
     /// Peering with other servers (default: none).
     pub mesh: MeshConfig,
+    /// PROXY protocol headers before the handshake (default: used when present, as the
+    /// reference's go-proxyproto listener does).
+    pub proxy: crate::proxy::ProxyMode,
 }
 
 impl ServerConfig {
@@ -80,6 +83,7 @@ impl ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             mux: MuxConfig::default(),
             mesh: MeshConfig::default(),
+            proxy: crate::proxy::ProxyMode::default(),
         }
     }
 
@@ -202,6 +206,14 @@ impl Server {
         &self.inner.metrics
     }
 
+    /// Client sessions: key and the client's address (the one a PROXY header carried, if any).
+    pub fn session_addrs(&self) -> Vec<(PubKey, SocketAddr)> {
+        lock(&self.inner.sessions)
+            .iter()
+            .map(|(pk, s)| (*pk, s.est.addr))
+            .collect()
+    }
+
     /// The mesh peers and their links (empty without a mesh).
     pub fn mesh_peers(&self) -> Vec<PeerStatus> {
         self.inner.mesh.status()
@@ -237,13 +249,27 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         };
         let inner = inner.clone();
         tokio::spawn(async move {
+            let mut tcp = tcp;
+            // A load balancer's PROXY header carries the client's own address.
+            let client = match crate::proxy::read_header(&mut tcp, inner.cfg.proxy).await {
+                Ok(source) => source.unwrap_or(addr),
+                Err(e) => {
+                    inner.metrics.handshake_failed("proxy_header");
+                    tracing::debug!(%addr, error = %e, "PROXY header refused");
+                    return;
+                }
+            };
             let est = transport::accept(
                 tcp,
                 &inner.cfg.sk,
                 inner.cfg.handshake_timeout,
                 inner.cfg.mux,
             )
-            .await;
+            .await
+            .map(|mut est| {
+                est.addr = client;
+                est
+            });
             drop(permit);
             match est {
                 Ok(est) => serve_session(inner, est).await,
@@ -256,7 +282,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                         _ => "io",
                     };
                     inner.metrics.handshake_failed(reason);
-                    tracing::debug!(%addr, reason, error = %e, "session handshake failed");
+                    tracing::debug!(%client, reason, error = %e, "session handshake failed");
                 }
             }
         });
