@@ -76,14 +76,18 @@ mod drive;
 mod events;
 mod full_nodes;
 mod handle;
+mod put;
 mod read;
+mod republish;
 mod swarm;
 mod syncing;
 
 use clock::Now;
 use full_nodes::{FullNodeTable, MAX_FULL_NODES};
 use handle::Command;
+use put::Put;
 use read::Read;
+use republish::Republisher;
 use swarm::{Behaviour, BehaviourEvent, strip_p2p};
 
 pub use handle::{
@@ -97,12 +101,21 @@ const MAX_PENDING_OPS: usize = 1024;
 /// Most fullnode adverts kept and served (see [`codec::MAX_ITEMS_PER_RESPONSE`]).
 const MAX_ADVERTS: usize = codec::MAX_ITEMS_PER_RESPONSE;
 
+/// Where a put's answer goes.
+enum PutReply {
+    /// A client's [`Node::put`] or [`Node::put_item`].
+    Client(oneshot::Sender<Result<PutReport, PutError>>),
+    /// [`Node::put_raw_unchecked`]: the acks.
+    Raw(oneshot::Sender<u32>),
+    /// Our own (adverts, republish): nobody waits.
+    None,
+}
+
+/// A put in progress: the operation, the record its legs send, where its answer goes.
 struct PendingPut {
-    reply: Option<oneshot::Sender<Result<PutReport, PutError>>>,
-    raw_reply: Option<oneshot::Sender<u32>>,
+    put: Put,
     record: Record,
-    report: PutReport,
-    queries: usize,
+    reply: PutReply,
 }
 
 struct Actor {
@@ -114,12 +127,12 @@ struct Actor {
     /// The clock as read at the start of this loop turn.
     now: Now,
     next_op: u64,
+    /// Puts in progress, by our own id (client puts are capped by [`MAX_PENDING_OPS`],
+    /// republished ones by the own and delegated items).
     puts: HashMap<u64, PendingPut>,
-    put_queries: HashMap<QueryId, u64>,
-    /// The full nodes each full-node put query went to (one entry per put in flight: client
-    /// puts are capped by [`MAX_PENDING_OPS`], republished ones by the own and delegated
-    /// items); those that fail it go into the read/put backoff.
-    full_put_targets: HashMap<QueryId, Vec<PeerId>>,
+    /// kad put queries → (put, leg).
+    put_queries: HashMap<QueryId, (u64, put::Leg)>,
+    /// kad closest-peers queries → put.
     closest_queries: HashMap<QueryId, u64>,
     /// Reads in progress, by our own id, with where their answer goes.
     reads: HashMap<u64, (Read, oneshot::Sender<ReadOutcome>)>,
@@ -135,11 +148,8 @@ struct Actor {
     sync_limiter: PeerLimiter,
     sync: syncing::SyncState,
     clocks: HashMap<Salt, SeqClock>,
-    /// Salts of our own items, with when we last put each (bounded by our own puts).
-    own_salts: HashMap<Salt, std::time::Instant>,
-    /// Delegated items we write as a trusted writer: target → (subject, salt, last put). Local
-    /// input only (our own puts, and at most `store::MAX_SIGNED_AT_OPEN` found at start).
-    delegated: HashMap<Target, (keys::PubKey, Salt, std::time::Instant)>,
+    /// Own and delegated items and when each was last put.
+    republisher: Republisher,
     listen_addrs: Vec<Multiaddr>,
     started_ms: u64,
 }
@@ -191,6 +201,11 @@ impl Actor {
         let (swarm, listen_addrs) = swarm::build(&cfg, keypair, store).await?;
         let now = Now::read();
         let sk = cfg.secret_key.clone();
+        let republisher = Republisher::new(
+            sk.pubkey(),
+            cfg.republish_interval,
+            cfg.app_refreshed.clone(),
+        );
         let actor = Actor {
             swarm,
             metrics: cfg.metrics.clone(),
@@ -206,7 +221,6 @@ impl Actor {
             next_op: 0,
             puts: HashMap::new(),
             put_queries: HashMap::new(),
-            full_put_targets: HashMap::new(),
             closest_queries: HashMap::new(),
             reads: HashMap::new(),
             read_requests: HashMap::new(),
@@ -216,8 +230,7 @@ impl Actor {
             bootstrapped: false,
             last_bootstrap: None,
             clocks: HashMap::new(),
-            own_salts: HashMap::new(),
-            delegated: HashMap::new(),
+            republisher,
             listen_addrs: listen_addrs.clone(),
             started_ms: now.unix_ms(),
         };
@@ -353,7 +366,7 @@ impl Actor {
                     seq: 0,
                     acks: 0,
                 };
-                self.start_replication(record, report, None, Some(reply));
+                self.start_put(record, report, PutReply::Raw(reply));
             }
             Command::Get {
                 target,

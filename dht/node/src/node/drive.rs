@@ -9,9 +9,13 @@ use libp2p::kad::{QueryId, Quorum, Record};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
+use super::put::{Put, PutAction, PutState};
 use super::read::ReadState;
+use super::republish::Due;
 use super::strip_p2p;
-use super::{Actor, MAX_ADVERTS, PendingPut, PutReport, Read, ReadMode, ReadOutcome, ReadPath};
+use super::{
+    Actor, MAX_ADVERTS, PendingPut, PutReply, PutReport, Read, ReadMode, ReadOutcome, ReadPath,
+};
 use crate::codec::Request;
 use crate::error::PutError;
 use crate::identity;
@@ -29,9 +33,8 @@ impl Actor {
         let target = item.target();
         let seq = item.seq;
         let bytes = item.encode();
-        let own = item.pk == self.sk.pubkey() && item.writer.is_none();
-        let delegated = (item.writer == Some(self.sk.pubkey())).then_some(item.pk);
-        let salt = item.salt.clone();
+        // What republish needs to know of the item (the item itself moves into the store).
+        let (subject, writer, salt) = (item.pk, item.writer, item.salt.clone());
         let copy = (self.cfg.role == Role::Full).then(|| item.clone());
         let now = self.now;
         match self.store().insert(item, now.wall) {
@@ -52,108 +55,98 @@ impl Actor {
                 }
             }
         }
-        if own {
-            self.own_salts.insert(salt.clone(), now.mono);
-        }
-        if let Some(subject) = delegated {
-            self.delegated.insert(target, (subject, salt, now.mono));
-        }
+        self.republisher.on_put(subject, writer, &salt, now.mono);
         let record = Record::new(istore::record_key(&target), bytes);
         let report = PutReport {
             target: target.to_hex(),
             seq,
             acks: 0,
         };
-        self.start_replication(record, report, reply, None);
+        let reply = reply.map_or(PutReply::None, PutReply::Client);
+        self.start_put(record, report, reply);
     }
 
-    /// Sends `record` to the known full nodes now and to the k closest peers once a
-    /// `get_closest_peers` query has found them.
-    pub(super) fn start_replication(
-        &mut self,
-        record: Record,
-        report: PutReport,
-        reply: Option<oneshot::Sender<Result<PutReport, PutError>>>,
-        raw_reply: Option<oneshot::Sender<u32>>,
-    ) {
+    /// Starts a put of `record`: to the reachable full nodes now, to the k closest once found.
+    pub(super) fn start_put(&mut self, record: Record, report: PutReport, reply: PutReply) {
         let op = self.next_op;
         self.next_op += 1;
         // Full nodes that just failed a request are skipped: the put waits for every peer.
-        let full: Vec<PeerId> = self.reachable_full_nodes();
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let mut queries = 0;
-        if !full.is_empty() {
-            // `Quorum::All`: kad drops the copies still waiting for a dial once a put query
-            // reaches its quorum, so a smaller quorum would lose copies to unconnected peers.
-            let q = kad.put_record_to(record.clone(), full.iter().copied(), Quorum::All);
-            self.put_queries.insert(q, op);
-            self.full_put_targets.insert(q, full);
-            queries += 1;
+        let (put, actions) = Put::new(report, self.reachable_full_nodes());
+        self.puts.insert(op, PendingPut { put, record, reply });
+        for action in actions {
+            self.put_action(op, action);
         }
-        let q = kad.get_closest_peers(record.key.to_vec());
-        self.closest_queries.insert(q, op);
-        queries += 1;
-        self.puts.insert(
-            op,
-            PendingPut {
-                reply,
-                raw_reply,
-                record,
-                report,
-                queries,
-            },
-        );
+        self.drive_put(op);
     }
 
+    fn put_action(&mut self, op: u64, action: PutAction) {
+        let Some(p) = self.puts.get(&op) else {
+            return;
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        match action {
+            PutAction::PutTo { leg, peers } => {
+                let q = kad.put_record_to(p.record.clone(), peers.into_iter(), Quorum::All);
+                self.put_queries.insert(q, (op, leg));
+            }
+            PutAction::FindClosest => {
+                let q = kad.get_closest_peers(p.record.key.to_vec());
+                self.closest_queries.insert(q, op);
+            }
+        }
+    }
+
+    /// The closest-peers query `id` of a put ended with `peers`.
     pub(super) fn on_closest_peers(&mut self, id: QueryId, peers: Vec<PeerId>) {
         let Some(op) = self.closest_queries.remove(&id) else {
             return;
         };
-        let Some(put) = self.puts.get_mut(&op) else {
+        let local = self.local_peer;
+        let Some(p) = self.puts.get_mut(&op) else {
             return;
         };
-        let peers: Vec<PeerId> = peers
-            .into_iter()
-            .filter(|p| *p != self.local_peer)
-            .collect();
-        if peers.is_empty() {
-            put.queries -= 1;
-        } else {
-            let q = self.swarm.behaviour_mut().kad.put_record_to(
-                put.record.clone(),
-                peers.into_iter(),
-                Quorum::All,
-            );
-            self.put_queries.insert(q, op);
+        if let Some(action) = p.put.on_closest_peers(peers, local) {
+            self.put_action(op, action);
         }
-        self.maybe_finish_put(op);
+        self.drive_put(op);
     }
 
-    pub(super) fn on_put_done(&mut self, id: QueryId, acks: u32) {
-        let Some(op) = self.put_queries.remove(&id) else {
+    /// The put query `id` ended with `acks`; `succeeded` as for [`Put::on_leg_done`].
+    pub(super) fn on_put_done(&mut self, id: QueryId, acks: u32, succeeded: Option<&[PeerId]>) {
+        let Some((op, leg)) = self.put_queries.remove(&id) else {
             return;
         };
-        if let Some(put) = self.puts.get_mut(&op) {
-            put.report.acks += acks;
-            put.queries -= 1;
+        let Some(p) = self.puts.get_mut(&op) else {
+            return;
+        };
+        // A full node that did not take the put is skipped by reads and puts for a while, so
+        // one dead node does not hold every put up.
+        for peer in p.put.on_leg_done(leg, acks, succeeded) {
+            self.back_off_full_node(&peer);
         }
-        self.maybe_finish_put(op);
+        self.drive_put(op);
     }
 
-    fn maybe_finish_put(&mut self, op: u64) {
-        if self.puts.get(&op).is_some_and(|p| p.queries == 0)
-            && let Some(put) = self.puts.remove(&op)
-        {
-            self.metrics.put(if put.report.acks > 0 {
-                "ok"
-            } else {
-                "no_peers"
-            });
-            if let Some(reply) = put.reply {
-                let _ = reply.send(Ok(put.report));
-            } else if let Some(reply) = put.raw_reply {
-                let _ = reply.send(put.report.acks);
+    fn drive_put(&mut self, op: u64) {
+        let Some(p) = self.puts.get_mut(&op) else {
+            return;
+        };
+        let PutState::Done(report) = p.put.next() else {
+            return;
+        };
+        let Some(p) = self.puts.remove(&op) else {
+            return;
+        };
+        self.metrics
+            .put(if report.acks > 0 { "ok" } else { "no_peers" });
+        match p.reply {
+            PutReply::Client(reply) => {
+                let _ = reply.send(Ok(report));
             }
+            PutReply::Raw(reply) => {
+                let _ = reply.send(report.acks);
+            }
+            PutReply::None => {}
         }
     }
 
@@ -351,80 +344,48 @@ impl Actor {
         // Own and delegated items survive restarts in the persistent store; the store reports
         // the ones signed by our key (found by the walk it makes at open anyway), so they are
         // republished whatever their salt.
-        let pk = self.sk.pubkey();
-        // Age unknown: due at the first tick.
-        let now = self.now.mono;
-        let due = now.checked_sub(self.cfg.republish_interval).unwrap_or(now);
-        for item in self.store().take_signed_at_open() {
-            match item.writer {
-                None if item.pk == pk => {
-                    self.own_salts.insert(item.salt, due);
-                }
-                Some(w) if w == pk => {
-                    self.delegated
-                        .insert(item.target(), (item.pk, item.salt, due));
-                }
-                _ => {}
-            }
-        }
+        let items = self.store().take_signed_at_open();
+        self.republisher.on_signed_at_open(items, self.now.mono);
     }
 
-    /// Re-signs and re-puts own items not put for a whole interval, except those refreshed by
-    /// someone else: adverts (their own timer), `dmsg` entries (entry-signed, see
-    /// [`Config::app_refreshed`]) and the configured application salts.
+    /// Re-signs and re-puts the items the republisher says are due.
     pub(super) fn republish(&mut self) {
         let pk = self.sk.pubkey();
-        // A put less than an interval ago keeps the item alive past the next tick (a little
-        // slack for timer jitter).
         let now = self.now;
-        let fresh_after = now
-            .mono
-            .checked_sub(self.cfg.republish_interval.mul_f64(0.9))
-            .unwrap_or(now.mono);
-        let salts: Vec<Salt> = self
-            .own_salts
-            .iter()
-            .filter(|(_, at)| **at <= fresh_after)
-            .map(|(s, _)| s.clone())
-            .collect();
-        for salt in salts {
-            if matches!(
-                salt.kind(),
-                Some(dht::SaltKind::Fullnode | dht::SaltKind::Dmsg)
-            ) || self.cfg.app_refreshed.contains(&salt)
-            {
-                continue;
-            }
-            let Some(item) = self.store().get(&Target::of(&pk, &salt)) else {
-                continue;
-            };
-            if item.writer.is_some() {
-                continue;
-            }
-            match self.sign_own(salt, item.value) {
-                Ok(item) => self.put_republished(item),
-                Err(e) => tracing::warn!(error = %e, "republish failed"),
-            }
-        }
-        let due: Vec<Target> = self
-            .delegated
-            .iter()
-            .filter(|(_, (_, _, at))| *at <= fresh_after)
-            .map(|(t, _)| *t)
-            .collect();
-        for target in due {
-            let Some((subject, salt, _)) = self.delegated.get(&target).cloned() else {
-                continue;
-            };
-            // Still ours to write? The subject (or another writer) may have taken it over.
-            let Some(item) = self.store().get(&target).filter(|i| i.writer == Some(pk)) else {
-                self.delegated.remove(&target);
-                continue;
-            };
-            let seq = SeqClock::new(item.seq).next(now.wall);
-            match Item::sign_for(&self.sk, subject, salt, seq, item.value) {
-                Ok(item) => self.put_republished(item),
-                Err(e) => tracing::warn!(error = %e, "republish of a delegated item failed"),
+        for due in self.republisher.due(now.mono) {
+            match due {
+                Due::Own(salt) => {
+                    let Some(item) = self.store().get(&Target::of(&pk, &salt)) else {
+                        continue;
+                    };
+                    if item.writer.is_some() {
+                        continue;
+                    }
+                    match self.sign_own(salt, item.value) {
+                        Ok(item) => self.put_republished(item),
+                        Err(e) => tracing::warn!(error = %e, "republish failed"),
+                    }
+                }
+                Due::Delegated {
+                    target,
+                    subject,
+                    salt,
+                } => {
+                    // Still ours to write? The subject (or another writer) may have taken it
+                    // over.
+                    let Some(item) = self.store().get(&target).filter(|i| i.writer == Some(pk))
+                    else {
+                        self.republisher.forget(&target);
+                        continue;
+                    };
+                    let seq = SeqClock::new(item.seq).next(now.wall);
+                    match Item::sign_for(&self.sk, subject, salt, seq, item.value) {
+                        Ok(item) => self.put_republished(item),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "republish of a delegated item failed")
+                        }
+                    }
+                }
             }
         }
     }

@@ -91,19 +91,14 @@ impl Actor {
                     self.on_closest_peers(id, peers.into_iter().map(|p| p.peer_id).collect());
                 }
                 QueryResult::PutRecord(res) => {
-                    if let Some(sent) = self.full_put_targets.remove(&id)
-                        && let Err(
+                    let succeeded = match &res {
+                        Ok(_) => None,
+                        Err(
                             kad::PutRecordError::QuorumFailed { success, .. }
                             | kad::PutRecordError::Timeout { success, .. },
-                        ) = &res
-                    {
-                        // A full node that did not take the put is skipped by reads and puts
-                        // for a while, so one dead node does not hold every put up.
-                        for peer in sent.iter().filter(|p| !success.contains(p)) {
-                            self.back_off_full_node(peer);
-                        }
-                    }
-                    self.on_put_done(id, stats.num_successes());
+                        ) => Some(success.as_slice()),
+                    };
+                    self.on_put_done(id, stats.num_successes(), succeeded);
                 }
                 QueryResult::GetRecord(res) => {
                     let Some(&op) = self.read_queries.get(&id) else {
