@@ -2,10 +2,14 @@
 //!
 //! This file only wires things up: parse the command line, install tracing, run the
 //! subcommand, print `Error: …` and exit 1 on failure. Each subcommand lives in
-//! `commands/<name>.rs` with its `Args` next to its `run`.
+//! `commands/<name>.rs` with its `Args` next to its `run`; `config/` holds the node
+//! configuration both `skymesh node` and `skymesh dmsg server` convert into, and `daemon.rs`
+//! the order a running node stops in.
 
 mod cli;
 mod commands;
+mod config;
+mod daemon;
 mod telemetry;
 
 use clap::Parser;

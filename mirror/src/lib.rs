@@ -10,6 +10,7 @@
 //! - [`MirrorFeed`] (reader, used by full nodes): catches up with a full scan, then follows the
 //!   per-shard change streams live and hands every *verified* item to the node.
 //! - [`keys`]: the versioned key schema (hash-tagged per shard for Redis Cluster).
+//! - [`metrics`]: the feed's `skymesh_mirror_*` gauges ([`FeedMetrics`]), for a node's registry.
 //!
 //! # Delivery semantics
 //!
@@ -31,9 +32,11 @@ pub mod conn;
 pub mod error;
 pub mod feed;
 pub mod keys;
+pub mod metrics;
 pub mod script;
 pub mod writer;
 
 pub use error::MirrorError;
 pub use feed::{FeedConfig, FeedStats, MirrorFeed};
+pub use metrics::FeedMetrics;
 pub use writer::{MirrorConfig, RedisMirror, WriteOutcome};

@@ -327,7 +327,7 @@ async fn live_table(http: &reqwest::Client, members: &[Member]) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = super::node::shutdown_signal() => {
+            _ = crate::daemon::shutdown_signal() => {
                 println!("\nstopping {} nodes", members.len());
                 return;
             }

@@ -31,6 +31,9 @@ use axum::routing::get;
 use keys::{PubKey, SecKey};
 use prometheus_client::registry::Registry;
 
+use crate::config::{NodeConfig, REDIS_ENV, ServerFile, listen_addr};
+use crate::daemon::{Daemon, DmsgServerRef, shutdown_signal};
+
 /// Arguments of `skymesh dmsg`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -134,134 +137,32 @@ struct GetArgs {
     url: String,
 }
 
-/// The reference dmsg-server config (pkg/dmsgserver/config.go).
-#[derive(Debug, serde::Deserialize)]
-struct ServerFile {
-    public_key: String,
-    secret_key: String,
-    discovery: String,
-    public_address: String,
-    local_address: String,
-    #[serde(default)]
-    health_endpoint_address: String,
-    #[serde(default)]
-    log_level: String,
-    #[serde(default)]
-    update_interval: u64,
-    #[serde(default)]
-    max_sessions: usize,
-    /// skymesh extension: run the server as a full DHT node that publishes itself in the DHT
-    /// (instead of registering with `discovery`) and serves the discovery API.
-    #[serde(default)]
-    dht: Option<DhtSection>,
-    /// skymesh extension: mesh peers (other DMSG servers requests may be forwarded to).
-    #[serde(default)]
-    peers: Vec<PeerEntry>,
-}
-
-/// One mesh peer in a server config (skymesh extension; the Go server ignores it).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PeerEntry {
-    /// The peer server's key (hex).
-    public_key: String,
-    /// Its DMSG listener, `HOST:PORT`.
-    address: String,
-}
-
-impl PeerEntry {
-    fn parse(&self) -> anyhow::Result<::dmsg::server::PeerAddr> {
-        super::node::parse_mesh_peer(&format!("{}@{}", self.public_key, self.address))
-            .map_err(|e| anyhow::anyhow!("peers: {e}"))
-    }
-}
-
 fn parse_pk(s: &str) -> Result<PubKey, String> {
     PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
 }
 
-/// The `dht` section of a server config (skymesh extension; the Go server ignores it).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DhtSection {
-    /// libp2p listen multiaddrs.
-    listen: Vec<String>,
-    /// Bootstrap full nodes (multiaddrs ending in /p2p/<peer id>); default: the deployment's.
-    #[serde(default)]
-    bootstrap: Vec<String>,
-    /// Data directory (item store).
-    data: String,
-    /// Deployment file (default: `$SKYDEPLOY`, else embedded).
-    #[serde(default)]
-    deploy: Option<String>,
-}
-
-/// `skymesh node` arguments equivalent to a server config with a `dht` section: a full node
-/// with `--dmsg-listen`, its health/metrics/admin/discovery listener on
-/// `health_endpoint_address`.
-fn node_args(f: &ServerFile, dht: &DhtSection) -> Vec<String> {
-    let mut v: Vec<String> = vec!["skymesh node".into(), "--role".into(), "full".into()];
-    for l in &dht.listen {
-        v.extend(["--listen".into(), l.clone()]);
-    }
-    for b in &dht.bootstrap {
-        v.extend(["--bootstrap".into(), b.clone()]);
-    }
-    v.extend(["--data".into(), dht.data.clone()]);
-    v.extend(["--sk".into(), f.secret_key.clone()]);
-    v.extend(["--dmsg-listen".into(), listen_addr(&f.local_address)]);
-    if !f.public_address.is_empty() {
-        v.extend(["--dmsg-public".into(), f.public_address.clone()]);
-    }
-    if f.max_sessions > 0 {
-        v.extend(["--max-sessions".into(), f.max_sessions.to_string()]);
-    }
-    if !f.health_endpoint_address.is_empty() {
-        v.extend(["--http".into(), listen_addr(&f.health_endpoint_address)]);
-    }
-    if let Some(d) = &dht.deploy {
-        v.extend(["--deploy".into(), d.clone()]);
-    }
-    for p in &f.peers {
-        v.extend([
-            "--mesh-peer".into(),
-            format!("{}@{}", p.public_key, p.address),
-        ]);
-    }
-    v
-}
-
-/// A server config with a `dht` section runs as `skymesh node --role full --dmsg-listen …`.
-fn server_with_dht(a: &ServerArgs) -> anyhow::Result<Option<super::node::Args>> {
+/// Reads a server config; with a `dht` section it is a node's configuration.
+fn read_server_file(a: &ServerArgs) -> anyhow::Result<(ServerFile, Option<NodeConfig>)> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let f: ServerFile = serde_json::from_str(&text).context("server config")?;
-    let Some(dht) = &f.dht else {
-        return Ok(None);
-    };
-    let sk = SecKey::from_hex(&f.secret_key).context("secret_key")?;
-    let pk = PubKey::from_hex(&f.public_key).context("public_key")?;
-    anyhow::ensure!(sk.pubkey() == pk, "public_key does not match secret_key");
-    if !f.discovery.is_empty() {
+    let f = ServerFile::parse(&text)?;
+    let node = NodeConfig::from_server_file(&f, std::env::var(REDIS_ENV).ok())
+        .with_context(|| format!("the dht section of {}", a.config.display()))?;
+    if node.is_some() && !f.discovery.is_empty() {
         tracing::warn!(discovery = %f.discovery, "the config has a dht section: the server publishes itself in the DHT and does not register with the discovery URL");
     }
-    let cli = <NodeCli as clap::Parser>::try_parse_from(node_args(&f, dht))
-        .map_err(|e| anyhow::anyhow!("the dht section of {}: {e}", a.config.display()))?;
-    Ok(Some(cli.args))
-}
-
-/// `skymesh node`'s arguments as a parser of their own.
-#[derive(clap::Parser)]
-struct NodeCli {
-    #[command(flatten)]
-    args: super::node::Args,
+    Ok((f, node))
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    if let Cmd::Server(a) = &args.cmd
-        && let Some(node_args) = server_with_dht(a)?
-    {
-        return super::node::run(node_args);
+    let mut file = None;
+    if let Cmd::Server(a) = &args.cmd {
+        let (f, node) = read_server_file(a)?;
+        if let Some(cfg) = node {
+            // A server config with a `dht` section runs as a full node with a DMSG server.
+            return super::node::run(cfg);
+        }
+        file = Some(f);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,7 +170,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     rt.block_on(async move {
         match args.cmd {
-            Cmd::Server(a) => server(a).await,
+            Cmd::Server(_) => match file {
+                Some(f) => server(f).await,
+                None => unreachable!("read above"),
+            },
             Cmd::Discovery(a) => discovery(a).await,
             Cmd::Http(a) => http(a).await,
             Cmd::Get(a) => get_url(a).await,
@@ -284,36 +188,11 @@ fn key_or_random(sk: &Option<String>) -> anyhow::Result<SecKey> {
     }
 }
 
-fn listen_addr(a: &str) -> String {
-    if a.starts_with(':') {
-        format!("0.0.0.0{a}")
-    } else {
-        a.to_string()
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn server(a: ServerArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.config)
-        .with_context(|| format!("reading {}", a.config.display()))?;
-    let f: ServerFile = serde_json::from_str(&text).context("server config")?;
+/// A DMSG server registered with an HTTP discovery, stopped like a node (`daemon.rs`): health
+/// endpoint, then deregistration, then the server.
+async fn server(f: ServerFile) -> anyhow::Result<()> {
     let sk = SecKey::from_hex(&f.secret_key).context("secret_key")?;
-    let pk = PubKey::from_hex(&f.public_key).context("public_key")?;
-    anyhow::ensure!(sk.pubkey() == pk, "public_key does not match secret_key");
+    let pk = sk.pubkey();
     if !f.log_level.is_empty() {
         tracing::debug!(log_level = %f.log_level, "log_level from the config is informational; use -v/RUST_LOG");
     }
@@ -332,11 +211,11 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
     cfg.mesh.peers = f
         .peers
         .iter()
-        .map(PeerEntry::parse)
+        .map(|p| p.parse().map(|p| p.to_peer_addr()))
         .collect::<anyhow::Result<_>>()?;
     let mut registry = Registry::default();
     let metrics = ServerMetrics::new(&mut registry);
-    let srv = Server::spawn(cfg, metrics).await?;
+    let srv = Arc::new(Server::spawn(cfg, metrics).await?);
     let health = if f.health_endpoint_address.is_empty() {
         // Reference default: local port + 1.
         let port = srv.local_addr().port().wrapping_add(1);
@@ -382,12 +261,23 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
         "dmsg server {pk} listening on {} (health {health})",
         srv.local_addr()
     );
-    tokio::select! {
-        r = axum::serve(hl, app) => r.context("health endpoint")?,
-        _ = shutdown_signal() => {}
-    }
-    srv.deregister().await;
-    Ok(())
+    let mut daemon = Daemon {
+        dmsg_server: Some(DmsgServerRef::Plain(srv)),
+        ..Daemon::default()
+    };
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    daemon.http.spawn(|mut shutdown| async move {
+        let stop = async move { shutdown.recv().await };
+        if let Err(e) = axum::serve(hl, app).with_graceful_shutdown(stop).await {
+            let _ = failed_tx.send(e);
+        }
+    });
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Ok(e) = failed_rx => Err(anyhow::Error::new(e).context("health endpoint")),
+    };
+    daemon.shutdown().await?;
+    outcome
 }
 
 async fn discovery(a: DiscArgs) -> anyhow::Result<()> {

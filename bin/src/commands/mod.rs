@@ -15,7 +15,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keygen(args) => keygen::run(args),
         Command::Item(args) => item::run(args),
-        Command::Node(args) => node::run(*args),
+        Command::Node(args) => node::run(crate::config::NodeConfig::from_args(*args)?),
         Command::Dht(args) => dht::run(args),
         Command::Dmsg(args) => dmsg::run(args),
         Command::Mirror(args) => mirror::run(args),

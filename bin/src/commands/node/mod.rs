@@ -40,38 +40,30 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dht::{Salt, SaltKind};
-use dhtnode::{Config, Node, Reachability, Role};
+use dhtnode::{Config, Node, Role};
 use keys::SecKey;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 
+use crate::config::{KeySource, NodeConfig};
+use crate::daemon::{Daemon, DmsgServerRef, TaskGroup, parent_gone, shutdown_signal};
+
 mod dmsg_api;
 mod sync;
 mod tp;
-
-/// Reachability as a command-line value.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum Reach {
-    /// Client mode until an external address is confirmed.
-    Auto,
-    /// Dialable: Kademlia server mode.
-    Public,
-    /// Not dialable: Kademlia client mode.
-    Private,
-}
 
 /// Arguments of `skymesh node`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Node role.
     #[arg(long, value_parser = parse_role)]
-    role: Role,
+    pub(crate) role: Role,
     /// libp2p listen address, e.g. /ip4/0.0.0.0/tcp/7800 (repeatable).
     #[arg(long, required = true)]
-    listen: Vec<Multiaddr>,
+    pub(crate) listen: Vec<Multiaddr>,
     /// Data directory (item store, node key).
     #[arg(long)]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Secret key in hex.
     #[arg(
         long,
@@ -79,128 +71,84 @@ pub(crate) struct Args {
         hide_env_values = true,
         conflicts_with = "key"
     )]
-    sk: Option<String>,
+    pub(crate) sk: Option<String>,
     /// File holding the secret key (hex, or `skymesh keygen` output, text or JSON).
     #[arg(long)]
-    key: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// Bootstrap peer, a multiaddr ending in /p2p/<peer id> (repeatable).
     #[arg(long)]
-    bootstrap: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<Multiaddr>,
     /// HTTP listener for /health, /metrics and the admin API.
-    #[arg(long, default_value = "127.0.0.1:7801")]
-    http: SocketAddr,
+    #[arg(long, default_value = crate::config::DEFAULT_HTTP)]
+    pub(crate) http: SocketAddr,
     /// Reachability of a regular node (full nodes are always Kademlia servers).
     #[arg(long, value_enum, default_value = "auto")]
-    reachability: Reach,
+    pub(crate) reachability: crate::config::Reach,
     /// Follow this Redis mirror live and serve every valid item written there (full nodes;
     /// see docs/mirror.md). Redis being down never stops the node.
-    #[arg(long, env = "SKYMESH_REDIS")]
-    redis: Option<String>,
+    #[arg(long, env = crate::config::REDIS_ENV)]
+    pub(crate) redis: Option<String>,
     /// Accept items written *for* other keys by this writer key (a mirror service such as a
     /// transport discovery). Repeatable.
     #[arg(long = "trusted-writer", value_name = "PK")]
-    trusted_writers: Vec<String>,
+    pub(crate) trusted_writers: Vec<String>,
     /// Run a DMSG relay server on this TCP address (full nodes); it publishes itself in the
     /// DHT and the node serves the reference discovery API at /dmsg-discovery.
     #[arg(long, value_name = "HOST:PORT")]
-    dmsg_listen: Option<String>,
+    pub(crate) dmsg_listen: Option<String>,
     /// Address the DMSG server advertises (default: the bound address).
     #[arg(long, value_name = "HOST:PORT", requires = "dmsg_listen")]
-    dmsg_public: Option<String>,
+    pub(crate) dmsg_public: Option<String>,
     /// DMSG server session limit.
-    #[arg(long, default_value_t = 2048, requires = "dmsg_listen")]
-    max_sessions: usize,
+    #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MAX_SESSIONS, requires = "dmsg_listen")]
+    pub(crate) max_sessions: usize,
     /// Accept loopback server addresses posted to /dmsg-discovery (like dmsg-discovery -t).
     #[arg(long, requires = "dmsg_listen")]
-    disc_test_mode: bool,
+    pub(crate) disc_test_mode: bool,
     /// Mesh with this DMSG server, `PK@HOST:PORT` (repeatable): requests for visors not held
     /// here are forwarded to it, one hop at most (docs/dmsg-mesh.md).
-    #[arg(long = "mesh-peer", value_name = "PK@HOST:PORT", requires = "dmsg_listen", value_parser = parse_mesh_peer)]
-    mesh_peers: Vec<::dmsg::server::PeerAddr>,
+    #[arg(long = "mesh-peer", value_name = "PK@HOST:PORT", requires = "dmsg_listen", value_parser = crate::config::parse_mesh_peer)]
+    pub(crate) mesh_peers: Vec<crate::config::MeshPeer>,
     /// Also mesh with the DMSG servers published in the DHT whose keys --mesh-allow lists.
     #[arg(long, requires_all = ["dmsg_listen", "mesh_allow"])]
-    mesh_dht: bool,
+    pub(crate) mesh_dht: bool,
     /// With --mesh-dht: a server key that may be a peer, or `any` (repeatable).
     #[arg(long = "mesh-allow", value_name = "PK|any", requires = "mesh_dht")]
-    mesh_allow: Vec<String>,
+    pub(crate) mesh_allow: Vec<String>,
     /// How often --mesh-dht re-reads the published servers, in milliseconds (tests shorten
     /// the default, the servers' publication interval).
     #[arg(long, hide = true, value_name = "MS")]
-    mesh_refresh_ms: Option<u64>,
+    pub(crate) mesh_refresh_ms: Option<u64>,
     /// Run a DMSG client that finds servers and peers through the DHT (visors).
     #[arg(long)]
-    dmsg: bool,
+    pub(crate) dmsg: bool,
     /// Serve this directory over DMSG-HTTP (needs --dmsg).
     #[arg(long, requires = "dmsg", value_name = "DIR")]
-    dmsg_http_dir: Option<PathBuf>,
+    pub(crate) dmsg_http_dir: Option<PathBuf>,
     /// Hold DMSG sessions with this server only (repeatable; --dmsg): peers on other servers
     /// are reached through the server mesh.
     #[arg(long = "dmsg-server", value_name = "PK", requires = "dmsg", value_parser = parse_pk)]
-    dmsg_servers: Vec<keys::PubKey>,
+    pub(crate) dmsg_servers: Vec<keys::PubKey>,
     /// How many DMSG servers a visor holds sessions with (--dmsg).
     #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MIN_SESSIONS, requires = "dmsg", value_name = "N")]
-    dmsg_sessions: usize,
+    pub(crate) dmsg_sessions: usize,
     /// DMSG port for --dmsg-http-dir.
     #[arg(long, default_value_t = 80)]
-    dmsg_http_port: u16,
+    pub(crate) dmsg_http_port: u16,
     /// Deployment config (bootstrap full nodes, DMSG servers, service endpoints); default:
     /// the embedded one.
     #[arg(long, env = "SKYDEPLOY", value_name = "FILE")]
-    deploy: Option<PathBuf>,
+    pub(crate) deploy: Option<PathBuf>,
     /// Stop when the process with this pid exits (used by `skymesh devnet` for its nodes).
     #[arg(long, hide = true, value_name = "PID")]
-    watch_parent: Option<u32>,
+    pub(crate) watch_parent: Option<u32>,
     /// Republish timer for own items in milliseconds (tests shorten the 30 min default).
     #[arg(long, hide = true, value_name = "MS")]
-    republish_interval_ms: Option<u64>,
+    pub(crate) republish_interval_ms: Option<u64>,
 }
 
 fn parse_pk(s: &str) -> Result<keys::PubKey, String> {
     keys::PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
-}
-
-/// `PK@HOST:PORT`.
-pub(crate) fn parse_mesh_peer(s: &str) -> Result<::dmsg::server::PeerAddr, String> {
-    let (pk, address) = s
-        .split_once('@')
-        .ok_or_else(|| format!("expected PK@HOST:PORT, got {s:?}"))?;
-    let pk = keys::PubKey::from_hex(pk).map_err(|e| format!("peer key: {e}"))?;
-    if address
-        .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-    {
-        return Err(format!("peer address {address:?} is not HOST:PORT"));
-    }
-    Ok(::dmsg::server::PeerAddr {
-        pk,
-        address: address.to_string(),
-    })
-}
-
-/// The mesh settings from the flags.
-fn mesh_config(args: &Args) -> anyhow::Result<::dmsg::server::MeshConfig> {
-    use ::dmsg::server::{MeshAllow, MeshConfig};
-    let mut m = MeshConfig {
-        peers: args.mesh_peers.clone(),
-        ..MeshConfig::default()
-    };
-    if args.mesh_dht {
-        let allow = if args.mesh_allow.iter().any(|a| a == "any") {
-            MeshAllow::Any
-        } else {
-            let keys = args
-                .mesh_allow
-                .iter()
-                .map(|a| keys::PubKey::from_hex(a).with_context(|| format!("--mesh-allow {a}")))
-                .collect::<anyhow::Result<_>>()?;
-            MeshAllow::Keys(keys)
-        };
-        m.dht_allow = Some(allow);
-    }
-    if let Some(ms) = args.mesh_refresh_ms {
-        m.refresh_interval = std::time::Duration::from_millis(ms.max(100));
-    }
-    Ok(m)
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -258,23 +206,25 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the daemon until Ctrl-C / SIGTERM.
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("creating {}", args.data.display()))?;
-    let sk = match (&args.sk, &args.key) {
-        (Some(hex), _) => SecKey::from_hex(hex.trim()).context("--sk")?,
-        (None, Some(file)) => parse_key_text(
+/// Runs the daemon until Ctrl-C, SIGTERM or (with `watch_parent`) the parent's exit, then stops
+/// it in order (see `daemon.rs`).
+pub(crate) fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data)
+        .with_context(|| format!("creating {}", cfg.data.display()))?;
+    let sk = match &cfg.key {
+        KeySource::Hex(hex) => SecKey::from_hex(hex.trim()).context("--sk")?,
+        KeySource::File(file) => parse_key_text(
             &std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?,
         )?,
-        (None, None) => load_or_create_key(&args.data)?,
+        KeySource::DataDir => load_or_create_key(&cfg.data)?,
     };
+    cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(serve(args, sk))
+    rt.block_on(serve(cfg, sk))
 }
 
 /// Items handed from the mirror feed to the node per call (bounds one swarm-loop turn).
@@ -283,59 +233,25 @@ const MIRROR_BATCH: usize = 256;
 const MIRROR_CHANNEL: usize = 4096;
 
 /// Starts the Redis mirror feed and the task that stores what it delivers in the node's own
-/// store. Returns the handles; dropping them stops both.
+/// store, both in the daemon's mirror stage.
 fn follow_mirror(
     url: &str,
     rules: dht::Config,
     node: Node,
     registry: &mut Registry,
-) -> anyhow::Result<(mirror::MirrorFeed, AbortOnDrop)> {
-    use prometheus_client::metrics::gauge::Gauge;
+    stage: &mut TaskGroup,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<dht::Item>(MIRROR_CHANNEL);
     let feed = mirror::MirrorFeed::start(url, mirror::FeedConfig::new(rules), tx)
         .with_context(|| format!("--redis {url}"))?;
-    let gauges: Vec<(&'static str, &'static str, Gauge)> = vec![
-        (
-            "skymesh_mirror_scanned_items",
-            "Items delivered by full scans of the mirror",
-            Gauge::default(),
-        ),
-        (
-            "skymesh_mirror_followed_items",
-            "Items delivered from the mirror's change streams",
-            Gauge::default(),
-        ),
-        (
-            "skymesh_mirror_refused_items",
-            "Items found in Redis that failed verification",
-            Gauge::default(),
-        ),
-        (
-            "skymesh_mirror_rescans",
-            "Shard rescans after the change stream was trimmed past us",
-            Gauge::default(),
-        ),
-        (
-            "skymesh_mirror_redis_errors",
-            "Redis connection or command failures of the feed",
-            Gauge::default(),
-        ),
-        (
-            "skymesh_mirror_live",
-            "1 when the feed is connected and caught up",
-            Gauge::default(),
-        ),
-    ];
-    for (name, help, g) in &gauges {
-        registry.register(*name, *help, g.clone());
-    }
+    let metrics = mirror::FeedMetrics::register(registry);
     let stats = feed.stats().clone();
-    let task = tokio::spawn(async move {
-        use std::sync::atomic::Ordering::Relaxed;
+    stage.spawn(|mut shutdown| async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut batch = Vec::with_capacity(MIRROR_BATCH);
         loop {
             tokio::select! {
+                _ = shutdown.recv() => return,
                 got = rx.recv() => {
                     let Some(item) = got else { return };
                     batch.push(item);
@@ -349,32 +265,12 @@ fn follow_mirror(
                         return;
                     }
                 }
-                _ = tick.tick() => {
-                    let values = [
-                        stats.scanned.load(Relaxed),
-                        stats.followed.load(Relaxed),
-                        stats.refused.load(Relaxed),
-                        stats.rescans.load(Relaxed),
-                        stats.redis_errors.load(Relaxed),
-                        stats.live.load(Relaxed),
-                    ];
-                    for ((_, _, g), v) in gauges.iter().zip(values) {
-                        g.set(i64::try_from(v).unwrap_or(i64::MAX));
-                    }
-                }
+                _ = tick.tick() => metrics.update(&stats),
             }
         }
     });
-    Ok((feed, AbortOnDrop(task)))
-}
-
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    stage.hold(feed);
+    Ok(())
 }
 
 struct AppState {
@@ -393,7 +289,7 @@ pub(crate) struct NodeCtx {
     /// The deployment config in effect.
     pub(crate) deploy: overlay::Deployment,
     /// The DMSG server (full nodes with `--dmsg-listen`).
-    pub(crate) dmsg_server: Option<overlay::DhtServer>,
+    pub(crate) dmsg_server: Option<Arc<overlay::DhtServer>>,
     /// The DMSG client (visors with `--dmsg`).
     pub(crate) dmsg_client: Option<overlay::DhtClient>,
     /// Discovery API test mode.
@@ -402,20 +298,12 @@ pub(crate) struct NodeCtx {
     pub(crate) data: PathBuf,
 }
 
-async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
-    if args.dmsg_listen.is_some() && args.role != Role::Full {
-        anyhow::bail!("--dmsg-listen needs --role full: a DMSG server is a full node");
-    }
-    if args.dmsg && args.role != Role::Regular {
-        anyhow::bail!(
-            "--dmsg is for visors (--role regular); a full node runs a DMSG server (--dmsg-listen)"
-        );
-    }
-    let deploy = overlay::Deployment::load(args.deploy.as_deref())?;
+async fn serve(cfg: NodeConfig, sk: SecKey) -> anyhow::Result<()> {
+    let deploy = overlay::Deployment::load(cfg.deploy.as_deref())?;
     let mut registry = Registry::default();
-    let mut cfg = Config::new(sk.clone(), args.role);
-    cfg.listen = args.listen.clone();
-    cfg.bootstrap = if args.bootstrap.is_empty() {
+    let mut dht_cfg = Config::new(sk.clone(), cfg.role);
+    dht_cfg.listen = cfg.listen.clone();
+    dht_cfg.bootstrap = if cfg.bootstrap.is_empty() {
         let own = dhtnode::identity::peer_id(&sk.pubkey())?;
         deploy
             .dht_bootstrap
@@ -424,110 +312,142 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
             .cloned()
             .collect()
     } else {
-        args.bootstrap.clone()
+        cfg.bootstrap.clone()
     };
-    cfg.data_dir = Some(args.data.clone());
-    cfg.metrics = dhtnode::Metrics::register(&mut registry);
-    cfg.reachability = match args.reachability {
-        Reach::Auto => Reachability::Auto,
-        Reach::Public => Reachability::Public,
-        Reach::Private => Reachability::Private,
-    };
-    for pk in &args.trusted_writers {
-        let pk = keys::PubKey::from_hex(pk)
-            .with_context(|| format!("--trusted-writer {pk} is not a public key"))?;
-        cfg.store.trusted_writers.insert(pk);
-    }
-    if args.dmsg_listen.is_some() {
+    dht_cfg.data_dir = Some(cfg.data.clone());
+    dht_cfg.metrics = dhtnode::Metrics::register(&mut registry);
+    dht_cfg.reachability = cfg.reachability.into();
+    dht_cfg
+        .store
+        .trusted_writers
+        .extend(cfg.trusted_writers.iter().copied());
+    if cfg.dmsg_server.is_some() {
         // The DMSG server side re-puts its `dmsg-server` item every SERVER_REPUBLISH.
-        cfg.app_refreshed
+        dht_cfg
+            .app_refreshed
             .insert(Salt::of_kind(SaltKind::DmsgServer));
     }
-    if args.dmsg {
+    if cfg.dmsg_client.is_some() {
         // The transport manager publishes `tp` on change and before expiry.
-        cfg.app_refreshed.insert(Salt::of_kind(SaltKind::Tp));
+        dht_cfg.app_refreshed.insert(Salt::of_kind(SaltKind::Tp));
     }
-    if let Some(ms) = args.republish_interval_ms {
-        cfg.republish_interval = std::time::Duration::from_millis(ms.max(100));
+    if let Some(ms) = cfg.republish_interval_ms {
+        dht_cfg.republish_interval = std::time::Duration::from_millis(ms.max(100));
     }
-    let store_rules = cfg.store.clone();
-    let (node, task) = Node::spawn(cfg).await.context("starting the DHT node")?;
-    let _mirror = match &args.redis {
-        Some(url) => Some(follow_mirror(
+    let store_rules = dht_cfg.store.clone();
+    let (node, task) = Node::spawn(dht_cfg)
+        .await
+        .context("starting the DHT node")?;
+    // From here on, everything started is owned by `daemon` and stopped by its shutdown.
+    let mut daemon = Daemon {
+        node: Some((node.clone(), task)),
+        ..Daemon::default()
+    };
+    let started = start(&cfg, sk, deploy, &node, store_rules, registry, &mut daemon).await;
+    let outcome = match started {
+        Ok(http_failed) => run_until_stopped(cfg.watch_parent, http_failed).await,
+        Err(e) => Err(e),
+    };
+    tracing::info!("shutting down");
+    daemon.shutdown().await?;
+    outcome
+}
+
+/// Starts everything but the node, into the stages of `daemon`. The receiver gets the error
+/// of the HTTP server if it fails.
+async fn start(
+    cfg: &NodeConfig,
+    sk: SecKey,
+    deploy: overlay::Deployment,
+    node: &Node,
+    store_rules: dht::Config,
+    mut registry: Registry,
+    daemon: &mut Daemon,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<std::io::Error>> {
+    if let Some(url) = &cfg.redis {
+        follow_mirror(
             url,
             store_rules,
             node.clone(),
             &mut registry,
-        )?),
-        None => None,
-    };
+            &mut daemon.mirror,
+        )?;
+    }
     for a in node.listen_addrs() {
         tracing::info!(addr = %a, "listening");
     }
-    let overlay_metrics = if args.dmsg || args.dmsg_listen.is_some() {
+    let overlay_metrics = if cfg.dmsg_client.is_some() || cfg.dmsg_server.is_some() {
         overlay::OverlayMetrics::new(&mut registry)
     } else {
         overlay::OverlayMetrics::default()
     };
-    let dmsg_server = match &args.dmsg_listen {
-        Some(listen) => {
+    let dmsg_server = match &cfg.dmsg_server {
+        Some(s) => {
             let opts = overlay::ServerOptions {
-                listen: listen.clone(),
-                public: args.dmsg_public.clone().unwrap_or_default(),
-                max_sessions: args.max_sessions,
-                mesh: mesh_config(&args)?,
+                listen: s.listen.clone(),
+                public: s.public.clone().unwrap_or_default(),
+                max_sessions: s.max_sessions,
+                mesh: s.mesh(),
             };
             let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
-            let s =
-                overlay::start_server(&node, sk.clone(), &opts, metrics, overlay_metrics.clone())
+            let srv =
+                overlay::start_server(node, sk.clone(), &opts, metrics, overlay_metrics.clone())
                     .await
-                    .with_context(|| format!("starting the DMSG server on {listen}"))?;
-            tracing::info!(addr = %s.server.local_addr(), "dmsg server listening");
-            Some(s)
+                    .with_context(|| format!("starting the DMSG server on {}", s.listen))?;
+            tracing::info!(addr = %srv.server.local_addr(), "dmsg server listening");
+            let srv = Arc::new(srv);
+            daemon.dmsg_server = Some(DmsgServerRef::Dht(srv.clone()));
+            Some(srv)
         }
         None => None,
     };
-    let dmsg_client = args.dmsg.then(|| {
+    let dmsg_client = cfg.dmsg_client.as_ref().map(|c| {
         overlay::start_client(
-            &node,
+            node,
             sk.clone(),
             overlay_metrics.clone(),
             deploy.dmsg_servers.clone(),
             overlay::ClientOptions {
-                sessions: args.dmsg_sessions,
-                servers: args.dmsg_servers.clone(),
+                sessions: c.sessions,
+                servers: c.servers.clone(),
             },
         )
     });
-    let _dmsg_http = match (&dmsg_client, &args.dmsg_http_dir) {
-        (Some(c), Some(dir)) => {
-            let listener = c
-                .client
-                .listen(args.dmsg_http_port)
-                .with_context(|| format!("DMSG port {}", args.dmsg_http_port))?;
-            tracing::info!(dir = %dir.display(), port = args.dmsg_http_port, "serving over DMSG-HTTP");
-            Some(AbortOnDrop(tokio::spawn(::dmsg::http::serve_dir(
-                listener,
-                dir.clone(),
-            ))))
-        }
-        _ => None,
-    };
+    if let (Some(c), Some(conf)) = (&dmsg_client, &cfg.dmsg_client)
+        && let Some(dir) = &conf.http_dir
+    {
+        let listener = c
+            .client
+            .listen(conf.http_port)
+            .with_context(|| format!("DMSG port {}", conf.http_port))?;
+        tracing::info!(dir = %dir.display(), port = conf.http_port, "serving over DMSG-HTTP");
+        let dir = dir.clone();
+        daemon.transports.spawn(|mut shutdown| async move {
+            tokio::select! {
+                _ = ::dmsg::http::serve_dir(listener, dir) => {}
+                _ = shutdown.recv() => {}
+            }
+        });
+    }
     let ctx = Arc::new(NodeCtx {
         node: node.clone(),
-        role: args.role,
+        role: cfg.role,
         sk: sk.clone(),
         deploy,
         dmsg_server,
         dmsg_client,
-        disc_test_mode: args.disc_test_mode,
-        data: args.data.clone(),
+        disc_test_mode: cfg.dmsg_server.as_ref().is_some_and(|s| s.disc_test_mode),
+        data: cfg.data.clone(),
     });
     let tp_manager = tp::start(&ctx, &mut registry)?;
-    let listener = tokio::net::TcpListener::bind(args.http)
+    // Dropped in this order when the transports stage drains: the manager first (it uses the
+    // DMSG client), then the DMSG client and server (the last reference to the context).
+    daemon.transports.hold(tp_manager.clone());
+    daemon.transports.hold(ctx.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
-        .with_context(|| format!("binding the HTTP listener {}", args.http))?;
-    tracing::info!(addr = %args.http, "admin API listening");
+        .with_context(|| format!("binding the HTTP listener {}", cfg.http))?;
+    tracing::info!(addr = %cfg.http, "admin API listening");
     let state = Arc::new(AppState {
         node: node.clone(),
         registry,
@@ -544,53 +464,32 @@ async fn serve(args: Args, sk: SecKey) -> anyhow::Result<()> {
         .with_state(state)
         .merge(dmsg_api::router(ctx.clone()))
         .merge(sync::router(node.clone()))
-        .merge(tp::router(ctx.clone(), tp_manager));
-    let parent = args.watch_parent;
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = parent_gone(parent) => tracing::info!("parent process exited"),
+        .merge(tp::router(ctx, tp_manager));
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    daemon.http.spawn(|mut shutdown| async move {
+        let stop = async move { shutdown.recv().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            let _ = failed_tx.send(e);
         }
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
-    server.await.context("HTTP server")?;
-    tracing::info!("shutting down");
-    node.shutdown().await;
-    task.await.context("node task")?;
-    Ok(())
+    });
+    Ok(failed_rx)
 }
 
-/// Resolves when process `pid` no longer exists (never when `None`; Linux `/proc` check
-/// every 500 ms).
-async fn parent_gone(pid: Option<u32>) {
-    let Some(pid) = pid else {
-        return std::future::pending().await;
-    };
-    let path = PathBuf::from(format!("/proc/{pid}"));
-    while path.exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Waits for Ctrl-C, SIGTERM, the parent's exit or a failure of the HTTP server.
+async fn run_until_stopped(
+    parent: Option<u32>,
+    http_failed: tokio::sync::oneshot::Receiver<std::io::Error>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        _ = parent_gone(parent) => {
+            tracing::info!("parent process exited");
+            Ok(())
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(e) = http_failed => Err(anyhow::Error::new(e).context("HTTP server")),
     }
 }
 
