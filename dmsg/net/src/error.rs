@@ -62,6 +62,10 @@ pub enum StreamError {
     /// The peer refused or reset the stream.
     #[error("stream reset by peer")]
     Reset,
+    /// The stream began with the 2026 ping marker `00 00` instead of an object (spec §3 item
+    /// 8): a zero-length record.
+    #[error("ping marker instead of an object")]
+    Ping,
     /// The session has too many streams.
     #[error("too many streams on the session")]
     TooManyStreams,

@@ -37,6 +37,8 @@ pub struct ServerMetrics {
     pub bytes_relayed: Counter,
     /// Stream requests refused, by DMSG error code.
     pub refusals: Family<CodeLabel, Counter>,
+    /// Ping streams answered (the 2026 `00 00` marker).
+    pub pings: Counter,
     /// The server mesh (`skymesh_dmsg_mesh_*`).
     pub mesh: MeshMetrics,
 }
@@ -196,6 +198,11 @@ impl ServerMetrics {
             "refusals",
             "Stream requests refused, by DMSG error code",
             m.refusals.clone(),
+        );
+        r.register(
+            "pings",
+            "Ping streams answered (00 00 marker, skywire 2026)",
+            m.pings.clone(),
         );
         m.mesh.register(r);
         m

@@ -48,6 +48,10 @@ pub async fn read_object(
                 if len > MAX_FRAME_BODY {
                     return Err(StreamError::FrameTooLong { len });
                 }
+                if len == 0 {
+                    // A real object always has a non-zero length: this is the ping marker.
+                    return Err(StreamError::Ping);
+                }
                 if buf.len() >= LEN_PREFIX + len {
                     let frame = buf.split_to(LEN_PREFIX + len);
                     let pt = crate::lock(&crypto.opener)

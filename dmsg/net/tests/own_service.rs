@@ -62,3 +62,39 @@ async fn the_server_answers_health_on_its_own_key() {
     // The session keeps serving.
     assert!(c.dial_via(server.pk(), server.pk(), 80).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_stream_is_echoed_and_closed() {
+    let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
+    sc.max_sessions = 10;
+    let mut reg = Registry::default();
+    let server = Server::spawn(sc, ServerMetrics::new(&mut reg))
+        .await
+        .unwrap();
+    let est = dmsg::transport::connect(
+        &server.local_addr().to_string(),
+        &SecKey::generate(),
+        server.pk(),
+        dmsg::mux::MuxConfig::default(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let mut st = est.session.open().unwrap();
+        let t0 = std::time::Instant::now();
+        st.send_chunk(bytes::Bytes::from_static(&[0, 0]))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(c)) = tokio::time::timeout(T, st.recv_chunk()).await.unwrap() {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, [0, 0], "echo, then the stream ends");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+    assert_eq!(server.metrics().pings.get(), 3);
+    assert!(
+        est.session.ping().await.is_ok(),
+        "the session keeps serving"
+    );
+}

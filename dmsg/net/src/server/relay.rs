@@ -72,6 +72,12 @@ pub(crate) async fn relay(
     let from_peer = src.peer || inner.mesh.is_peer(&remote);
     let (req_obj, _) = match read_object(&mut a, &src.est.crypto, to).await {
         Ok(r) => r,
+        Err(StreamError::Ping) => {
+            // skywire@2026 ping (spec §3 item 8): echo the marker and close the stream.
+            inner.metrics.pings.inc();
+            let _ = a.send_chunk(bytes::Bytes::from_static(&[0, 0])).await;
+            return Ok(());
+        }
         Err(e) => {
             if from_peer && !matches!(e, StreamError::Reset | StreamError::SessionClosed) {
                 inner.mesh.misbehaved(&remote, "garbage", Instant::now());
