@@ -21,8 +21,8 @@ mod tests;
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
+/// The buffer type of stream data (re-exported so drivers and fuzz targets need no `bytes`).
+pub use bytes::Bytes;
 pub use error::{OpenError, PingError, ProtocolError, StreamError};
 pub use session::{SessionConfig, YamuxSession};
 
