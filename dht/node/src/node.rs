@@ -76,11 +76,14 @@ mod drive;
 mod events;
 mod full_nodes;
 mod handle;
+mod penalties;
+mod push;
 mod put;
 mod read;
 mod republish;
 mod swarm;
 mod syncing;
+mod verify;
 
 use clock::Now;
 use full_nodes::{FullNodeTable, MAX_FULL_NODES};
@@ -93,7 +96,8 @@ use swarm::{Behaviour, BehaviourEvent, strip_p2p};
 pub use handle::{
     LocalStoreReport, MAX_LOCAL_LIST, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath,
 };
-pub use syncing::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS, PENALTY, SyncRequest, SyncStatus};
+pub use penalties::PENALTY;
+pub use syncing::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS, SyncRequest, SyncStatus};
 
 /// Most pending reads and puts at once; further commands wait in the command channel.
 const MAX_PENDING_OPS: usize = 1024;
@@ -163,7 +167,7 @@ enum Input {
     Bootstrap,
     Advert,
     Republish,
-    Verified(syncing::VerifiedPage),
+    Verified(verify::VerifiedPage),
     Ingest,
     SyncTimer,
     PushTimer,
@@ -212,7 +216,7 @@ impl Actor {
             request_limiter: PeerLimiter::new(cfg.max_requests_per_peer, cfg.limit_window),
             item_limiter: PeerLimiter::new(cfg.max_items_per_peer, cfg.limit_window),
             sync_limiter: PeerLimiter::new(cfg.max_sync_requests_per_peer, cfg.limit_window),
-            sync: syncing::SyncState::new(syncing::new_epoch(), cfg.store.clone()),
+            sync: syncing::SyncState::new(syncing::new_epoch(), cfg.store.clone(), cfg.push_queue),
             full_nodes: FullNodeTable::new(local_peer, cfg.advert_fresh),
             cfg,
             sk,
@@ -264,7 +268,7 @@ impl Actor {
             tokio::time::Instant::now() + self.cfg.sync_interval,
             self.cfg.sync_interval,
         );
-        let mut push_timer = tokio::time::interval(syncing::PUSH_TICK);
+        let mut push_timer = tokio::time::interval(push::PUSH_TICK);
         for t in [
             &mut advert,
             &mut republish,

@@ -8,7 +8,7 @@
 //!
 //! - **Ingest** is a pipeline of three stages per session, so the page transfer, the signature
 //!   checks and the store inserts overlap:
-//!   1. *verify*: a received page goes to the verification stage ([`verify_page`] on tokio's
+//!   1. *verify*: a received page goes to the verification stage ([`super::verify`] on tokio's
 //!      blocking pool), which runs [`dht::rules::verify`] (sizes, writer, value, signature) on
 //!      every item, split over all cores, and hands back one [`dht::VerifiedItem`] or
 //!      [`dht::Unverified`] per item, in page order (an item the store holds
@@ -43,16 +43,18 @@
 //!   the rules in itself (bad signature, value, size) gets the peer disconnected and refused for
 //!   [`PENALTY`]; the store keeps only what passed the rules.
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use dht::{Item, PutOutcome, Salt, Unverified, VerifiedItem};
+use dht::{Item, PutOutcome, Salt};
 use itemsync::wire::{self, GetItems, Page, RefuseReason, Request, Response};
 use itemsync::{PullConfig, PullError, Puller, SyncCursor};
 use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
 
+use super::penalties::Penalties;
+use super::push::{PushEnd, PushId, Pusher};
+use super::verify::{Checked, VERIFIED_QUEUE, VerifiedPage, verify_page};
 use super::{Actor, MAX_FULL_NODES};
 use crate::error::SyncError;
 use crate::role::Role;
@@ -74,121 +76,11 @@ pub const MAX_FINISHED_SESSIONS: usize = 32;
 /// Saved cursors, one per (full node, salt filter); bounded like the full-node table.
 const MAX_CURSORS: usize = MAX_FULL_NODES;
 
-/// How long a penalised peer is disconnected from sync and refused.
-pub const PENALTY: Duration = Duration::from_secs(10 * 60);
-
-/// Penalised peers remembered (same bound as the per-peer limiters).
-const MAX_PENALISED: usize = crate::limits::MAX_TRACKED_PEERS;
-
-/// Wait before retrying a push the receiver refused (e.g. it had not yet identified us as a
-/// full node, or its per-peer limit was reached); the batch is kept.
-const PUSH_RETRY: Duration = Duration::from_millis(500);
-
-/// Wait before pushing again to a full node whose push failed (unreachable, timed out,
-/// connection lost); the failed batch is dropped and counted, the periodic pull repairs it.
-const PUSH_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
-
-/// How a push ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PushEnd {
-    /// Acknowledged (or answered wrongly: nothing to retry).
-    Done,
-    /// Refused by the receiver: keep the batch, retry after [`PUSH_RETRY`].
-    Refused,
-    /// Transport failure: drop the batch, back off [`PUSH_FAILURE_BACKOFF`].
-    Failed,
-}
-
 /// Items of a received page put through the acceptance rules per turn of the actor loop: at
 /// ~50 µs per signature check a turn costs ~25 ms, so reads, pushes and the next page's transfer
 /// proceed while a big sync is ingested. (128 per turn measured 0.83× the node's admission rate
 /// in the sync bench, 512 measured 0.95×.)
 const INGEST_CHUNK: usize = 512;
-
-/// Capacity of the channel that brings verified pages back to the actor. At most one page per
-/// session is being verified ([`MAX_ACTIVE_SESSIONS`] sessions), so this is rarely full; when it
-/// is, the verification thread waits (never the actor, which always polls the channel). A result
-/// whose session was finished or cancelled meanwhile is dropped on arrival.
-pub(super) const VERIFIED_QUEUE: usize = MAX_ACTIVE_SESSIONS;
-
-/// A received item after the verification stage.
-pub(super) enum Checked {
-    /// Passed [`dht::rules::verify`]: stored through [`ItemStore::insert_verified`].
-    Verified(VerifiedItem),
-    /// Failed it: put through the full [`ItemStore::insert`], which refuses it as before.
-    Failed(Box<Unverified>),
-    /// Identical to the stored item when the page entered the stage, so not verified there (as
-    /// `admit` skips the signature check for `Unchanged`): put through the full
-    /// [`ItemStore::insert`], which verifies it after all if the store changed meanwhile.
-    Held(Item),
-}
-
-/// A page back from the verification stage.
-pub(super) struct VerifiedPage {
-    session: u64,
-    /// The session's page number, to drop a result the session no longer waits for.
-    page: u64,
-    /// `None` when verification itself failed (a panic in a verifier thread): the session
-    /// then fails instead of waiting forever.
-    items: Option<Vec<Checked>>,
-}
-
-fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
-    if held {
-        return Checked::Held(item);
-    }
-    match dht::rules::verify(cfg, item) {
-        Ok(v) => Checked::Verified(v),
-        Err(bad) => Checked::Failed(bad),
-    }
-}
-
-/// Verifies `items` (each paired with "identical to the stored item", which skips it) with
-/// [`dht::rules::verify`] on all cores: one scoped thread per chunk of
-/// `len / available_parallelism`, the calling thread taking the first chunk. Results keep the
-/// page order. Blocking: run it off the actor (`spawn_blocking`).
-pub(super) fn verify_page(cfg: &dht::Config, items: Vec<(Item, bool)>) -> Vec<Checked> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Below ~64 items per thread, spawning costs more than it saves.
-    let chunks = threads.min(items.len() / 64).max(1);
-    let check_all = |part: Vec<(Item, bool)>| -> Vec<Checked> {
-        part.into_iter()
-            .map(|(item, held)| check_one(cfg, item, held))
-            .collect()
-    };
-    if chunks == 1 {
-        return check_all(items);
-    }
-    let per = items.len().div_ceil(chunks);
-    let mut parts: Vec<Vec<(Item, bool)>> = Vec::with_capacity(chunks);
-    let mut rest = items;
-    while rest.len() > per {
-        let tail = rest.split_off(per);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts
-            .map(|part| scope.spawn(move || check_all(part)))
-            .collect();
-        let mut out = check_all(first);
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.extend(v),
-                // `verify` does not panic; should it, the panic goes on to the caller, which
-                // fails the session (`start_verify`).
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
-
-/// How often queued pushes waiting for a retry are looked at.
-pub(super) const PUSH_TICK: Duration = Duration::from_millis(50);
 
 /// What a caller asks [`crate::Node::sync`] for.
 #[derive(Debug, Clone, Default)]
@@ -315,11 +207,12 @@ pub(super) struct SyncState {
     cursors: HashMap<(PeerId, Option<Salt>), SyncCursor>,
     joined: bool,
     repair_next: usize,
-    push_queues: HashMap<PeerId, VecDeque<Item>>,
-    push_in_flight: HashMap<OutboundRequestId, (PeerId, Vec<Item>)>,
-    push_busy: HashSet<PeerId>,
-    push_retry_at: HashMap<PeerId, Instant>,
-    penalised: HashMap<PeerId, Instant>,
+    /// Push queues and batches in flight.
+    pub(super) push: Pusher,
+    /// Push requests in flight → our push ids.
+    push_requests: HashMap<OutboundRequestId, PushId>,
+    /// Peers refused for breaking the protocol.
+    penalties: Penalties,
     /// The store's acceptance configuration, for the verification stage.
     verify_cfg: Arc<dht::Config>,
     /// Where the verification stage sends pages back (bounded: [`VERIFIED_QUEUE`]).
@@ -334,7 +227,7 @@ pub(super) struct SyncState {
 const MAX_COMPLETE_FILTERS: usize = 16;
 
 impl SyncState {
-    pub(super) fn new(epoch: u64, store_cfg: dht::Config) -> SyncState {
+    pub(super) fn new(epoch: u64, store_cfg: dht::Config, push_queue: usize) -> SyncState {
         let (verified_tx, verified_rx) = mpsc::channel(VERIFIED_QUEUE);
         SyncState {
             verify_cfg: Arc::new(store_cfg),
@@ -348,11 +241,9 @@ impl SyncState {
             cursors: HashMap::new(),
             joined: false,
             repair_next: 0,
-            push_queues: HashMap::new(),
-            push_in_flight: HashMap::new(),
-            push_busy: HashSet::new(),
-            push_retry_at: HashMap::new(),
-            penalised: HashMap::new(),
+            push: Pusher::new(push_queue),
+            push_requests: HashMap::new(),
+            penalties: Penalties::default(),
             complete: HashMap::new(),
         }
     }
@@ -370,7 +261,7 @@ impl SyncState {
     }
 
     fn is_penalised(&self, peer: &PeerId, now: Instant) -> bool {
-        self.penalised.get(peer).is_some_and(|until| *until > now)
+        self.penalties.is_penalised(peer, now)
     }
 
     fn status(&self, id: u64, now: Instant) -> Option<SyncStatus> {
@@ -901,18 +792,10 @@ impl Actor {
 
     /// Disconnects `peer` and refuses its sync traffic for [`PENALTY`].
     pub(super) fn penalise(&mut self, peer: PeerId, why: &str) {
-        let now = self.now.mono;
-        if !self.sync.penalised.contains_key(&peer) && self.sync.penalised.len() >= MAX_PENALISED {
-            self.sync.penalised.retain(|_, until| *until > now);
-            if self.sync.penalised.len() >= MAX_PENALISED {
-                // Keep the memory bound; a flood of fresh peer ids costs them their record.
-                self.sync.penalised.clear();
-            }
-        }
         tracing::warn!(%peer, reason = why, "peer penalised");
         self.metrics.sync.peers_penalised.inc();
-        self.sync.penalised.insert(peer, now + PENALTY);
-        self.sync.push_queues.remove(&peer);
+        self.sync.penalties.penalise(peer, self.now.mono);
+        self.sync.push.forget(&peer);
         let running: Vec<u64> = self
             .sync
             .sessions
@@ -941,101 +824,59 @@ impl Actor {
             return;
         }
         let now = self.now.mono;
-        let bound = self.cfg.push_queue.max(1);
         for peer in self.find_full_nodes() {
             if Some(peer) == source || self.sync.is_penalised(&peer, now) {
                 continue;
             }
-            let q = self.sync.push_queues.entry(peer).or_default();
-            if q.len() >= bound {
+            if !self.sync.push.queue(peer, item.clone()) {
                 self.metrics.sync.push_items_dropped.inc();
                 continue;
             }
-            q.push_back(item.clone());
-            self.push_flush(peer, now);
+            self.push_flush(peer);
         }
     }
 
-    /// Sends the next batch to `peer` unless a push to it is in flight or waiting for a retry.
-    fn push_flush(&mut self, peer: PeerId, now: Instant) {
-        if self.sync.push_busy.contains(&peer)
-            || self.sync.push_retry_at.get(&peer).is_some_and(|t| *t > now)
-        {
-            return;
-        }
-        self.sync.push_retry_at.remove(&peer);
-        let Some(q) = self.sync.push_queues.get_mut(&peer) else {
+    /// Sends the next batch the pusher has for `peer`, if any.
+    fn push_flush(&mut self, peer: PeerId) {
+        let Some(batch) = self.sync.push.poll_batch(peer, self.now.mono) else {
             return;
         };
-        let n = wire::fitting(
-            q.iter()
-                .take(usize::from(wire::MAX_PUSH_ITEMS))
-                .map(Item::encoded_len),
-        );
-        if n == 0 {
-            self.sync.push_queues.remove(&peer);
-            return;
-        }
-        let batch: Vec<Item> = q.drain(..n).collect();
-        if q.is_empty() {
-            self.sync.push_queues.remove(&peer);
-        }
         self.metrics.sync.pushes_sent.inc();
-        self.metrics.sync.push_items_sent.inc_by(batch.len() as u64);
+        self.metrics
+            .sync
+            .push_items_sent
+            .inc_by(batch.items.len() as u64);
         let rid = self
             .swarm
             .behaviour_mut()
             .sync
-            .send_request(&peer, Request::Push(batch.clone()));
-        self.sync.push_in_flight.insert(rid, (peer, batch));
-        self.sync.push_busy.insert(peer);
+            .send_request(&batch.peer, Request::Push(batch.items));
+        self.sync.push_requests.insert(rid, batch.id);
     }
 
     fn push_done(&mut self, rid: OutboundRequestId, end: PushEnd) {
-        let Some((peer, batch)) = self.sync.push_in_flight.remove(&rid) else {
+        let Some(id) = self.sync.push_requests.remove(&rid) else {
             return;
         };
-        self.sync.push_busy.remove(&peer);
         let now = self.now.mono;
-        if end == PushEnd::Failed {
-            self.metrics
-                .sync
-                .push_items_dropped
-                .inc_by(batch.len() as u64);
+        let penalties = &self.sync.penalties;
+        let Some((peer, dropped)) =
             self.sync
-                .push_retry_at
-                .insert(peer, now + PUSH_FAILURE_BACKOFF);
-        } else if end == PushEnd::Refused && !self.sync.is_penalised(&peer, now) {
-            // Put the batch back in front, within the queue bound; retry after a pause.
-            let bound = self.cfg.push_queue.max(1);
-            let q = self.sync.push_queues.entry(peer).or_default();
-            for item in batch.into_iter().rev() {
-                if q.len() >= bound {
-                    self.metrics.sync.push_items_dropped.inc();
-                    continue;
-                }
-                q.push_front(item);
-            }
-            self.sync.push_retry_at.insert(peer, now + PUSH_RETRY);
+                .push
+                .on_done(id, end, |p| penalties.is_penalised(p, now), now)
+        else {
+            return;
+        };
+        if dropped > 0 {
+            self.metrics.sync.push_items_dropped.inc_by(dropped);
         }
-        self.push_flush(peer, now);
+        self.push_flush(peer);
     }
 
     /// Retries pushes whose pause is over.
     pub(super) fn push_tick(&mut self) {
-        if self.sync.push_retry_at.is_empty() {
-            return;
-        }
-        let now = self.now.mono;
-        let due: Vec<PeerId> = self
-            .sync
-            .push_retry_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            self.push_flush(peer, now);
+        for peer in self.sync.push.due(self.now.mono) {
+            self.push_flush(peer);
         }
     }
 
@@ -1111,7 +952,7 @@ impl Actor {
             }
             return;
         }
-        if !self.sync.push_in_flight.contains_key(&rid) {
+        if !self.sync.push_requests.contains_key(&rid) {
             // The answer to a page request of a cancelled session: dropped unread.
             return;
         }
@@ -1169,58 +1010,6 @@ impl Actor {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the store for a sync page");
                 Response::Refused(RefuseReason::BadRequest)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The verification stage keeps page order across its chunks, verifies every item not marked
-    /// held, and hands a forged item back unchanged wherever it sits.
-    #[test]
-    fn verify_page_keeps_order_and_catches_forgeries() {
-        let cfg = dht::Config::default();
-        for n in [0usize, 1, 63, 64, 130, 1000] {
-            let mut items = crate::testing::signed_items("verify-page", n, 1, 16);
-            let forged: Vec<usize> = [0, n / 2, n.saturating_sub(1)]
-                .into_iter()
-                .filter(|i| *i < n)
-                .collect();
-            for i in &forged {
-                items[*i].seq += 1;
-            }
-            // Every seventh item counts as held: skipped, whatever it is.
-            let input: Vec<(Item, bool)> = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (item.clone(), i % 7 == 3))
-                .collect();
-            let out = verify_page(&cfg, input);
-            assert_eq!(out.len(), n);
-            for (i, (r, item)) in out.iter().zip(&items).enumerate() {
-                match r {
-                    Checked::Held(h) => {
-                        assert_eq!(i % 7, 3, "item {i} of {n} skipped");
-                        assert_eq!(h, item);
-                    }
-                    Checked::Verified(v) => {
-                        assert!(
-                            i % 7 != 3 && !forged.contains(&i),
-                            "item {i} of {n} verified"
-                        );
-                        assert_eq!(v.item(), item);
-                    }
-                    Checked::Failed(bad) => {
-                        assert!(
-                            i % 7 != 3 && forged.contains(&i),
-                            "item {i} of {n} refused: {bad}"
-                        );
-                        assert_eq!(&bad.item, item);
-                    }
-                }
             }
         }
     }
