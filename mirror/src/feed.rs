@@ -22,10 +22,10 @@ use dht::{Item, Target, rules};
 use redis::Value;
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::conn::{Conn, Endpoint};
 use crate::error::MirrorError;
 use crate::keys::{SHARDS, StreamId, changes_key, items_key, split_stored};
+use crate::reconnect::Reconnect;
 use crate::writer::REDIS_IO_TIMEOUT;
 
 /// Entries read per `XREAD` (over all shards) and fields per `HSCAN` page.
@@ -139,7 +139,7 @@ async fn run_feed(
     let mut st = State {
         pos: vec![None; usize::from(SHARDS)],
     };
-    let mut backoff = Backoff::default();
+    let mut backoff = Reconnect::default();
     loop {
         let con = endpoint.connect(REDIS_IO_TIMEOUT).await;
         let mut con = match con {
@@ -169,7 +169,7 @@ async fn follow(
     out: &mpsc::Sender<Item>,
     stats: &FeedStats,
     st: &mut State,
-    backoff: &mut Backoff,
+    backoff: &mut Reconnect,
 ) -> Stop {
     match follow_inner(con, cfg, out, stats, st, backoff).await {
         Ok(never) => match never {},
@@ -185,7 +185,7 @@ async fn follow_inner(
     out: &mpsc::Sender<Item>,
     stats: &FeedStats,
     st: &mut State,
-    backoff: &mut Backoff,
+    backoff: &mut Reconnect,
 ) -> Result<Never, Stop> {
     // After (re)connecting: scan shards never scanned, rescan shards with a gap.
     check_gaps(con, cfg, out, stats, st).await?;

@@ -27,12 +27,12 @@
 //! did not verify what it loaded, and its expiry sweep deleted shared mirror keys.
 #![deny(missing_docs)]
 
-pub mod backoff;
 pub mod conn;
 pub mod error;
 pub mod feed;
 pub mod keys;
 pub mod metrics;
+pub mod reconnect;
 pub mod script;
 pub mod writer;
 

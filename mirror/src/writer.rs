@@ -15,10 +15,10 @@ use keys::{PubKey, SecKey};
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backoff::Backoff;
 use crate::conn::{Conn, Endpoint};
 use crate::error::MirrorError;
 use crate::keys::{SHARDS, changes_key, items_key, parse_seq_hex, seq_hex, shard_of};
+use crate::reconnect::Reconnect;
 use crate::script::PUT_SCRIPT;
 
 /// Default bound of pending writes. 10 000 items of ≤ 64 KiB is ≤ 640 MiB in the worst case,
@@ -33,7 +33,7 @@ pub const DEFAULT_BATCH: usize = 1024;
 pub const DEFAULT_STREAM_MAXLEN: usize = 1_000_000;
 /// Default time a caller waits for Redis's acknowledgement.
 pub const DEFAULT_PUT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Backoff cap between reconnect attempts (see [`crate::backoff`]).
+/// Backoff cap between reconnect attempts (see [`crate::reconnect`]).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Connect and response timeout of the Redis connection.
 pub const REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -279,7 +279,7 @@ struct Shared {
     script_sha: String,
     stream_maxlen: usize,
     con: tokio::sync::Mutex<Option<Conn>>,
-    backoff: Mutex<Backoff>,
+    backoff: Mutex<Reconnect>,
 }
 
 impl Shared {
@@ -319,7 +319,7 @@ async fn run_writer(endpoint: Endpoint, mut rx: mpsc::Receiver<Request>, cfg: Mi
         script_sha: redis::Script::new(PUT_SCRIPT).get_hash().to_string(),
         stream_maxlen: cfg.stream_maxlen,
         con: tokio::sync::Mutex::new(None),
-        backoff: Mutex::new(Backoff::default()),
+        backoff: Mutex::new(Reconnect::default()),
     });
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     // Owned here, so aborting the writer (dropping the RedisMirror) aborts its batches too.

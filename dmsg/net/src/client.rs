@@ -29,6 +29,7 @@ use dmsg_proto::stream::{
 use keys::{PubKey, SecKey};
 use tokio::sync::{Notify, mpsc};
 
+use crate::backoff::Backoff;
 use crate::defaults::*;
 use crate::disc_client::DiscClient;
 use crate::discovery::Discovery;
@@ -597,7 +598,7 @@ async fn candidates(inner: &Arc<Inner>) -> Result<Vec<(PubKey, String)>, DiscErr
 }
 
 async fn maintain(inner: Arc<Inner>) {
-    let mut backoff = DEFAULT_BACKOFF_MIN;
+    let mut backoff = Backoff::new(DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX);
     let mut posted: Option<Vec<PubKey>> = None;
     let mut seq: u64 = 0;
     loop {
@@ -659,11 +660,10 @@ async fn maintain(inner: Arc<Inner>) {
             inner.ready.notify_waiters();
         }
         if failed {
-            tokio::time::sleep(crate::jitter(backoff)).await;
-            backoff = (backoff * 2).min(DEFAULT_BACKOFF_MAX);
+            tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
             continue;
         }
-        backoff = DEFAULT_BACKOFF_MIN;
+        backoff.reset();
         let _ = tokio::time::timeout(Duration::from_secs(30), inner.changed.notified()).await;
     }
 }

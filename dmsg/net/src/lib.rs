@@ -4,7 +4,8 @@
 //! sockets, tasks, timeouts and limits.
 //!
 //! # Components
-//! * [`transport`]: the only socket code (TCP connect/accept → XK → [`mux::Session`]).
+//! * [`transport`]: a DMSG session's TCP socket (connect/accept → XK → [`mux::Session`]), used
+//!   by the client and by the server's mesh links.
 //! * [`mux`]: a tokio yamux driver over the [`dmsg_proto::yamux`] codec.
 //! * [`stream`]: stream objects on a session and the end-to-end [`DmsgStream`].
 //! * [`server`]: [`Server`] — sessions, discovery registration, relaying, splicing.
@@ -14,6 +15,18 @@
 //! * [`http`]: DMSG-HTTP client and directory server (hyper 1).
 //! * [`metrics`]: `skymesh_dmsg_*` Prometheus metrics.
 //! * [`defaults`]: every limit and timeout, with its reason.
+//!
+//! # Where sockets are opened
+//! * [`transport`]: `TcpStream::connect` for every DMSG session (client, mesh links).
+//! * [`server`]: the relay's `TcpListener` (sessions are accepted there, then handed to
+//!   [`transport`]).
+//! * [`disc_server`]: the discovery API's `TcpListener` and, with a Redis backend, its Redis
+//!   connection.
+//! * [`disc_client`]: HTTP requests to a discovery (reqwest).
+//!
+//! Outside this crate, DMSG code opens sockets in `dmsg/overlay/src/rank.rs` (TCP connect
+//! probes measuring a server's RTT) and `dmsg/tp/src/catalog.rs` (the transport discovery's
+//! HTTP fallback).
 #![deny(missing_docs)]
 
 pub use dmsg_proto::backoff;
@@ -38,7 +51,6 @@ pub use server::{Server, ServerConfig};
 pub use stream::DmsgStream;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 /// A task handle that aborts the task when dropped.
 #[derive(Debug)]
@@ -61,11 +73,6 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// `d` scaled by a random factor in [0.5, 1.5).
-pub(crate) fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.5 + rand::random::<f64>())
 }
 
 /// Locks a mutex (for tests that drive the session keys by hand).

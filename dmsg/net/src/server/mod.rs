@@ -354,9 +354,10 @@ async fn serve_streams(inner: Arc<Inner>, sess: Arc<ServerSession>) {
 }
 
 async fn register_loop(inner: Arc<Inner>, disc: Arc<dyn Discovery>) {
+    use crate::backoff::Backoff;
     let mut seq: Option<u64> = None;
     let mut last_avail: Option<i64>;
-    let mut backoff = DEFAULT_BACKOFF_MIN;
+    let mut backoff = Backoff::new(DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX);
     loop {
         let avail = inner.cfg.max_sessions as i64 - lock(&inner.sessions).len() as i64;
         let e = Entry::new_server(
@@ -370,13 +371,12 @@ async fn register_loop(inner: Arc<Inner>, disc: Arc<dyn Discovery>) {
             Ok(e) => {
                 seq = Some(e.sequence);
                 last_avail = Some(avail);
-                backoff = DEFAULT_BACKOFF_MIN;
+                backoff.reset();
                 tracing::debug!(seq = e.sequence, avail, "server entry updated");
             }
             Err(err) => {
                 tracing::warn!(error = %err, "discovery update failed");
-                tokio::time::sleep(crate::jitter(backoff)).await;
-                backoff = (backoff * 2).min(DEFAULT_BACKOFF_MAX);
+                tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
                 continue;
             }
         }
