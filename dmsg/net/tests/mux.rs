@@ -1,5 +1,6 @@
 //! The yamux driver against a hand-driven peer sending hashicorp v0.1.1 frames as Go does
-//! (spec §3.5): ping answers, SYN → ACK, data both ways, FIN, window enforcement, bad ids.
+//! (spec §3.5): ping answers, SYN → ACK, data both ways, FIN, RST, window enforcement, bad ids,
+//! the stream limit, GoAway.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -187,4 +188,81 @@ async fn half_dead_session_is_closed_and_live_peer_is_pinged() {
     assert_eq!((h.ty, h.flags), (FrameType::Ping, Flags::SYN));
     tokio::time::timeout(T, sess.closed()).await.unwrap();
     assert_eq!(sess.close_reason(), dmsg::mux::CloseReason::Idle);
+}
+
+#[tokio::test]
+async fn syns_beyond_the_stream_limit_are_reset() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut raw = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (tcp, _) = l.accept().await.unwrap();
+    let (rd, wr) = tcp.into_split();
+    let cfg = MuxConfig {
+        max_streams: 2,
+        ..MuxConfig::default()
+    };
+    let sess = Session::new(Side::Server, rd, wr, Bytes::new(), cfg);
+    for id in [1, 3, 5] {
+        send(&mut raw, FrameType::WindowUpdate, Flags::SYN, id, 0, &[]).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (h, _) = recv(&mut raw).await;
+        got.push((h.stream_id, h.flags));
+    }
+    assert_eq!(got, [(1, Flags::ACK), (3, Flags::ACK), (5, Flags::RST)]);
+    assert_eq!(sess.num_streams(), 2);
+    // Closing one both ways frees a slot.
+    let mut st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    send(&mut raw, FrameType::WindowUpdate, Flags::FIN, 1, 0, &[]).await;
+    assert!(st.recv_chunk().await.unwrap().is_none());
+    st.close_write();
+    let (h, _) = recv(&mut raw).await;
+    assert_eq!((h.stream_id, h.flags), (1, Flags::FIN));
+    assert_eq!(sess.num_streams(), 1);
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 7, 0, &[]).await;
+    let (h, _) = recv(&mut raw).await;
+    assert_eq!((h.stream_id, h.flags), (7, Flags::ACK));
+}
+
+#[tokio::test]
+async fn reset_by_the_peer_fails_reads_after_the_buffered_data() {
+    let (sess, mut raw) = pair().await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::SYN, 1, 0, &[]).await;
+    let mut st = tokio::time::timeout(T, sess.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    send(&mut raw, FrameType::Data, Flags::NONE, 1, 3, b"abc").await;
+    send(&mut raw, FrameType::WindowUpdate, Flags::RST, 1, 0, &[]).await;
+    // The RST may land before the first read: the data still comes first.
+    assert_eq!(&st.recv_chunk().await.unwrap().unwrap()[..], b"abc");
+    let e = st.recv_chunk().await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(st.send_chunk(Bytes::from_static(b"x")).await.is_err());
+    assert_eq!(sess.num_streams(), 0);
+    assert!(!sess.is_closed());
+}
+
+#[tokio::test]
+async fn ping_round_trip_and_goaway_closes() {
+    let (sess, mut raw) = pair().await;
+    let peer = tokio::spawn(async move {
+        let (h, _) = recv(&mut raw).await;
+        assert_eq!(
+            (h.ty, h.flags, h.stream_id),
+            (FrameType::Ping, Flags::SYN, 0)
+        );
+        send(&mut raw, FrameType::Ping, Flags::ACK, 0, h.length, &[]).await;
+        send(&mut raw, FrameType::GoAway, Flags::NONE, 0, 0, &[]).await;
+        raw
+    });
+    tokio::time::timeout(T, sess.ping()).await.unwrap().unwrap();
+    tokio::time::timeout(T, sess.closed()).await.unwrap();
+    assert_eq!(sess.close_reason(), dmsg::mux::CloseReason::Remote);
+    assert!(sess.open().is_err());
+    assert!(sess.accept().await.is_none());
+    let _raw = peer.await.unwrap();
 }
