@@ -323,6 +323,18 @@ impl Client {
         let sess = sess.ok_or(DialError::NoSession { pk })?;
         dial_on(&self.inner, &sess, pk, port).await
     }
+
+    /// Dials a service on `server`'s own key (`dmsg://SERVER_PK:port`, e.g. its `/health` on
+    /// 80 or its mailbox on 44) through our session with it, opening one if needed (even with
+    /// [`ClientConfig::servers`]: the caller chose this server).
+    pub async fn dial_server(&self, server: PubKey, port: u16) -> Result<DmsgStream, DialError> {
+        let held = lock(&self.inner.sessions).get(&server).cloned();
+        let sess = match held {
+            Some(s) => s,
+            None => open_session(&self.inner, server).await?,
+        };
+        dial_on(&self.inner, &sess, server, port).await
+    }
 }
 
 /// Whether a dial failed because the server reset the request (the destination is not on it

@@ -13,6 +13,8 @@
 //! * [`discovery`]: the [`Discovery`] trait (HTTP discovery or the DHT).
 //! * [`disc_client`] / [`disc_server`]: the discovery API.
 //! * [`http`]: DMSG-HTTP client and directory server (hyper 1).
+//! * [`mailbox`]: store-and-forward for offline visors (envelopes, the servers' durable
+//!   queue, the protocol on a server's own key).
 //! * [`metrics`]: `skymesh_dmsg_*` Prometheus metrics.
 //! * [`defaults`]: every limit and timeout, with its reason.
 //!
@@ -37,6 +39,7 @@ pub mod disc_server;
 pub mod discovery;
 pub mod error;
 pub mod http;
+pub mod mailbox;
 pub mod metrics;
 pub mod mux;
 pub mod proxy;

@@ -226,3 +226,56 @@ impl ServerMetrics {
             .inc();
     }
 }
+
+/// Mailbox metrics of a DMSG server (`skymesh_mailbox_*`, listed in `docs/metrics.md`).
+#[derive(Debug, Clone, Default)]
+pub struct MailboxMetrics {
+    /// Messages queued now.
+    pub queued_messages: Gauge,
+    /// Bytes queued now.
+    pub queued_bytes: Gauge,
+    /// Messages stored (fsync'd) since start.
+    pub stored: Counter,
+    /// Messages acknowledged by their recipient (and deleted).
+    pub delivered: Counter,
+    /// Messages dropped at their TTL.
+    pub expired: Counter,
+    /// Refusals by reason.
+    pub refusals: Family<ReasonLabel, Counter>,
+}
+
+impl MailboxMetrics {
+    /// Creates the metrics and registers them under `skymesh_mailbox`.
+    pub fn new(registry: &mut Registry) -> MailboxMetrics {
+        let m = MailboxMetrics::default();
+        let r = registry.sub_registry_with_prefix("skymesh_mailbox");
+        r.register(
+            "queued_messages",
+            "Messages queued",
+            m.queued_messages.clone(),
+        );
+        r.register("queued_bytes", "Bytes queued", m.queued_bytes.clone());
+        r.register("stored", "Messages stored durably", m.stored.clone());
+        r.register(
+            "delivered",
+            "Messages acknowledged by their recipient",
+            m.delivered.clone(),
+        );
+        r.register(
+            "expired",
+            "Messages dropped at their TTL",
+            m.expired.clone(),
+        );
+        r.register("refusals", "Mailbox refusals by reason", m.refusals.clone());
+        m
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, why: crate::mailbox::Reason) {
+        self.refusals
+            .get_or_create(&ReasonLabel {
+                reason: why.as_str().to_string(),
+            })
+            .inc();
+    }
+}

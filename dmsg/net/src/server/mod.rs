@@ -68,6 +68,8 @@ pub struct ServerConfig {
     /// PROXY protocol headers before the handshake (default: used when present, as the
     /// reference's go-proxyproto listener does).
     pub proxy: crate::proxy::ProxyMode,
+    /// The store-and-forward service on the server's own key, port 44 (default: none).
+    pub mailbox: Option<Arc<crate::mailbox::MailboxService>>,
 }
 
 impl ServerConfig {
@@ -84,6 +86,7 @@ impl ServerConfig {
             mux: MuxConfig::default(),
             mesh: MeshConfig::default(),
             proxy: crate::proxy::ProxyMode::default(),
+            mailbox: None,
         }
     }
 

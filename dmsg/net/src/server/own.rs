@@ -4,6 +4,8 @@
 //!
 //! * Port 80 ([`HEALTH_PORT`]): HTTP/1.1 over the stream; `GET /health` answers JSON with build
 //!   info, uptime, sessions, relayed streams and bytes, and the mesh peers.
+//! * Port 44 ([`crate::mailbox::MAILBOX_PORT`]), when the server runs a mailbox: the
+//!   store-and-forward protocol ([`crate::mailbox::service`]).
 //! * Any other port: a refusal signed by the server with code 306 (no listener).
 //! * At most [`MAX_OWN_STREAMS`] such streams at once (a semaphore); beyond it the stream is
 //!   reset. Each connection is limited to [`OWN_STREAM_TIMEOUT`].
@@ -49,7 +51,10 @@ pub(crate) async fn serve(
         }
         .sign(&inner.cfg.sk, TypeIds::default())
     };
-    if req.dst.port != HEALTH_PORT {
+    let mailbox = (req.dst.port == crate::mailbox::MAILBOX_PORT)
+        .then(|| inner.cfg.mailbox.clone())
+        .flatten();
+    if req.dst.port != HEALTH_PORT && mailbox.is_none() {
         let obj = respond(false, ErrorCode::ReqNoListener.as_u16(), Vec::new());
         let _ = write_object(&mut a, &src.est.crypto, &obj).await;
         return Err(Refusal::new(
@@ -91,6 +96,11 @@ pub(crate) async fn serve(
         .await
         .map_err(|e| Refusal::from(ErrorCode::ReqNoNextSession, "answering the dialer", e))?;
     let stream = DmsgStream::new(a, &keys, Bytes::new(), req.dst, req.src, None);
+    if let Some(mb) = mailbox {
+        drop(_slot);
+        mb.serve(stream).await;
+        return Ok(());
+    }
     let inner = inner.clone();
     let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
         let inner = inner.clone();
