@@ -224,3 +224,84 @@ async fn messages_wait_for_a_recipient_that_was_never_online() {
     assert!(m.contains("reason=\"replay\""), "{m}");
     assert!(m.contains("skymesh_mailbox_queued_messages 0"), "{m}");
 }
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < T, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_deliver_exactly_once_through_two_mailbox_servers() {
+    use dmsg::mailbox::MailboxAgent;
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", disc.local_addr());
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let (s1, _r1) = mailbox_server(d1.path(), &url).await;
+    let (_s2, _r2) = mailbox_server(d2.path(), &url).await;
+    let dc = dmsg::DiscClient::new(&url);
+    for s in [&s1, &_s2] {
+        while dc.entry(&s.pk()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let disc_arc: std::sync::Arc<dyn dmsg::Discovery> =
+        std::sync::Arc::new(dmsg::DiscClient::new(&url));
+    let agent = |sk: SecKey, dir: &std::path::Path| {
+        let c = std::sync::Arc::new(Client::spawn(ClientConfig::new(sk.clone(), &url)));
+        MailboxAgent::spawn(sk, c, disc_arc.clone(), dir).unwrap()
+    };
+    let alice_dir = tempfile::tempdir().unwrap();
+    let alice_sk = SecKey::generate();
+    let alice = agent(alice_sk.clone(), alice_dir.path());
+    let bob = SecKey::generate();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let out = alice
+            .send(bob.pubkey(), format!("msg {i}").as_bytes(), None)
+            .await
+            .unwrap();
+        assert_eq!(out.stored_on.len(), 2, "{out:?}");
+        ids.push(out.id);
+    }
+    assert!(alice.sent().iter().all(|s| s.status(0) == "stored"));
+    // Bob comes online for the first time: three messages, once each (two servers sent them).
+    let bob_dir = tempfile::tempdir().unwrap();
+    let bob_agent = agent(bob.clone(), bob_dir.path());
+    until("bob's inbox holds 3", || bob_agent.inbox().len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inbox = bob_agent.inbox();
+    assert_eq!(inbox.len(), 3, "duplicates: {inbox:?}");
+    let got: Vec<String> = inbox.iter().map(|e| e.id.clone()).collect();
+    for id in &ids {
+        assert!(got.contains(id));
+    }
+    assert_eq!(inbox[0].from, alice_sk.pubkey().to_hex());
+    assert!(inbox.iter().any(|e| e.text().as_deref() == Some("msg 1")));
+    // Alice learns they were delivered.
+    until("alice sees 3 delivered", || {
+        alice
+            .sent()
+            .iter()
+            .filter(|s| s.delivered_ms.is_some())
+            .count()
+            == 3
+    })
+    .await;
+    // Bob restarts: the inbox is read back, nothing arrives twice.
+    drop(bob_agent);
+    let bob_agent = agent(bob.clone(), bob_dir.path());
+    assert_eq!(bob_agent.inbox().len(), 3);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(bob_agent.inbox().len(), 3);
+    // The servers hold nothing any more (Bob's messages and Alice's receipts acknowledged).
+    for r in [&_r1, &_r2] {
+        let m = metrics(r);
+        assert!(m.contains("skymesh_mailbox_queued_messages 0"), "{m}");
+    }
+}
