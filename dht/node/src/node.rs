@@ -77,6 +77,7 @@ mod events;
 mod full_nodes;
 mod handle;
 mod penalties;
+mod pull;
 mod push;
 mod put;
 mod read;
@@ -86,7 +87,7 @@ mod syncing;
 mod verify;
 
 use clock::Now;
-use full_nodes::{FullNodeTable, MAX_FULL_NODES};
+use full_nodes::FullNodeTable;
 use handle::Command;
 use put::Put;
 use read::Read;

@@ -1,0 +1,235 @@
+//! Unit tests of [`super::Pulls`]: made-up instants and pages, no network.
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+const EPOCH: u64 = 7;
+
+fn page(items: Vec<Item>, next_cursor: u64, has_more: bool) -> Page {
+    Page {
+        epoch: EPOCH,
+        next_cursor,
+        last_change: 100,
+        has_more,
+        items,
+    }
+}
+
+fn request(step: Step) -> GetItems {
+    match step {
+        Step::Request { req, .. } => req,
+        other => panic!("no request: {other:?}"),
+    }
+}
+
+fn finished(step: Step) -> Finished {
+    match step {
+        Step::Finished(f) => f,
+        other => panic!("not finished: {other:?}"),
+    }
+}
+
+fn held(items: &[Item]) -> Vec<Checked> {
+    items.iter().cloned().map(Checked::Held).collect()
+}
+
+fn verified(session: u64, page: u64, items: &[Item]) -> VerifiedPage {
+    VerifiedPage {
+        session,
+        page,
+        items: Some(held(items)),
+    }
+}
+
+#[test]
+fn pages_flow_through_verify_and_ingest_and_the_cursor_is_saved() {
+    let mut p = Pulls::default();
+    let peer = PeerId::random();
+    let t0 = Instant::now();
+    let items = crate::testing::signed_items("pull-tests", 4, 1, 8);
+    let id = p
+        .start(peer, SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    assert_eq!(request(p.step(id, t0)).cursor, 0);
+    assert!(
+        matches!(p.step(id, t0), Step::Idle),
+        "one request in flight"
+    );
+    assert_eq!(
+        p.on_page(id, page(items[..2].to_vec(), 2, true)).unwrap(),
+        2
+    );
+    let (n1, first) = p.next_to_verify(id).unwrap();
+    assert_eq!(first, items[..2].to_vec());
+    // One page held: the next is fetched meanwhile.
+    assert_eq!(request(p.step(id, t0)).cursor, 2);
+    assert_eq!(
+        p.on_page(id, page(items[2..].to_vec(), 4, false)).unwrap(),
+        2
+    );
+    assert!(
+        p.next_to_verify(id).is_none(),
+        "one page verified at a time"
+    );
+    assert!(matches!(
+        p.on_verified(verified(id, n1, &first)),
+        Verified::Queued(None)
+    ));
+    let (n2, second) = p.next_to_verify(id).unwrap();
+    assert!(p.ingest_pending());
+    assert_eq!(p.ingesting(), vec![id]);
+    assert_eq!(p.take_chunk(id).unwrap().len(), 2);
+    let c = Counts {
+        accepted: 2,
+        ..Counts::default()
+    };
+    let Ingested::Drained(Some(save)) = p.on_ingested(id, c) else {
+        panic!("not drained");
+    };
+    assert_eq!(save.2.change, 2);
+    p.save_cursor(save, Vec::new);
+    // Still holding page 2: not finished.
+    assert!(matches!(p.step(id, t0), Step::Idle));
+    assert!(matches!(
+        p.on_verified(verified(id, n2, &second)),
+        Verified::Queued(None)
+    ));
+    p.take_chunk(id).unwrap();
+    let Ingested::Drained(Some(save)) = p.on_ingested(id, c) else {
+        panic!("not drained");
+    };
+    p.save_cursor(save, Vec::new);
+    let t1 = t0 + Duration::from_secs(3);
+    let done = finished(p.step(id, t1));
+    assert!(done.ok && done.error.is_none());
+    assert_eq!((done.items, done.accepted), (4, 4));
+    let st = p.status(id, t1 + Duration::from_secs(60)).unwrap();
+    assert_eq!((st.state, st.cursor, st.elapsed_ms), ("done", 4, 3000));
+    let any = Salt::new(b"x".to_vec()).unwrap();
+    assert!(p.synced_within(&any, Duration::from_secs(10), t1));
+    assert!(!p.synced_within(&any, Duration::from_secs(10), t1 + Duration::from_secs(10)));
+    // The next session resumes from the saved cursor.
+    let id2 = p
+        .start(peer, SyncRequest::default(), Kind::Repair, t1)
+        .unwrap();
+    let req = request(p.step(id2, t1));
+    assert_eq!((req.epoch, req.cursor), (EPOCH, 4));
+}
+
+#[test]
+fn sessions_are_bounded_and_cancel_keeps_what_was_received() {
+    let mut p = Pulls::default();
+    let t0 = Instant::now();
+    let ids: Vec<u64> = (0..MAX_ACTIVE_SESSIONS)
+        .map(|_| {
+            p.start(PeerId::random(), SyncRequest::default(), Kind::Request, t0)
+                .unwrap()
+        })
+        .collect();
+    assert!(matches!(
+        p.start(PeerId::random(), SyncRequest::default(), Kind::Request, t0),
+        Err(SyncError::Busy { .. })
+    ));
+    let id = ids[0];
+    request(p.step(id, t0));
+    let items = crate::testing::signed_items("pull-cancel", 1, 1, 8);
+    p.on_page(id, page(items.clone(), 1, true)).unwrap();
+    let (n, _) = p.next_to_verify(id).unwrap();
+    assert!(p.cancel(id));
+    assert!(!p.cancel(id + 100));
+    // Still verifying: not finished yet, and no new request.
+    assert!(matches!(p.step(id, t0), Step::Idle));
+    assert!(matches!(
+        p.on_verified(verified(id, n, &items)),
+        Verified::Queued(None)
+    ));
+    p.take_chunk(id).unwrap();
+    assert!(matches!(
+        p.on_ingested(id, Counts::default()),
+        Ingested::Drained(Some(_))
+    ));
+    let done = finished(p.step(id, t0));
+    assert!(!done.ok);
+    assert_eq!(p.status(id, t0).unwrap().state, "failed");
+    // A slot is free again.
+    assert!(
+        p.start(PeerId::random(), SyncRequest::default(), Kind::Request, t0)
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_finished_session_drops_late_results_and_invalid_items_abort() {
+    let mut p = Pulls::default();
+    let peer = PeerId::random();
+    let t0 = Instant::now();
+    let items = crate::testing::signed_items("pull-late", 2, 1, 8);
+    let id = p
+        .start(peer, SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    request(p.step(id, t0));
+    p.on_page(id, page(items.clone(), 2, true)).unwrap();
+    let (n, _) = p.next_to_verify(id).unwrap();
+    assert!(matches!(
+        p.on_verified(verified(id, n + 1, &items)),
+        Verified::Dropped
+    ));
+    assert!(matches!(
+        p.on_verified(verified(id, n, &items)),
+        Verified::Queued(None)
+    ));
+    p.take_chunk(id).unwrap();
+    let bad = Counts {
+        refused: 1,
+        invalid: 1,
+        ..Counts::default()
+    };
+    assert!(matches!(p.on_ingested(id, bad), Ingested::Invalid(q) if q == peer));
+    assert_eq!(p.running_with(&peer), vec![id]);
+    assert!(!p.finish(id, t0).unwrap().ok);
+    assert!(p.finish(id, t0).is_none(), "finished once");
+    assert!(p.running_with(&peer).is_empty());
+    assert!(matches!(
+        p.on_verified(verified(id, n + 1, &items)),
+        Verified::Dropped
+    ));
+    // A paging violation names the peer.
+    let id = p
+        .start(peer, SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    request(p.step(id, t0));
+    let wrong = Page {
+        epoch: EPOCH,
+        next_cursor: 0,
+        last_change: 0,
+        has_more: true,
+        items: Vec::new(),
+    };
+    assert!(matches!(p.on_page(id, wrong), Err((q, _)) if q == peer));
+}
+
+#[test]
+fn the_sync_timer_joins_then_repairs_round_robin() {
+    let mut p = Pulls::default();
+    let t0 = Instant::now();
+    let peers: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
+    assert!(p.next_auto(&[]).is_none());
+    assert!(p.wants_join());
+    let (first, kind) = p.next_auto(&peers).unwrap();
+    assert_eq!((first, kind), (peers[0], Kind::Join));
+    let id = p.start(first, SyncRequest::default(), kind, t0).unwrap();
+    assert!(!p.wants_join(), "a join runs");
+    assert!(
+        p.next_auto(&peers).is_none(),
+        "one automatic pull at a time"
+    );
+    request(p.step(id, t0));
+    p.on_page(id, page(Vec::new(), 0, false)).unwrap();
+    let (n, _) = p.next_to_verify(id).unwrap();
+    let Verified::Queued(Some(save)) = p.on_verified(verified(id, n, &[])) else {
+        panic!("an empty page is done at once");
+    };
+    p.save_cursor(save, Vec::new);
+    assert!(finished(p.step(id, t0)).ok);
+    assert!(!p.wants_join(), "joined");
+    assert_eq!(p.next_auto(&peers), Some((peers[1], Kind::Repair)));
+}
