@@ -41,6 +41,7 @@ pub mod code;
 pub mod disc;
 pub mod error;
 pub mod gob;
+pub mod mailbox;
 pub mod mux;
 pub mod noise;
 pub mod record;

@@ -22,7 +22,7 @@
 //! so the key is never reused and nonce 0 is safe; a server that holds the envelope sees the
 //! header but cannot read the payload, and cannot alter anything without breaking the
 //! signature (checked by servers and by the recipient).
-use dmsg_proto::noise::ChaChaPoly;
+use crate::noise::ChaChaPoly;
 use keys::{PubKey, SecKey, Sig};
 
 /// Magic bytes.
