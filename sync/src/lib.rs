@@ -9,6 +9,7 @@
 //! | [`wire`] | the messages (GetItems, Page, Push, Ack, Refused), their byte layout, limits, and the strict never-panicking decoders |
 //! | [`serve`] | cutting one page of a `dht::Store` for a request (limit clamp, byte budget, epochs) |
 //! | [`pull`] | [`Puller`]: request out, page in, stop on no progress; resumable [`SyncCursor`] |
+//! | [`get`] | the byte layout of the one-round-trip read protocol `/skymesh/get/1` (its libp2p codec is `dhtnode::codec`) |
 //!
 //! # Paging contract
 //!
@@ -29,6 +30,7 @@
 //! The protocol and the full-node push are specified in `docs/protocols/sync.md`.
 #![deny(missing_docs)]
 
+pub mod get;
 pub mod pull;
 pub mod serve;
 pub mod wire;

@@ -7,17 +7,21 @@
 //!
 //! | Module | Owns |
 //! |---|---|
-//! | [`node`] | [`Node`] handle + the actor owning the `Swarm` (kad, identify, ping, `/skymesh/get/1`); put, get, bootstrap, adverts, republish |
+//! | [`node`] | [`Node`] handle and the actor owning the `Swarm` (kad, identify, ping, `/skymesh/get/1`, `/skymesh/sync/1`): a thin driver that reads the clock once per loop turn and turns the actions of pure per-operation state machines (read, put, full-node table, republish, sync pull, push, penalties) into swarm calls; see its module doc for the files |
 //! | [`store`] | [`ItemStore`]: the kad `RecordStore` over a dht [`dht::Store`]; where a record is checked and admitted |
 //! | [`persist`] | write-behind thread owning the redb file (the swarm loop never touches the disk) |
-//! | [`codec`] | wire format of the one-round-trip read protocol `/skymesh/get/1` |
-//! | [`sync_codec`] | libp2p codec of the bulk sync and push protocol `/skymesh/sync/1` (layout in [`itemsync::wire`]); sessions, push queues and penalties live in `node/syncing.rs` |
+//! | [`codec`] | libp2p codec of the one-round-trip read protocol `/skymesh/get/1` (byte layout in [`itemsync::get`]) |
+//! | [`sync_codec`] | libp2p codec of the bulk sync and push protocol `/skymesh/sync/1` (layout in [`itemsync::wire`]) |
+//! | [`framing`] | the one async framing both codecs use: read to EOF with a hard limit, write and close |
+//! | [`kad_limit`] | per-peer limit on inbound kad requests, wrapped around the kad behaviour; feeds [`hops`] |
+//! | [`hops`] | hop counting for iterative lookups (an upper bound on their depth) |
 //! | [`identity`] | secp256k1 key ↔ libp2p `Keypair` / `PeerId` |
 //! | [`role`] | [`Role`] (full, regular) and [`Reachability`] → kad mode |
 //! | [`config`] | [`Config`] and `DEFAULT_*` constants |
 //! | [`limits`] | per-peer fixed-window limiter |
 //! | [`metrics`] | prometheus-client metrics `skymesh_dht_*` |
 //! | [`error`] | error enums of the public operations |
+//! | `testing` | (hidden) test support: loopback configs, network fixtures, signed items for tests and benches |
 //!
 //! # Where things happen
 //!
@@ -34,6 +38,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod hops;
 pub mod identity;
 pub mod kad_limit;

@@ -1,6 +1,7 @@
 //! libp2p request-response codec of `/skymesh/sync/1` (GetItems pages and full-node pushes).
 //!
-//! The byte layout, limits and decoders are [`itemsync::wire`]'s; this file only moves bytes:
+//! The byte layout, limits and decoders are [`itemsync::wire`]'s; this file only moves bytes
+//! ([`crate::framing`]):
 //! each side writes one message and closes its half, and a reader reads to EOF with a hard
 //! limit ([`itemsync::wire::MAX_REQUEST_BYTES`] / [`itemsync::wire::MAX_RESPONSE_BYTES`], one
 //! page of ≤ 4 MiB of items plus one item). A message over the limit or that does not decode is
@@ -8,9 +9,11 @@
 //! [`is_malformed`]). Decoding runs in the connection's task, not in the swarm loop.
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use itemsync::wire::{self, Request, Response};
 use libp2p::StreamProtocol;
+
+use crate::framing::{read_limited, write_and_close};
 
 /// Protocol id.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(wire::PROTOCOL_NAME);
@@ -36,17 +39,8 @@ pub fn is_malformed(e: &io::Error) -> bool {
         && e.get_ref().is_some_and(|inner| inner.is::<Malformed>())
 }
 
-async fn read_limited<T: AsyncRead + Unpin + Send>(
-    io: &mut T,
-    limit: usize,
-) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    // One byte over the limit tells "too large" apart from "exactly at the limit".
-    io.take(limit as u64 + 1).read_to_end(&mut buf).await?;
-    if buf.len() > limit {
-        return Err(malformed(format!("message over {limit} bytes")));
-    }
-    Ok(buf)
+fn over_limit(limit: usize) -> io::Error {
+    malformed(format!("message over {limit} bytes"))
 }
 
 /// The request-response codec for [`PROTOCOL`].
@@ -62,7 +56,7 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io, wire::MAX_REQUEST_BYTES).await?;
+        let bytes = read_limited(io, wire::MAX_REQUEST_BYTES, over_limit).await?;
         wire::decode_request(&bytes).map_err(malformed)
     }
 
@@ -70,7 +64,7 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io, wire::MAX_RESPONSE_BYTES).await?;
+        let bytes = read_limited(io, wire::MAX_RESPONSE_BYTES, over_limit).await?;
         wire::decode_response(&bytes).map_err(malformed)
     }
 
@@ -85,8 +79,7 @@ impl libp2p::request_response::Codec for SyncCodec {
     {
         let bytes = wire::encode_request(&req)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        io.write_all(&bytes).await?;
-        io.close().await
+        write_and_close(io, &bytes).await
     }
 
     async fn write_response<T>(
@@ -100,8 +93,7 @@ impl libp2p::request_response::Codec for SyncCodec {
     {
         let bytes = wire::encode_response(&res)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        io.write_all(&bytes).await?;
-        io.close().await
+        write_and_close(io, &bytes).await
     }
 }
 
