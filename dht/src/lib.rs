@@ -38,9 +38,11 @@
 //! # Synchronous API, and Redis
 //!
 //! Stores are synchronous because libp2p kad's `RecordStore` is synchronous and runs inside the
-//! swarm loop. The planned Redis backend will be a **sync cache fed from outside** (a task follows
-//! Redis and feeds a local store through a bounded channel via `put`), not an async store: the
-//! swarm never waits on the network and every item still passes [`rules::admit`]. See [`store`].
+//! swarm loop. Redis is not a store backend here: a full node following a Redis mirror runs
+//! `mirror::MirrorFeed`, a task that reads Redis and hands verified items to the node through a
+//! bounded channel, where they are put into the node's own store like any other item. The swarm
+//! never waits on the network and every item still passes [`rules::admit`]. See [`store`] and
+//! `docs/mirror.md`.
 //!
 //! Formats are specified in `docs/protocols/items.md`; stores in `docs/stores.md`.
 //!

@@ -2,8 +2,8 @@
 //!
 //! Starts `--full` full nodes that are DMSG servers and `--visors` visors (regular DHT nodes
 //! with a DMSG client serving a small directory over DMSG-HTTP), all as real `skymesh node`
-//! child processes on loopback, on free ports, with data (and logs) in a temporary directory
-//! unless `--data` is given. No discovery URL anywhere: everything meets through the DHT. The
+//! child processes on loopback, on free ports below the ephemeral range ([`free_port`]), with
+//! data (and logs) in a temporary directory unless `--data` is given. No discovery URL anywhere: everything meets through the DHT. The
 //! nodes share a generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT
 //! bootstrap peers and DMSG servers. The DMSG servers are meshed (each lists the others with
 //! `--mesh-peer`), and visor *i* holds exactly one session, with server *i mod full*
@@ -57,7 +57,39 @@ impl Drop for Member {
     }
 }
 
+/// Lowest port handed out: above the well-known and most registered service ports.
+const PORT_BASE: u32 = 10_000;
+/// Ports the kernel picks for outgoing connections start here unless
+/// `/proc/sys/net/ipv4/ip_local_port_range` says otherwise.
+const DEFAULT_EPHEMERAL_LOW: u32 = 32_768;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, picked the way the test harness does
+/// (`tests/src/lib.rs` `free_port`).
+///
+/// Ports come from below the kernel's ephemeral range: a port bound to `:0` and released lies
+/// inside that range, where the outgoing connections of the nodes dialing each other may take
+/// it before the node told to listen there binds it. Each port is handed out at most once per
+/// run (starting at an offset derived from the process id) and is checked free by binding it.
+/// Where the ephemeral range leaves too little room below it, this falls back to a `:0` port.
 fn free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_LOW);
+    if ephemeral_low > PORT_BASE + 1_000 {
+        let span = ephemeral_low - PORT_BASE;
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let port = PORT_BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if let Ok(port) = u16::try_from(port)
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

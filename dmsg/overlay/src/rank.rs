@@ -6,6 +6,9 @@
 //! every one that does. Among reachable servers the score is `rtt × (1 + 2 × used)`, where
 //! `used` is the fraction of sessions taken (0 when unknown), so a server twice as far away
 //! is preferred only when the nearer one is much fuller.
+//!
+//! Sockets: the RTT probe opens (and at once drops) a TCP connection to the server's address;
+//! the ranking itself ([`rank`]) is pure.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

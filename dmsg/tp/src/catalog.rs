@@ -13,6 +13,9 @@
 //! `(id, edges, kind)`; a transport listed by both of its edges is *confirmed*, one listed by
 //! one edge only is *claimed*. A publisher can only list transports it is an edge of (the item
 //! rules check that), so nobody can confirm a transport for someone else.
+//!
+//! Sockets: the HTTP fallback (source 3) is the only socket this module opens (a reqwest client
+//! with a deadline and a size cap); sources 1 and 2 go through the caller's [`ItemSource`].
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 
