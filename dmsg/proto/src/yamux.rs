@@ -13,6 +13,9 @@
 //! Stream ids: odd for the yamux client (the DMSG client), even for the server, 0 for the
 //! session.
 //!
+//! What the frames mean (stream states, windows, limits, timers) is decided by the session state
+//! machine in [`crate::mux::session`].
+//!
 //! Based on hashicorp/yamux v0.1.1 const.go and session.go, and yamux.json.
 
 use crate::error::YamuxError;
