@@ -1,4 +1,6 @@
-//! Helpers shared by the sync tests and benchmarks (not part of the node's API).
+//! Test support shared by the integration tests (`tests/network.rs`, `tests/sync.rs`) and the
+//! benchmarks: signed items, loopback configurations and network fixtures (not part of the
+//! node's API).
 use std::time::Duration;
 
 use dht::{Item, Salt};
@@ -70,4 +72,88 @@ pub async fn load(node: &Node, items: Vec<Item>) -> u64 {
         }
     }
     accepted
+}
+
+// ---- network fixtures (used by `tests/network.rs` and `tests/sync.rs`) ----------------------
+
+/// How a test waits for the network: give up after `deadline`, look again every `every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Poll {
+    /// Panic with "timed out waiting for …" after this long.
+    pub deadline: Duration,
+    /// Pause between two looks.
+    pub every: Duration,
+}
+
+/// Polls `f` until it is true; panics after `poll.deadline`, naming `what`.
+pub async fn wait_until<F, Fut>(poll: Poll, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(poll, what, || {
+        let fut = f();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `f` until it returns `Some`; panics after `poll.deadline`, naming `what`.
+pub async fn wait_for<T, F, Fut>(poll: Poll, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < poll.deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(poll.every).await;
+    }
+}
+
+/// A loopback node configuration with key `sk`, `role` and `reach`: faster adverts and
+/// bootstrap retries than production (tests poll, they never assert on timing).
+pub fn node_config(
+    sk: &SecKey,
+    role: Role,
+    reach: Reachability,
+    bootstrap: Vec<libp2p::Multiaddr>,
+) -> Config {
+    let mut cfg = Config::new(sk.clone(), role);
+    cfg.reachability = reach;
+    cfg.bootstrap = bootstrap;
+    cfg.advert_interval = Duration::from_secs(3);
+    cfg.bootstrap_retry = Duration::from_secs(2);
+    cfg
+}
+
+/// The item `node` holds itself at `(pk, salt)`.
+pub async fn local(node: &Node, pk: &keys::PubKey, salt: &Salt) -> Option<Item> {
+    node.get_with(pk, salt, crate::ReadMode::LocalOnly)
+        .await
+        .expect("the node is running")
+        .item
+}
+
+/// Waits until sync session `id` of `node` is no longer running; its final status.
+pub async fn wait_sync_done(poll: Poll, node: &Node, id: u64) -> crate::SyncStatus {
+    wait_for(poll, "the sync session to end", || async {
+        let s = node.sync_status(id).await.expect("a known sync session");
+        (s.state != "running").then_some(s)
+    })
+    .await
+}
+
+/// A sync request pulling from `node`'s first listen address.
+pub fn sync_from(node: &Node) -> crate::SyncRequest {
+    crate::SyncRequest {
+        from: node.listen_addrs().first().cloned(),
+        ..Default::default()
+    }
 }

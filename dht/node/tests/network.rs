@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use dht::{Item, Salt, Target};
-use dhtnode::{Config, Node, Reachability, ReadMode, ReadPath, Role};
+use dhtnode::testing::{Poll, local, node_config, wait_until};
+use dhtnode::{Node, Reachability, ReadMode, ReadPath, Role};
 use futures::future::join_all;
 use keys::SecKey;
 use tokio::task::JoinHandle;
@@ -14,6 +15,10 @@ use tokio::task::JoinHandle;
 const FULL: usize = 3;
 const REGULAR: usize = 27;
 const DEADLINE: Duration = Duration::from_secs(120);
+const POLL: Poll = Poll {
+    deadline: DEADLINE,
+    every: Duration::from_millis(250),
+};
 
 struct TestNode {
     /// Index at spawn (the value each node puts names it).
@@ -30,21 +35,6 @@ fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
-}
-
-fn config(
-    sk: &SecKey,
-    role: Role,
-    reach: Reachability,
-    bootstrap: Vec<libp2p::Multiaddr>,
-) -> Config {
-    let mut cfg = Config::new(sk.clone(), role);
-    cfg.reachability = reach;
-    cfg.bootstrap = bootstrap;
-    // Faster convergence than production; nothing below asserts on timing.
-    cfg.advert_interval = Duration::from_secs(3);
-    cfg.bootstrap_retry = Duration::from_secs(2);
-    cfg
 }
 
 /// Full node 0 bootstraps nobody; everyone else bootstraps from node 0 (full nodes 1 and 2 also
@@ -64,7 +54,7 @@ async fn spawn_network() -> Vec<TestNode> {
         } else {
             (Role::Regular, Reachability::Private)
         };
-        let (node, task) = Node::spawn(config(&sk, role, reach, bootstrap))
+        let (node, task) = Node::spawn(node_config(&sk, role, reach, bootstrap))
             .await
             .unwrap();
         nodes.push(TestNode {
@@ -77,35 +67,12 @@ async fn spawn_network() -> Vec<TestNode> {
     nodes
 }
 
-async fn poll_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The item `node` holds itself at `(pk, salt)`.
-async fn local(node: &Node, pk: &keys::PubKey, salt: &Salt) -> Option<Item> {
-    node.get_with(pk, salt, ReadMode::LocalOnly)
-        .await
-        .unwrap()
-        .item
-}
-
 fn salt() -> Salt {
     Salt::new(b"test".to_vec()).unwrap()
 }
 
 async fn wait_full_nodes(nodes: &[TestNode], min: usize) {
-    poll_until("every node to know the full nodes", || async {
+    wait_until(POLL, "every node to know the full nodes", || async {
         let counts = join_all(nodes.iter().map(|n| n.node.find_full_nodes())).await;
         counts
             .iter()
@@ -128,7 +95,7 @@ async fn put_all(nodes: &[TestNode]) {
 
 /// Every node reads `count` items put by others (i+1, i+2, …) until all are found.
 async fn read_all(nodes: &[TestNode], writers: &[usize], count: usize) {
-    poll_until("every node to read items put by others", || async {
+    wait_until(POLL, "every node to read items put by others", || async {
         let checks = nodes.iter().enumerate().map(|(i, reader)| async move {
             let mut ok = true;
             for k in 1..=count {
@@ -194,7 +161,7 @@ async fn thirty_nodes_put_get_kill_full_and_refuse_bad_items() {
     }
     // The dead node's own item survives on the other nodes.
     let dead_pk = dead.sk.pubkey();
-    poll_until("the dead full node's item", || async {
+    wait_until(POLL, "the dead full node's item", || async {
         nodes[FULL + 3]
             .node
             .get(&dead_pk, &salt())
@@ -259,20 +226,20 @@ async fn thirty_nodes_put_get_kill_full_and_refuse_bad_items() {
 async fn info_reports_role_peers_and_items() {
     init_tracing();
     let sk0 = SecKey::generate();
-    let (full, t0) = Node::spawn(config(&sk0, Role::Full, Reachability::Public, vec![]))
+    let (full, t0) = Node::spawn(node_config(&sk0, Role::Full, Reachability::Public, vec![]))
         .await
         .unwrap();
     let sk1 = SecKey::generate();
     let boot = vec![full.listen_addrs()[0].clone()];
-    let (reg, t1) = Node::spawn(config(&sk1, Role::Regular, Reachability::Auto, boot))
+    let (reg, t1) = Node::spawn(node_config(&sk1, Role::Regular, Reachability::Auto, boot))
         .await
         .unwrap();
-    poll_until("the regular node to find the full node", || async {
+    wait_until(POLL, "the regular node to find the full node", || async {
         reg.find_full_nodes().await == vec![full.peer_id()]
     })
     .await;
     reg.put(salt(), b"hello".to_vec()).await.unwrap();
-    poll_until("the full node to hold the item", || async {
+    wait_until(POLL, "the full node to hold the item", || async {
         full.info().await.unwrap().items.get("test") == Some(&1)
     })
     .await;
@@ -306,7 +273,7 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let sk = SecKey::generate();
     let mk = |republish: Duration| {
-        let mut cfg = config(&sk, Role::Full, Reachability::Public, vec![]);
+        let mut cfg = node_config(&sk, Role::Full, Reachability::Public, vec![]);
         cfg.data_dir = Some(dir.path().join("node"));
         cfg.republish_interval = republish;
         // The node is a trusted writer (e.g. a backend writing for its users).
@@ -339,20 +306,20 @@ async fn restarted_node_serves_its_items_and_seq_moves_on() {
     assert_eq!(got.value, b"persisted");
     assert_eq!(got.seq, first.seq);
     // The advert is re-signed at start with a seq above the persisted one.
-    poll_until("a fresh advert", || async {
+    wait_until(POLL, "a fresh advert", || async {
         local(&node, &sk.pubkey(), &advert_salt)
             .await
             .is_some_and(|a| a.seq > advert1.seq)
     })
     .await;
     // Own items under any salt and delegated items are republished after the restart.
-    poll_until("the own item republished", || async {
+    wait_until(POLL, "the own item republished", || async {
         local(&node, &sk.pubkey(), &salt())
             .await
             .is_some_and(|i| i.seq > first.seq && i.value == b"persisted")
     })
     .await;
-    poll_until("the delegated item republished", || async {
+    wait_until(POLL, "the delegated item republished", || async {
         local(&node, &subject, &dsalt)
             .await
             .is_some_and(|i| i.seq > 1 && i.writer == Some(sk.pubkey()) && i.value == b"for a user")
@@ -378,7 +345,7 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
     let boot = full_addr.clone().with_p2p(full_peer).unwrap();
 
     let reg_sk = SecKey::generate();
-    let mut rc = config(&reg_sk, Role::Regular, Reachability::Auto, vec![boot]);
+    let mut rc = node_config(&reg_sk, Role::Regular, Reachability::Auto, vec![boot]);
     rc.bootstrap_retry = Duration::from_millis(500);
     rc.republish_interval = Duration::from_secs(1);
     // An application that refreshes its own items itself: the timer leaves them alone.
@@ -390,12 +357,14 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(reg.info().await.unwrap().last_bootstrap.is_none());
 
-    let mut fc = config(&full_sk, Role::Full, Reachability::Public, vec![]);
+    let mut fc = node_config(&full_sk, Role::Full, Reachability::Public, vec![]);
     fc.listen = vec![full_addr];
     let (full, ft) = Node::spawn(fc).await.unwrap();
-    poll_until("the retried bootstrap to reach the full node", || async {
-        reg.find_full_nodes().await == vec![full_peer]
-    })
+    wait_until(
+        POLL,
+        "the retried bootstrap to reach the full node",
+        || async { reg.find_full_nodes().await == vec![full_peer] },
+    )
     .await;
     assert!(reg.info().await.unwrap().last_bootstrap.is_some());
 
@@ -405,7 +374,7 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
         .await
         .unwrap();
     let first = reg.put(salt(), b"mine".to_vec()).await.unwrap();
-    poll_until("a republished copy on the full node", || async {
+    wait_until(POLL, "a republished copy on the full node", || async {
         local(&full, &reg_sk.pubkey(), &salt())
             .await
             .is_some_and(|i| i.seq > first.seq && i.value == b"mine")
@@ -435,14 +404,14 @@ async fn bootstrap_retries_until_the_peer_is_up_and_own_items_are_republished() 
 async fn kad_request_flood_is_cut_off() {
     init_tracing();
     let victim_sk = SecKey::generate();
-    let mut vc = config(&victim_sk, Role::Regular, Reachability::Public, vec![]);
+    let mut vc = node_config(&victim_sk, Role::Regular, Reachability::Public, vec![]);
     vc.max_kad_requests_per_peer = 30;
     let metrics = vc.metrics.clone();
     let (victim, vt) = Node::spawn(vc).await.unwrap();
     victim.put(salt(), b"still served".to_vec()).await.unwrap();
     let boot = vec![victim.listen_addrs()[0].clone()];
 
-    let mut sc = config(
+    let mut sc = node_config(
         &SecKey::generate(),
         Role::Regular,
         Reachability::Public,
@@ -450,7 +419,7 @@ async fn kad_request_flood_is_cut_off() {
     );
     sc.query_timeout = Duration::from_secs(3);
     let (spammer, st) = Node::spawn(sc).await.unwrap();
-    poll_until("the spammer knows the victim", || async {
+    wait_until(POLL, "the spammer knows the victim", || async {
         spammer.info().await.unwrap().routing_table >= 1
     })
     .await;
@@ -473,7 +442,7 @@ async fn kad_request_flood_is_cut_off() {
     assert!(limited < 200, "{limited}");
 
     // Someone else is served as before.
-    let (good, gt) = Node::spawn(config(
+    let (good, gt) = Node::spawn(node_config(
         &SecKey::generate(),
         Role::Regular,
         Reachability::Public,
@@ -481,7 +450,7 @@ async fn kad_request_flood_is_cut_off() {
     ))
     .await
     .unwrap();
-    poll_until("the good peer knows the victim", || async {
+    wait_until(POLL, "the good peer knows the victim", || async {
         good.info().await.unwrap().routing_table >= 1
     })
     .await;
@@ -501,7 +470,7 @@ async fn lookup_hops_are_measured_when_asked_for() {
     init_tracing();
     // The holder puts while alone, so the item lives on it only.
     let holder_sk = SecKey::generate();
-    let (holder, ht) = Node::spawn(config(
+    let (holder, ht) = Node::spawn(node_config(
         &holder_sk,
         Role::Regular,
         Reachability::Public,
@@ -512,7 +481,7 @@ async fn lookup_hops_are_measured_when_asked_for() {
     holder.put(salt(), b"one hop away".to_vec()).await.unwrap();
     let boot = vec![holder.listen_addrs()[0].clone()];
     let reader = |measure: bool| {
-        let mut c = config(
+        let mut c = node_config(
             &SecKey::generate(),
             Role::Regular,
             Reachability::Public,
@@ -525,7 +494,7 @@ async fn lookup_hops_are_measured_when_asked_for() {
     let (measured, mt) = reader(true).await.unwrap();
     let (plain, pt) = reader(false).await.unwrap();
     for r in [&measured, &plain] {
-        poll_until("the reader knows the holder", || async {
+        wait_until(POLL, "the reader knows the holder", || async {
             r.info().await.unwrap().routing_table >= 1
         })
         .await;

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use dht::{Item, Salt};
-use dhtnode::testing::{config, load, signed_items};
-use dhtnode::{Node, ReadMode, Role, StoreDigest, SyncRequest, SyncStatus};
+use dhtnode::testing::{Poll, config, load, signed_items, sync_from, wait_for, wait_sync_done};
+use dhtnode::{Node, ReadMode, Role, StoreDigest, SyncRequest};
 use futures::StreamExt;
 use itemsync::wire;
 use keys::SecKey;
@@ -17,6 +17,10 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol, noise, tcp, yamux};
 
 const DEADLINE: Duration = Duration::from_secs(240);
+const POLL: Poll = Poll {
+    deadline: DEADLINE,
+    every: Duration::from_millis(20),
+};
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -27,37 +31,8 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn poll_until<F, Fut, T>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_done(node: &Node, id: u64) -> SyncStatus {
-    poll_until("the sync session to end", || async {
-        let s = node.sync_status(id).await.unwrap();
-        (s.state != "running").then_some(s)
-    })
-    .await
-}
-
 async fn digest(node: &Node) -> StoreDigest {
     node.store_digest().await.unwrap()
-}
-
-fn from(node: &Node) -> SyncRequest {
-    let mut r = SyncRequest::default();
-    r.from = Some(node.listen_addrs()[0].clone());
-    r
 }
 
 fn test_items() -> usize {
@@ -93,16 +68,16 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
     same_stores(&a, &b).await;
     eprintln!("B joined (identical stores) after {:?}", t.elapsed());
     // Drain whatever changed on A since the join's last page (B's own advert arriving there).
-    let id = b.sync(from(&a)).await.unwrap();
-    assert_eq!(wait_done(&b, id).await.state, "done");
+    let id = b.sync(sync_from(&a)).await.unwrap();
+    assert_eq!(wait_sync_done(POLL, &b, id).await.state, "done");
 
     // 1000 changes on A (new items and new seqs for existing ones), not pushed (store_local is
     // for items every full node gets from a shared source).
     let mut changes = signed_items("join", 500, 2, 64); // replace 500
     changes.extend(signed_items("incr", 500, 1, 64)); // insert 500
     assert_eq!(load(&a, changes).await, 1000);
-    let id = b.sync(from(&a)).await.unwrap();
-    let st = wait_done(&b, id).await;
+    let id = b.sync(sync_from(&a)).await.unwrap();
+    let st = wait_sync_done(POLL, &b, id).await;
     assert_eq!(st.state, "done", "{st:?}");
     assert_eq!(st.items_received, 1000, "only the changes travel: {st:?}");
     assert_eq!(st.accepted, 1000);
@@ -110,10 +85,10 @@ async fn join_pulls_everything_then_incremental_transfers_only_changes() {
 
     // A full re-pull of what B already holds: every item is held identically (skipped by the
     // verification stage, `Unchanged` in the store), nothing is refused, the stores stay equal.
-    let mut again = from(&a);
+    let mut again = sync_from(&a);
     again.from_start = true;
     let id = b.sync(again).await.unwrap();
-    let st = wait_done(&b, id).await;
+    let st = wait_sync_done(POLL, &b, id).await;
     assert_eq!(st.state, "done", "{st:?}");
     assert_eq!(st.refused, 0, "{st:?}");
     assert_eq!(st.unchanged, st.items_received, "{st:?}");
@@ -133,7 +108,7 @@ async fn same_stores(a: &Node, b: &Node) {
         let n = n.clone();
         async move { n.info().await.unwrap().items.values().sum::<u64>() }
     };
-    poll_until("identical stores", || async {
+    wait_for(POLL, "identical stores", || async {
         if count(a).await != count(b).await {
             return None;
         }
@@ -159,17 +134,17 @@ async fn interrupted_sync_resumes_from_its_cursor() {
     let tp = dht::Salt::of_kind(dht::SaltKind::Tp);
     assert!(a.holds_dataset(&tp).await, "a full node holds the dataset");
     assert!(!b.holds_dataset(&tp).await);
-    let mut req = from(&a);
+    let mut req = sync_from(&a);
     req.page_limit = Some(100);
     let id = b.sync(req.clone()).await.unwrap();
-    poll_until("part of the items", || async {
+    wait_for(POLL, "part of the items", || async {
         let s = b.sync_status(id).await.unwrap();
         (s.items_received >= 2000).then_some(())
     })
     .await;
     assert!(b.sync_cancel(id).await);
     // What was received before the cancel is still ingested, then the session ends.
-    let first = wait_done(&b, id).await;
+    let first = wait_sync_done(POLL, &b, id).await;
     assert_eq!(first.state, "failed");
     assert!(first.items_received < total, "{first:?}");
     // Every received item was ingested (A's advert may already have been held: B fetches the
@@ -187,7 +162,7 @@ async fn interrupted_sync_resumes_from_its_cursor() {
     );
 
     let id2 = b.sync(req).await.unwrap();
-    let second = wait_done(&b, id2).await;
+    let second = wait_sync_done(POLL, &b, id2).await;
     assert_eq!(second.state, "done", "{second:?}");
     // Change numbers of A's store are 1, 2, …: the first session received exactly the
     // changes up to its cursor, the second exactly the ones after it (A may have re-put its own
@@ -388,7 +363,7 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
         let mut req = SyncRequest::default();
         req.from = Some(addr.clone());
         let id = b.sync(req.clone()).await.unwrap();
-        let st = wait_done(&b, id).await;
+        let st = wait_sync_done(POLL, &b, id).await;
         assert_eq!(st.state, "failed", "mode {i}: {st:?}");
         assert_eq!(metrics.sync.peers_penalised.get(), i as u64 + 1, "mode {i}");
         // Penalised: a second attempt is refused at once.
@@ -445,8 +420,8 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
     // An honest full node is still synced from.
     let (a, _ta) = Node::spawn(config(Role::Full, vec![])).await.unwrap();
     load(&a, signed_items("honest", 500, 1, 16)).await;
-    let id = b.sync(from(&a)).await.unwrap();
-    let st = wait_done(&b, id).await;
+    let id = b.sync(sync_from(&a)).await.unwrap();
+    let st = wait_sync_done(POLL, &b, id).await;
     assert_eq!(st.state, "done", "{st:?}");
     assert_eq!(st.accepted + st.unchanged, st.items_received, "{st:?}");
     assert!(st.accepted >= 500);
@@ -467,7 +442,7 @@ async fn ten_full_nodes_converge_by_push() {
         let (n, _t) = Node::spawn(config(Role::Full, bootstrap)).await.unwrap();
         nodes.push(n);
     }
-    poll_until("every full node to know the nine others", || async {
+    wait_for(POLL, "every full node to know the nine others", || async {
         for n in &nodes {
             if n.find_full_nodes().await.len() < 9 {
                 return None;
@@ -482,7 +457,7 @@ async fn ten_full_nodes_converge_by_push() {
     }
     for item in &writes {
         for n in &nodes {
-            poll_until("the write on every full node", || async {
+            wait_for(POLL, "the write on every full node", || async {
                 let got = n
                     .get_with(&item.pk, &item.salt, ReadMode::LocalOnly)
                     .await
