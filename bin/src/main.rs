@@ -6,6 +6,7 @@
 //! configuration both `skymesh node` and `skymesh dmsg server` convert into, and `daemon.rs`
 //! the order a running node stops in.
 
+mod api;
 mod cli;
 mod commands;
 mod config;

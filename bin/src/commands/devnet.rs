@@ -20,6 +20,11 @@ use anyhow::{Context, bail};
 use keys::SecKey;
 use serde_json::Value;
 
+use crate::api;
+
+/// Salt of the item `--check` puts and reads back.
+const CHECK_SALT: &str = "devnet-check";
+
 /// Arguments of `skymesh devnet`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -264,7 +269,8 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
     Ok(members)
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+/// `GET url` decoded as `T` when the answer is a success.
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Option<T> {
     let r = http.get(url).send().await.ok()?;
     if !r.status().is_success() {
         return None;
@@ -272,10 +278,18 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
+/// A node's DMSG status as devnet reads it.
+type DmsgStatus = api::DmsgStatus<api::MeshPeerView>;
+
+/// Mesh links up of a DMSG server.
+fn links_up(s: &api::DmsgServerStatus<api::MeshPeerView>) -> usize {
+    s.mesh.peers.iter().filter(|p| p.up).count()
+}
+
 async fn wait_healthy(http: &reqwest::Client, members: &[Member]) -> anyhow::Result<()> {
     let start = Instant::now();
     for m in members {
-        while get_json(http, &format!("{}/health", m.http))
+        while get_json::<api::Health>(http, &format!("{}{}", m.http, api::HEALTH))
             .await
             .is_none()
         {
@@ -314,32 +328,27 @@ fn print_usage(members: &[Member], dir: &Path) {
 
 /// One status row.
 async fn row(http: &reqwest::Client, m: &Member) -> String {
-    let info = get_json(http, &format!("{}/api/v1/info", m.http)).await;
-    let dm = get_json(http, &format!("{}/api/v1/dmsg", m.http)).await;
+    let info: Option<api::InfoView> = get_json(http, &format!("{}{}", m.http, api::INFO)).await;
+    let dm: Option<DmsgStatus> = get_json(http, &format!("{}{}", m.http, api::DMSG)).await;
     let Some(info) = info else {
         return format!("{:<9} {:<7} {:<12} {}", m.name, "-", &m.pk[..10], "DOWN");
     };
-    let items: u64 = info["items"]
-        .as_object()
-        .map(|o| o.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0);
+    let items: u64 = info.items.values().sum();
     let dmsg = match &dm {
-        Some(d) if !d["server"].is_null() => {
-            let peers = d["server"]["mesh"]["peers"].as_array();
-            let up = peers.map_or(0, |p| p.iter().filter(|p| p["up"] == true).count());
-            format!(
-                "server: {} sessions, {} streams, {} B relayed; mesh {up}/{} links up, {} forwarded",
-                d["server"]["sessions"],
-                d["server"]["streams_active"],
-                d["server"]["bytes_relayed"],
-                peers.map_or(0, Vec::len),
-                d["server"]["mesh"]["forwarded_streams"],
-            )
-        }
-        Some(d) if !d["client"].is_null() => format!(
-            "client: {} server(s)",
-            d["client"]["servers"].as_array().map_or(0, Vec::len)
+        Some(DmsgStatus {
+            server: Some(s), ..
+        }) => format!(
+            "server: {} sessions, {} streams, {} B relayed; mesh {}/{} links up, {} forwarded",
+            s.sessions,
+            s.streams_active,
+            s.bytes_relayed,
+            links_up(s),
+            s.mesh.peers.len(),
+            s.mesh.forwarded_streams,
         ),
+        Some(DmsgStatus {
+            client: Some(c), ..
+        }) => format!("client: {} server(s)", c.servers.len()),
         _ => "-".to_string(),
     };
     format!(
@@ -347,7 +356,7 @@ async fn row(http: &reqwest::Client, m: &Member) -> String {
         m.name,
         if m.full { "full" } else { "visor" },
         &m.pk[..10],
-        info["peers"],
+        info.peers,
         items,
         dmsg
     )
@@ -401,10 +410,10 @@ async fn futures_rows(http: &reqwest::Client, members: &[Member]) -> Vec<String>
 
 /// `Ok` when the visor holds exactly one DMSG session.
 async fn one_session(http: &reqwest::Client, v: &Member) -> Result<(), String> {
-    let d = get_json(http, &format!("{}/api/v1/dmsg", v.http))
+    let d: DmsgStatus = get_json(http, &format!("{}{}", v.http, api::DMSG))
         .await
         .ok_or(format!("{}: no dmsg status", v.name))?;
-    match d["client"]["servers"].as_array().map_or(0, Vec::len) {
+    match d.client.map_or(0, |c| c.servers.len()) {
         1 => Ok(()),
         n => Err(format!("{} holds {n} DMSG sessions (want 1)", v.name)),
     }
@@ -414,10 +423,8 @@ async fn one_session(http: &reqwest::Client, v: &Member) -> Result<(), String> {
 async fn forwarded(http: &reqwest::Client, fulls: &[&Member]) -> u64 {
     let mut n = 0;
     for f in fulls {
-        if let Some(d) = get_json(http, &format!("{}/api/v1/dmsg", f.http)).await {
-            n += d["server"]["mesh"]["forwarded_streams"]
-                .as_u64()
-                .unwrap_or(0);
+        if let Some(d) = get_json::<DmsgStatus>(http, &format!("{}{}", f.http, api::DMSG)).await {
+            n += d.server.map_or(0, |s| s.mesh.forwarded_streams);
         }
     }
     n
@@ -463,10 +470,10 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     // 1. Every node sees the full nodes.
     let r = until(deadline, || async {
         for m in members {
-            let info = get_json(http, &format!("{}/api/v1/info", m.http))
+            let info: api::InfoView = get_json(http, &format!("{}{}", m.http, api::INFO))
                 .await
                 .ok_or(format!("{}: no info", m.name))?;
-            let known = info["full_nodes"].as_array().map_or(0, Vec::len);
+            let known = info.full_nodes.len();
             let want = if m.full { fulls.len() - 1 } else { fulls.len() };
             if known < want {
                 return Err(format!("{} knows {known}/{want} full nodes", m.name));
@@ -481,20 +488,23 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     let value = format!("devnet-check-{}", dmsg::now_ns());
     let writer = &members[0];
     let put = http
-        .post(format!("{}/api/v1/put", writer.http))
-        .json(&serde_json::json!({"salt": "devnet-check", "value": value}))
+        .post(format!("{}{}", writer.http, api::PUT))
+        .json(&api::PutRequest {
+            salt: CHECK_SALT.into(),
+            value: value.clone(),
+        })
         .send()
         .await;
     let r = match put {
         Ok(r) if r.status().is_success() => {
             until(deadline, || async {
                 for m in members {
-                    let url = format!("{}/api/v1/get?pk={}&salt=devnet-check", m.http, writer.pk);
-                    let got = get_json(http, &url)
+                    let url = format!("{}{}?pk={}&salt={CHECK_SALT}", m.http, api::GET, writer.pk);
+                    let got: api::ItemView = get_json(http, &url)
                         .await
                         .ok_or(format!("{}: not found yet", m.name))?;
-                    if got["value"].as_str() != Some(value.as_str()) {
-                        return Err(format!("{}: read {}", m.name, got["value"]));
+                    if got.value != value {
+                        return Err(format!("{}: read {:?}", m.name, got.value));
                     }
                 }
                 Ok(())
@@ -521,14 +531,10 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
             one_session(http, v).await?;
         }
         for f in &fulls {
-            let d = get_json(http, &format!("{}/api/v1/dmsg", f.http))
+            let d: DmsgStatus = get_json(http, &format!("{}{}", f.http, api::DMSG))
                 .await
                 .ok_or(format!("{}: no dmsg status", f.name))?;
-            let peers = d["server"]["mesh"]["peers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let up = peers.iter().filter(|p| p["up"] == true).count();
+            let up = d.server.as_ref().map_or(0, links_up);
             if up + 1 < fulls.len() {
                 return Err(format!(
                     "{}: {up}/{} mesh links up",
@@ -557,8 +563,10 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
                     continue;
                 }
                 let url = format!(
-                    "{}/api/v1/dmsg/fetch?url=dmsg://{}:80/index.html",
-                    a.http, b.pk
+                    "{}{}?url=dmsg://{}:80/index.html",
+                    a.http,
+                    api::DMSG_FETCH,
+                    b.pk
                 );
                 let resp = http.get(&url).send().await.map_err(|e| e.to_string())?;
                 let status = resp.status();
@@ -581,8 +589,8 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     // 4b. Those fetches crossed servers through the mesh: visors still hold one session each.
     let mut servers_of = Vec::new();
     for v in &visors {
-        let d = get_json(http, &format!("{}/api/v1/dmsg", v.http)).await;
-        servers_of.push(d.map(|d| d["client"]["servers"].clone()));
+        let d: Option<DmsgStatus> = get_json(http, &format!("{}{}", v.http, api::DMSG)).await;
+        servers_of.push(d.and_then(|d| d.client).map(|c| c.servers));
     }
     let cross = (0..visors.len())
         .flat_map(|a| (0..visors.len()).map(move |b| (a, b)))
@@ -614,13 +622,13 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
     // 5. The legacy discovery API of every full node lists every server.
     let r = until(deadline, || async {
         for f in &fulls {
-            let list = get_json(
+            let list: Vec<Value> = get_json(
                 http,
                 &format!("{}/dmsg-discovery/available_servers", f.http),
             )
             .await
             .ok_or(format!("{}: available_servers failed", f.name))?;
-            let n = list.as_array().map_or(0, Vec::len);
+            let n = list.len();
             if n < fulls.len() {
                 return Err(format!("{} lists {n}/{} servers", f.name, fulls.len()));
             }

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::api::{self, ErrorBody};
+
 /// Time limit for one admin API call: a get may fall back to an iterative lookup bounded by the
 /// node's 30 s query timeout.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -111,6 +113,11 @@ async fn call(
     Ok((status, body))
 }
 
+/// Decodes a typed answer.
+fn decode<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> anyhow::Result<T> {
+    serde_json::from_value(body).context("reading the answer")
+}
+
 async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
@@ -119,26 +126,27 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
     match cmd {
         DhtCommand::Put { node, salt, value } => {
             let req = client
-                .post(format!("{}/api/v1/put", base(&node)))
-                .json(&serde_json::json!({ "salt": salt, "value": value }));
+                .post(format!("{}{}", base(&node), api::PUT))
+                .json(&api::PutRequest { salt, value });
             let (status, body) = call(req, &node).await?;
             if !status.is_success() {
-                bail!("put failed ({status}): {}", body["error"]);
+                bail!("put failed ({status}): {}", ErrorBody::of(&body).quoted());
             }
             println!("{body}");
         }
         DhtCommand::Get { node, pk, salt } => {
             let req = client
-                .get(format!("{}/api/v1/get", base(&node)))
-                .query(&[("pk", pk.as_str()), ("salt", salt.as_str())]);
+                .get(format!("{}{}", base(&node), api::GET))
+                .query(&api::GetQuery { pk, salt });
             let (status, body) = call(req, &node).await?;
             if status == reqwest::StatusCode::NOT_FOUND {
                 bail!("not found");
             }
             if !status.is_success() {
-                bail!("get failed ({status}): {}", body["error"]);
+                bail!("get failed ({status}): {}", ErrorBody::of(&body).quoted());
             }
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            let item: api::ItemView = decode(body)?;
+            println!("{}", serde_json::to_string_pretty(&item)?);
         }
         DhtCommand::Sync {
             node,
@@ -148,42 +156,42 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
             json,
         } => sync(&client, &node, from, salt, from_start, json).await?,
         DhtCommand::Info { node, json } => {
-            let req = client.get(format!("{}/api/v1/info", base(&node)));
+            let req = client.get(format!("{}{}", base(&node), api::INFO));
             let (status, body) = call(req, &node).await?;
             if !status.is_success() {
-                bail!("info failed ({status}): {}", body["error"]);
+                bail!("info failed ({status}): {}", ErrorBody::of(&body).quoted());
             }
             if json {
                 println!("{body}");
             } else {
-                print_info(&body);
+                print_info(&decode(body)?);
             }
         }
     }
     Ok(())
 }
 
-fn print_info(v: &serde_json::Value) {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
-    println!("role:           {}", s("role"));
-    println!("public_key:     {}", s("public_key"));
-    println!("peer_id:        {}", s("peer_id"));
-    println!("kad_mode:       {}", s("kad_mode"));
+fn print_info(v: &api::InfoView) {
+    let s = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
+    println!("role:           {}", s(&v.role));
+    println!("public_key:     {}", s(&v.public_key));
+    println!("peer_id:        {}", s(&v.peer_id));
+    println!("kad_mode:       {}", s(&v.kad_mode));
     println!("listen_addrs:");
-    for a in v["listen_addrs"].as_array().into_iter().flatten() {
-        println!("  {}", a.as_str().unwrap_or("-"));
+    for a in &v.listen_addrs {
+        println!("  {a}");
     }
-    println!("peers:          {}", v["peers"]);
-    println!("routing_table:  {}", v["routing_table"]);
+    println!("peers:          {}", v.peers);
+    println!("routing_table:  {}", v.routing_table);
     println!("full_nodes:");
-    for a in v["full_nodes"].as_array().into_iter().flatten() {
-        println!("  {}", a.as_str().unwrap_or("-"));
+    for a in &v.full_nodes {
+        println!("  {a}");
     }
     println!("items:");
-    for (salt, n) in v["items"].as_object().into_iter().flatten() {
+    for (salt, n) in &v.items {
         println!("  {salt}: {n}");
     }
-    match v["last_bootstrap"].as_u64() {
+    match v.last_bootstrap {
         Some(ms) => println!("last_bootstrap: {ms} (unix ms)"),
         None => println!("last_bootstrap: never"),
     }
@@ -201,14 +209,19 @@ async fn sync(
     json: bool,
 ) -> anyhow::Result<()> {
     let req = client
-        .post(format!("{}/api/v1/sync", base(node)))
-        .json(&serde_json::json!({ "from": from, "salt": salt, "from_start": from_start }));
+        .post(format!("{}{}", base(node), api::SYNC))
+        .json(&api::SyncRequest {
+            from,
+            salt,
+            from_start,
+            page_limit: None,
+        });
     let (status, body) = call(req, node).await?;
     if !status.is_success() {
-        bail!("sync refused ({status}): {}", body["error"]);
+        bail!("sync refused ({status}): {}", ErrorBody::of(&body).quoted());
     }
-    let id = body["id"].as_u64().context("no session id in the answer")?;
-    let url = format!("{}/api/v1/sync/{id}", base(node));
+    let api::SyncStarted { id } = decode(body).context("no session id in the answer")?;
+    let url = format!("{}{}", base(node), api::sync_session(id));
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -230,41 +243,45 @@ async fn sync(
             }
         };
         if !status.is_success() {
-            bail!("sync status ({status}): {}", st["error"]);
+            bail!("sync status ({status}): {}", ErrorBody::of(&st).quoted());
         }
+        let view: api::SyncStatusView = decode(st.clone())?;
         if let Some(b) = &bar {
-            b.set_length(st["remote_last_change"].as_u64().unwrap_or(0));
-            b.set_position(st["cursor"].as_u64().unwrap_or(0));
+            b.set_length(view.remote_last_change);
+            b.set_position(view.cursor);
             b.set_message(format!(
                 "{} items, {} accepted",
-                st["items_received"], st["accepted"]
+                view.items_received, view.accepted
             ));
         }
-        if st["state"] != "running" {
-            break st;
+        if view.state.as_deref() != Some("running") {
+            break (st, view);
         }
     };
+    let (last, view) = last;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     if json {
         println!("{last}");
     } else {
-        let n = |k: &str| last[k].as_u64().unwrap_or(0);
         println!(
             "sync {} from {}: {} items received, {} accepted, {} unchanged, {} refused, {} bytes, {:.1} s",
-            last["state"].as_str().unwrap_or("?"),
-            last["peer"].as_str().unwrap_or("?"),
-            n("items_received"),
-            n("accepted"),
-            n("unchanged"),
-            n("refused"),
-            n("bytes"),
-            n("elapsed_ms") as f64 / 1000.0,
+            view.state.as_deref().unwrap_or("?"),
+            view.peer.as_deref().unwrap_or("?"),
+            view.items_received,
+            view.accepted,
+            view.unchanged,
+            view.refused,
+            view.bytes,
+            view.elapsed_ms as f64 / 1000.0,
         );
     }
-    if last["state"] != "done" {
-        bail!("sync failed: {}", last["error"]);
+    if view.state.as_deref() != Some("done") {
+        bail!(
+            "sync failed: {}",
+            serde_json::to_string(&view.error).unwrap_or_default()
+        );
     }
     Ok(())
 }

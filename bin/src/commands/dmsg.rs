@@ -227,7 +227,7 @@ async fn server(f: ServerFile) -> anyhow::Result<()> {
     let started = ::dmsg::disc_server::rfc3339_now();
     let app = Router::new()
         .route(
-            "/health",
+            crate::api::HEALTH,
             get(move || {
                 let started = started.clone();
                 async move {
@@ -240,7 +240,7 @@ async fn server(f: ServerFile) -> anyhow::Result<()> {
             }),
         )
         .route(
-            "/metrics",
+            crate::api::METRICS,
             get(|State(r): State<Arc<Registry>>| async move {
                 let mut out = String::new();
                 let _ = prometheus_client::encoding::text::encode(&mut out, &r);

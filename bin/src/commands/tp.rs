@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::api::{self, ErrorBody};
+
 /// Time limit for one admin API call: `tp all` on a visor may run many DHT reads (each bounded
 /// by the node's 30 s query timeout, 8 at a time) and then the HTTP fallback (20 s).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -88,7 +90,7 @@ async fn call(
     if !status.is_success() {
         bail!(
             "{what} failed ({status}): {}",
-            body["error"].as_str().unwrap_or("-")
+            ErrorBody::of(&body).error.as_deref().unwrap_or("-")
         );
     }
     Ok(body)
@@ -102,32 +104,32 @@ async fn run_async(cmd: TpCommand) -> anyhow::Result<()> {
     match cmd {
         TpCommand::Add { node, pk } => {
             let req = client
-                .post(format!("{}/api/v1/tp", base(&node)))
-                .json(&serde_json::json!({ "pk": pk }));
+                .post(format!("{}{}", base(&node), api::TP))
+                .json(&api::TpAddRequest { pk });
             let body = call(req, &node, "tp add").await?;
             println!("{body}");
         }
         TpCommand::Ls { node, json } => {
-            let req = client.get(format!("{}/api/v1/tp", base(&node)));
+            let req = client.get(format!("{}{}", base(&node), api::TP));
             let body = call(req, &node, "tp ls").await?;
             if json {
                 println!("{body}");
             } else {
-                print_ls(&body);
+                print_ls(&serde_json::from_value(body).context("reading the answer")?);
             }
         }
         TpCommand::Rm { node, id } => {
-            let req = client.delete(format!("{}/api/v1/tp/{}", base(&node), id.trim()));
+            let req = client.delete(format!("{}{}", base(&node), api::tp_one(id.trim())));
             let body = call(req, &node, "tp rm").await?;
             println!("{body}");
         }
         TpCommand::All { node, json } => {
-            let req = client.get(format!("{}/api/v1/tp/all", base(&node)));
+            let req = client.get(format!("{}{}", base(&node), api::TP_ALL));
             let body = call(req, &node, "tp all").await?;
             if json {
                 println!("{body}");
             } else {
-                print_all(&body);
+                print_all(&serde_json::from_value(body).context("reading the answer")?);
             }
         }
     }
@@ -147,13 +149,13 @@ fn short(pk: &serde_json::Value) -> String {
     p.get(..12).map_or(p.clone(), |h| format!("{h}…"))
 }
 
-fn print_ls(v: &serde_json::Value) {
-    println!("visor: {}", s(&v["public_key"]));
+fn print_ls(v: &api::TpList<serde_json::Value>) {
+    println!("visor: {}", v.public_key);
     println!(
         "{:<36}  {:<13}  {:<5}  {:<4}  {:>8}  {:>10}  {:>10}  {:>5}  last error",
         "id", "peer", "kind", "up", "uptime_s", "sent", "received", "recon"
     );
-    for t in v["transports"].as_array().into_iter().flatten() {
+    for t in &v.transports {
         println!(
             "{:<36}  {:<13}  {:<5}  {:<4}  {:>8}  {:>10}  {:>10}  {:>5}  {}",
             s(&t["id"]),
@@ -169,21 +171,24 @@ fn print_ls(v: &serde_json::Value) {
     }
 }
 
-fn print_all(v: &serde_json::Value) {
-    let list: Vec<&serde_json::Value> = v["transports"].as_array().into_iter().flatten().collect();
-    let confirmed = list.iter().filter(|t| t["confirmed"] == true).count();
+fn print_all(v: &api::CatalogView) {
+    let confirmed = v
+        .transports
+        .iter()
+        .filter(|t| t["confirmed"] == true)
+        .count();
     println!(
         "source: {} ({} items read, {} refused; {} transports, {} confirmed by both ends)",
-        s(&v["source"]),
-        s(&v["items"]),
-        s(&v["refused"]),
-        list.len(),
+        v.source.as_deref().unwrap_or("-"),
+        v.items,
+        v.refused,
+        v.transports.len(),
         confirmed
     );
-    if let Some(e) = v["fallback_error"].as_str() {
+    if let Some(e) = &v.fallback_error {
         println!("http fallback failed: {e}");
     }
-    for t in list {
+    for t in &v.transports {
         let states: Vec<String> = t["listed_by"]
             .as_object()
             .into_iter()

@@ -14,6 +14,7 @@ use axum::routing::{any, get};
 use dmsg::disc_server::{DiscApi, DiscServerConfig, read_body};
 
 use super::{NodeCtx, error};
+use crate::api;
 use crate::commands::item::error_chain;
 
 /// Largest body `GET /api/v1/dmsg/fetch` returns.
@@ -25,8 +26,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// a DMSG server.
 pub(super) fn router(ctx: Arc<NodeCtx>) -> Router {
     let mut r = Router::new()
-        .route("/api/v1/dmsg", get(status))
-        .route("/api/v1/dmsg/fetch", get(fetch))
+        .route(api::DMSG, get(status))
+        .route(api::DMSG_FETCH, get(fetch))
         .with_state(ctx.clone());
     if ctx.dmsg_server.is_some() {
         let mut cfg = DiscServerConfig::new("");
@@ -35,7 +36,7 @@ pub(super) fn router(ctx: Arc<NodeCtx>) -> Router {
         let api = Arc::new(DiscApi::new(cfg, backend));
         r = r.merge(
             Router::new()
-                .route("/dmsg-discovery/{*rest}", any(discovery))
+                .route(api::DMSG_DISCOVERY, any(discovery))
                 .with_state(api),
         );
     }
@@ -52,48 +53,41 @@ async fn discovery(State(api): State<Arc<DiscApi>>, req: Request) -> Response {
 
 async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
     let server = ctx.dmsg_server.as_ref().map(|s| {
-        serde_json::json!({
-            "pk": s.server.pk().to_hex(),
-            "address": s.server.local_addr().to_string(),
-            "sessions": s.server.num_sessions(),
-            "streams_active": s.server.metrics().streams_active.get(),
-            "streams_total": s.server.metrics().streams.get(),
-            "bytes_relayed": s.server.metrics().bytes_relayed.get(),
-            "mesh": {
-                "enabled": s.server.mesh_enabled(),
-                "peers": s.server.mesh_peers(),
-                "forwarded_streams": s.server.metrics().mesh.forwarded_streams.get(),
-                "forwarded_bytes": s.server.metrics().mesh.forwarded_bytes.get(),
-                "relayed_in_streams": s.server.metrics().mesh.relayed_in.get(),
-                "misses": s.server.metrics().mesh.misses.get(),
+        let m = s.server.metrics();
+        api::DmsgServerStatus {
+            pk: s.server.pk().to_hex(),
+            address: s.server.local_addr().to_string(),
+            sessions: s.server.num_sessions(),
+            streams_active: m.streams_active.get(),
+            streams_total: m.streams.get(),
+            bytes_relayed: m.bytes_relayed.get(),
+            mesh: api::MeshStatus {
+                enabled: s.server.mesh_enabled(),
+                peers: s.server.mesh_peers(),
+                forwarded_streams: m.mesh.forwarded_streams.get(),
+                forwarded_bytes: m.mesh.forwarded_bytes.get(),
+                relayed_in_streams: m.mesh.relayed_in.get(),
+                misses: m.mesh.misses.get(),
             },
-        })
+        }
     });
-    let client = ctx.dmsg_client.as_ref().map(|c| {
-        let servers: Vec<String> = c.client.servers().iter().map(|k| k.to_hex()).collect();
-        serde_json::json!({
-            "pk": c.client.pk().to_hex(),
-            "servers": servers,
-            "ports_in_use": c.client.ports_in_use(),
-            "discovery": "dht",
-        })
+    let client = ctx.dmsg_client.as_ref().map(|c| api::DmsgClientStatus {
+        pk: c.client.pk().to_hex(),
+        servers: c.client.servers().iter().map(|k| k.to_hex()).collect(),
+        ports_in_use: c.client.ports_in_use(),
+        discovery: "dht".into(),
     });
-    Json(serde_json::json!({
-        "role": ctx.role.as_str(),
-        "public_key": ctx.sk.pubkey().to_hex(),
-        "server": server,
-        "client": client,
-        "deployment": ctx.deploy.name,
-    }))
+    Json(api::DmsgStatus {
+        role: ctx.role.as_str().into(),
+        public_key: ctx.sk.pubkey().to_hex(),
+        server,
+        client,
+        deployment: ctx.deploy.name.clone(),
+    })
     .into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct FetchQuery {
-    url: String,
-}
-
-async fn fetch(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<FetchQuery>) -> Response {
+async fn fetch(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<api::FetchQuery>) -> Response {
     let Some(c) = &ctx.dmsg_client else {
         return error(
             StatusCode::CONFLICT,

@@ -25,6 +25,8 @@
 //! `--bootstrap`, the node bootstraps from the deployment config (`--deploy FILE`,
 //! `$SKYDEPLOY`, else the embedded default).
 //!
+//! Route paths and bodies are typed in `bin/src/api.rs`, shared with the CLI clients.
+//!
 //! The admin API has no authentication: bind it to loopback (the default) only.
 //!
 //! Without `--sk`/`--key`, the node key is read from `DATA/node.key` (hex), created on first
@@ -45,6 +47,7 @@ use keys::SecKey;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 
+use crate::api;
 use crate::config::{KeySource, NodeConfig};
 use crate::daemon::{Daemon, DmsgServerRef, TaskGroup, parent_gone, shutdown_signal};
 
@@ -454,13 +457,17 @@ async fn start(
     });
     let app = Router::new()
         .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            api::HEALTH,
+            get(|| async {
+                Json(api::Health {
+                    status: "ok".into(),
+                })
+            }),
         )
-        .route("/metrics", get(metrics))
-        .route("/api/v1/info", get(info))
-        .route("/api/v1/put", post(put))
-        .route("/api/v1/get", get(get_item))
+        .route(api::METRICS, get(metrics))
+        .route(api::INFO, get(info))
+        .route(api::PUT, post(put))
+        .route(api::GET, get(get_item))
         .with_state(state)
         .merge(dmsg_api::router(ctx.clone()))
         .merge(sync::router(node.clone()))
@@ -494,11 +501,10 @@ async fn run_until_stopped(
 }
 
 fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": msg.to_string() })),
-    )
-        .into_response()
+    let body = api::ErrorBody {
+        error: Some(msg.to_string()),
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
@@ -523,13 +529,7 @@ async fn info(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct PutBody {
-    salt: String,
-    value: String,
-}
-
-async fn put(State(st): State<Arc<AppState>>, Json(body): Json<PutBody>) -> Response {
+async fn put(State(st): State<Arc<AppState>>, Json(body): Json<api::PutRequest>) -> Response {
     let salt = match dht::Salt::new(body.salt.into_bytes()) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -543,13 +543,7 @@ async fn put(State(st): State<Arc<AppState>>, Json(body): Json<PutBody>) -> Resp
     }
 }
 
-#[derive(serde::Deserialize)]
-struct GetQuery {
-    pk: String,
-    salt: String,
-}
-
-async fn get_item(State(st): State<Arc<AppState>>, Query(q): Query<GetQuery>) -> Response {
+async fn get_item(State(st): State<Arc<AppState>>, Query(q): Query<api::GetQuery>) -> Response {
     let pk = match keys::PubKey::from_hex(&q.pk) {
         Ok(pk) => pk,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("pk: {e}")),
@@ -559,33 +553,8 @@ async fn get_item(State(st): State<Arc<AppState>>, Query(q): Query<GetQuery>) ->
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match st.node.get(&pk, &salt).await {
-        Ok(Some(item)) => Json(item_json(&item)).into_response(),
+        Ok(Some(item)) => Json(api::ItemView::of(&item)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not found"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
-}
-
-/// Bytes as UTF-8 text when they are, else hex; with the encoding used.
-fn text_or_hex(b: &[u8]) -> (String, &'static str) {
-    match std::str::from_utf8(b) {
-        Ok(s) => (s.to_owned(), "utf8"),
-        Err(_) => (hex::encode(b), "hex"),
-    }
-}
-
-/// The JSON form of a verified item (also printed by `skymesh dht get`).
-pub(crate) fn item_json(item: &dht::Item) -> serde_json::Value {
-    let (value, value_encoding) = text_or_hex(&item.value);
-    let (salt, salt_encoding) = text_or_hex(item.salt.as_bytes());
-    serde_json::json!({
-        "pk": item.pk.to_hex(),
-        "salt": salt,
-        "salt_encoding": salt_encoding,
-        "seq": item.seq,
-        "value": value,
-        "value_encoding": value_encoding,
-        "writer": item.writer.map(|w| w.to_hex()),
-        "sig": item.sig.to_hex(),
-        "target": item.target().to_hex(),
-    })
 }

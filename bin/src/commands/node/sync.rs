@@ -14,33 +14,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use dhtnode::{Node, SyncError, SyncRequest};
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncBody {
-    from: Option<String>,
-    salt: Option<String>,
-    #[serde(default)]
-    from_start: bool,
-    page_limit: Option<u16>,
-}
+use super::error;
+use crate::api;
 
 /// The sync admin routes, state applied.
 pub(super) fn router(node: Node) -> Router {
     Router::new()
-        .route("/api/v1/sync", post(start))
-        .route("/api/v1/sync/{id}", get(status).delete(cancel))
+        .route(api::SYNC, post(start))
+        .route(api::SYNC_SESSION, get(status).delete(cancel))
         .with_state(node)
 }
 
-fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": msg.to_string() })),
-    )
-        .into_response()
-}
-
-async fn start(State(node): State<Node>, Json(body): Json<SyncBody>) -> Response {
+async fn start(State(node): State<Node>, Json(body): Json<api::SyncRequest>) -> Response {
     let mut req = SyncRequest::default();
     if let Some(from) = &body.from {
         match from.parse() {
@@ -57,7 +42,7 @@ async fn start(State(node): State<Node>, Json(body): Json<SyncBody>) -> Response
     req.from_start = body.from_start;
     req.page_limit = body.page_limit;
     match node.sync(req).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(api::SyncStarted { id })).into_response(),
         Err(e @ SyncError::NoFullNode) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e @ (SyncError::Penalised { .. } | SyncError::Busy { .. })) => {
             error(StatusCode::CONFLICT, e)
@@ -76,5 +61,5 @@ async fn status(State(node): State<Node>, Path(id): Path<u64>) -> Response {
 
 async fn cancel(State(node): State<Node>, Path(id): Path<u64>) -> Response {
     let cancelled = node.sync_cancel(id).await;
-    Json(serde_json::json!({ "cancelled": cancelled })).into_response()
+    Json(api::SyncCancelled { cancelled }).into_response()
 }

@@ -24,6 +24,7 @@ use keys::PubKey;
 use prometheus_client::registry::Registry;
 
 use super::{NodeCtx, error};
+use crate::api;
 
 /// File (in the data directory) listing the peers of the transports this visor configured.
 const SAVED: &str = "transports.json";
@@ -148,9 +149,9 @@ struct TpState {
 /// The transport routes, state applied.
 pub(super) fn router(ctx: Arc<NodeCtx>, mgr: Option<Arc<::tp::Manager>>) -> Router {
     Router::new()
-        .route("/api/v1/tp", get(list).post(add))
-        .route("/api/v1/tp/all", get(all))
-        .route("/api/v1/tp/{id}", delete(remove))
+        .route(api::TP, get(list).post(add))
+        .route(api::TP_ALL, get(all))
+        .route(api::TP_ONE, delete(remove))
         .with_state(TpState { ctx, mgr })
 }
 
@@ -161,13 +162,7 @@ fn no_manager() -> Response {
     )
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    pk: String,
-}
-
-async fn add(State(st): State<TpState>, Json(body): Json<AddBody>) -> Response {
+async fn add(State(st): State<TpState>, Json(body): Json<api::TpAddRequest>) -> Response {
     let Some(mgr) = &st.mgr else {
         return no_manager();
     };
@@ -189,10 +184,10 @@ async fn list(State(st): State<TpState>) -> Response {
     let Some(mgr) = &st.mgr else {
         return no_manager();
     };
-    Json(serde_json::json!({
-        "public_key": mgr.local_pk(),
-        "transports": mgr.list(),
-    }))
+    Json(api::TpList {
+        public_key: mgr.local_pk(),
+        transports: mgr.list(),
+    })
     .into_response()
 }
 
@@ -207,7 +202,10 @@ async fn remove(State(st): State<TpState>, Path(id): Path<String>) -> Response {
     match mgr.remove(&id) {
         Ok(()) => {
             save(&st.ctx, mgr);
-            Json(serde_json::json!({ "removed": id.to_string() })).into_response()
+            Json(api::TpRemoved {
+                removed: id.to_string(),
+            })
+            .into_response()
         }
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
