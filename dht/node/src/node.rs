@@ -7,19 +7,26 @@
 //! # Structure
 //!
 //! The actor is a thin driver: it owns the swarm, the maps from libp2p's request and query ids
-//! to its own operations, and the config; it reads the clock once per loop turn ([`clock::Now`])
+//! to its own operations, and the config; it reads the clock once per loop turn (`clock::Now`)
 //! and turns what the operations decide into swarm calls. The operations are pure state
 //! machines (time and events in, actions out), each unit-tested with made-up instants:
 //!
 //! | module | owns |
 //! |---|---|
 //! | `handle` | [`Node`], the commands and the answer types |
+//! | `clock` | `Now`: the one clock reading per loop turn |
 //! | `swarm` | building the swarm and binding the listeners |
 //! | `events` | swarm events → operations (kad, identify, `/skymesh/get/1`, inbound puts) |
 //! | `drive` | operations → swarm calls: reads, puts, adverts, republish |
+//! | `syncing` | the same for bulk sync and push, plus the store inserts of received items |
+//! | `verify` | the verification stage of pulled pages (off the actor, all cores) |
 //! | `full_nodes` | pure: the full-node table (adverts, identify, backoff) |
 //! | `read` | pure: one read (full nodes, fallback lookup, quorum, hops) |
-//! | `syncing` | bulk sync and push (sessions, push queues, penalties) |
+//! | `put` | pure: one put (full-node leg, closest-peers query, closest leg, acks) |
+//! | `republish` | pure: which own and delegated items are due |
+//! | `pull` | pure: sync sessions (paging pipeline, cursors, join and repair) |
+//! | `push` | pure: push queues and batches in flight |
+//! | `penalties` | pure: peers refused for breaking the sync protocol |
 //!
 //! # Flows
 //!
