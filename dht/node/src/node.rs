@@ -16,7 +16,7 @@
 //! | `handle` | [`Node`], the commands and the answer types |
 //! | `clock` | `Now`: the one clock reading per loop turn |
 //! | `swarm` | building the swarm and binding the listeners |
-//! | `events` | swarm events → operations (kad, identify, `/skymesh/get/1`, inbound puts) |
+//! | `events` | swarm events → operations (kad, identify, `/skymesh/get/1`, `/skymesh/sync/1`, inbound puts); serving get/1 and sync requests |
 //! | `drive` | operations → swarm calls: reads, puts, adverts, republish |
 //! | `syncing` | the same for bulk sync and push, plus the store inserts of received items |
 //! | `verify` | the verification stage of pulled pages (off the actor, all cores) |
@@ -103,9 +103,10 @@ use swarm::{Behaviour, BehaviourEvent, strip_p2p};
 
 pub use handle::{
     LocalStoreReport, MAX_LOCAL_LIST, Node, NodeInfo, PutReport, ReadMode, ReadOutcome, ReadPath,
+    SyncRequest, SyncStatus,
 };
 pub use penalties::PENALTY;
-pub use syncing::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS, SyncRequest, SyncStatus};
+pub use pull::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS};
 
 /// Most pending reads and puts at once; further commands wait in the command channel.
 const MAX_PENDING_OPS: usize = 1024;

@@ -1,5 +1,5 @@
 //! Swarm events → operations: kad query progress and inbound PutRecords, identify,
-//! `/skymesh/get/1` requests and answers, connections. Each event updates the operation its
+//! `/skymesh/get/1` and `/skymesh/sync/1` requests and answers (served here), connections. Each event updates the operation its
 //! libp2p id maps to, then the actor drives that operation on ([`super::drive`]).
 use libp2p::kad::{self, GetClosestPeersError, GetRecordOk, QueryResult, Record};
 use libp2p::request_response;
@@ -9,11 +9,15 @@ use libp2p::{PeerId, StreamProtocol, identify};
 use dht::Target;
 use dht::value::MAX_ADDRS;
 
+use super::push::PushEnd;
 use super::{Actor, BehaviourEvent};
 use crate::codec::{Request, Response};
 use crate::config::KAD_PROTOCOL;
 use crate::role::{self, Role};
 use crate::store as istore;
+use crate::sync_codec;
+use itemsync::wire::{GetItems, RefuseReason, Request as SyncReq, Response as SyncRes};
+use libp2p::request_response::{InboundFailure, OutboundFailure, OutboundRequestId};
 
 impl Actor {
     pub(super) fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
@@ -264,6 +268,132 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    // ---- /skymesh/sync/1 -----------------------------------------------------------------------------
+
+    pub(super) fn on_sync(&mut self, ev: request_response::Event<SyncReq, SyncRes>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.serve_sync(peer, request);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_sync_response(peer, request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let malformed =
+                    matches!(&error, OutboundFailure::Io(e) if sync_codec::is_malformed(e));
+                if let Some(id) = self.sync.requests.remove(&request_id) {
+                    self.sync.pulls.on_failure(id, error.to_string());
+                    self.finish_session(id);
+                }
+                if malformed {
+                    self.penalise(peer, &error.to_string());
+                }
+                self.push_done(request_id, PushEnd::Failed);
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if matches!(&error, InboundFailure::Io(e) if sync_codec::is_malformed(e)) {
+                    self.penalise(peer, &error.to_string());
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_sync_response(&mut self, peer: PeerId, rid: OutboundRequestId, response: SyncRes) {
+        if let Some(id) = self.sync.requests.remove(&rid) {
+            match response {
+                SyncRes::Page(page) => self.on_page(id, page),
+                SyncRes::Refused(reason) => {
+                    self.sync.pulls.on_refused(id, reason);
+                    self.finish_session(id);
+                }
+                SyncRes::Ack { .. } => {
+                    self.sync
+                        .pulls
+                        .on_failure(id, "ack for a page request".into());
+                    self.penalise(peer, "ack for a page request");
+                    self.finish_session(id);
+                }
+            }
+            return;
+        }
+        if !self.sync.push_requests.contains_key(&rid) {
+            // The answer to a page request of a cancelled session: dropped unread.
+            return;
+        }
+        match response {
+            SyncRes::Ack { .. } => self.push_done(rid, PushEnd::Done),
+            SyncRes::Refused(_) => self.push_done(rid, PushEnd::Refused),
+            SyncRes::Page(_) => {
+                self.push_done(rid, PushEnd::Done);
+                self.penalise(peer, "page for a push");
+            }
+        }
+    }
+
+    fn serve_sync(&mut self, peer: PeerId, request: SyncReq) -> SyncRes {
+        let now = self.now.mono;
+        if self.sync.is_penalised(&peer, now) {
+            return SyncRes::Refused(RefuseReason::NotAllowed);
+        }
+        if !self.sync_limiter.allow(peer, now) {
+            return SyncRes::Refused(RefuseReason::RateLimited);
+        }
+        match request {
+            SyncReq::GetItems(g) => self.serve_page(&g),
+            SyncReq::Push(items) => {
+                if self.cfg.role != Role::Full || !self.find_full_nodes().contains(&peer) {
+                    return SyncRes::Refused(RefuseReason::NotAllowed);
+                }
+                self.metrics.sync.pushes_received.inc();
+                let received = items.len() as u64;
+                let c = self.ingest(items);
+                self.metrics
+                    .sync
+                    .items("push", received, c.accepted, c.unchanged, c.refused);
+                if c.invalid > 0 {
+                    self.penalise(peer, "invalid items in a push");
+                    return SyncRes::Refused(RefuseReason::NotAllowed);
+                }
+                let n = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+                SyncRes::Ack {
+                    stored: n(c.accepted),
+                    duplicate: n(c.unchanged),
+                    refused: n(c.refused),
+                }
+            }
+        }
+    }
+
+    fn serve_page(&mut self, g: &GetItems) -> SyncRes {
+        let epoch = self.sync.epoch;
+        match itemsync::serve::page(self.store().backend(), epoch, g) {
+            Ok(page) => {
+                self.metrics.sync.pages_served.inc();
+                SyncRes::Page(page)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the store for a sync page");
+                SyncRes::Refused(RefuseReason::BadRequest)
+            }
         }
     }
 }

@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::Actor;
-use super::syncing::{SyncRequest, SyncStatus};
 use crate::config::Config;
 use crate::error::{GetError, PutError, SpawnError, SyncError};
 use crate::role::Role;
@@ -350,4 +349,54 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
+}
+
+/// What a caller asks [`crate::Node::sync`] for.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SyncRequest {
+    /// The full node to pull from (ending in `/p2p/<peer id>`); `None`: a known full node.
+    pub from: Option<Multiaddr>,
+    /// Only this salt.
+    pub salt: Option<Salt>,
+    /// Ignore the saved cursor and pull everything.
+    pub from_start: bool,
+    /// Items per page (default and maximum [`itemsync::wire::MAX_PAGE_ITEMS`]).
+    pub page_limit: Option<u16>,
+}
+
+/// The state of one sync session, for [`crate::Node::sync_status`] and the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct SyncStatus {
+    /// Session id.
+    pub id: u64,
+    /// Peer pulled from.
+    pub peer: String,
+    /// `request`, `join` or `repair`.
+    pub kind: &'static str,
+    /// `running`, `done` or `failed`.
+    pub state: &'static str,
+    /// Salt filter, if any (lossy UTF-8).
+    pub salt: Option<String>,
+    /// Pages received.
+    pub pages: u64,
+    /// Items received.
+    pub items_received: u64,
+    /// Items stored (new or replacing).
+    pub accepted: u64,
+    /// Items already held identically.
+    pub unchanged: u64,
+    /// Items refused by the acceptance rules.
+    pub refused: u64,
+    /// Encoded bytes received.
+    pub bytes: u64,
+    /// Time since the session started (until it finished).
+    pub elapsed_ms: u64,
+    /// Cursor reached in the peer's change sequence.
+    pub cursor: u64,
+    /// The peer's last change number at the latest page (progress: `cursor / remote_last_change`).
+    pub remote_last_change: u64,
+    /// Why it failed.
+    pub error: Option<String>,
 }

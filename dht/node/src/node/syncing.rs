@@ -49,9 +49,9 @@ use std::sync::Arc;
 
 use dht::{Item, PutOutcome, Salt};
 use itemsync::PullError;
-use itemsync::wire::{GetItems, Page, RefuseReason, Request, Response};
+use itemsync::wire::{Page, Request};
 use libp2p::PeerId;
-use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
+use libp2p::request_response::OutboundRequestId;
 use tokio::sync::mpsc;
 
 use super::Actor;
@@ -61,9 +61,8 @@ use super::push::{PushEnd, PushId, Pusher};
 use super::verify::{Checked, VERIFIED_QUEUE, VerifiedPage, verify_page};
 use crate::error::SyncError;
 use crate::role::Role;
-use crate::sync_codec;
 
-pub use super::pull::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS, SyncRequest, SyncStatus};
+use super::{SyncRequest, SyncStatus};
 
 /// The encoding of a full-node advert (learned once stored), `None` for other items.
 fn advert_bytes(item: &Item) -> Option<Vec<u8>> {
@@ -74,22 +73,22 @@ fn advert_bytes(item: &Item) -> Option<Vec<u8>> {
 /// ids to our own ids.
 pub(super) struct SyncState {
     /// This process's epoch of its store's change sequence (see [`itemsync::wire`]).
-    epoch: u64,
+    pub(super) epoch: u64,
     /// Pull sessions, cursors, completed syncs.
-    pulls: Pulls,
+    pub(super) pulls: Pulls,
     /// Page requests in flight → session ids.
-    requests: HashMap<OutboundRequestId, u64>,
+    pub(super) requests: HashMap<OutboundRequestId, u64>,
     /// Push queues and batches in flight.
-    push: Pusher,
+    pub(super) push: Pusher,
     /// Push requests in flight → our push ids.
-    push_requests: HashMap<OutboundRequestId, PushId>,
+    pub(super) push_requests: HashMap<OutboundRequestId, PushId>,
     /// Peers refused for breaking the protocol.
-    penalties: Penalties,
+    pub(super) penalties: Penalties,
     /// The store's acceptance configuration, for the verification stage.
-    verify_cfg: Arc<dht::Config>,
+    pub(super) verify_cfg: Arc<dht::Config>,
     /// Where the verification stage sends pages back (bounded: [`VERIFIED_QUEUE`]).
-    verified_tx: mpsc::Sender<VerifiedPage>,
-    verified_rx: mpsc::Receiver<VerifiedPage>,
+    pub(super) verified_tx: mpsc::Sender<VerifiedPage>,
+    pub(super) verified_rx: mpsc::Receiver<VerifiedPage>,
 }
 
 impl SyncState {
@@ -113,7 +112,7 @@ impl SyncState {
         self.verified_rx.recv().await
     }
 
-    fn is_penalised(&self, peer: &PeerId, now: std::time::Instant) -> bool {
+    pub(super) fn is_penalised(&self, peer: &PeerId, now: std::time::Instant) -> bool {
         self.penalties.is_penalised(peer, now)
     }
 }
@@ -191,7 +190,7 @@ impl Actor {
         }
     }
 
-    fn finish_session(&mut self, id: u64) {
+    pub(super) fn finish_session(&mut self, id: u64) {
         if let Some(done) = self.sync.pulls.finish(id, self.now.mono) {
             self.session_finished(done);
         }
@@ -261,7 +260,7 @@ impl Actor {
         }
     }
 
-    fn on_page(&mut self, id: u64, page: Page) {
+    pub(super) fn on_page(&mut self, id: u64, page: Page) {
         if !self.sync.pulls.has(id) {
             return;
         }
@@ -378,7 +377,7 @@ impl Actor {
     }
 
     /// Puts received items through the acceptance rules.
-    fn ingest(&mut self, items: Vec<Item>) -> Counts {
+    pub(super) fn ingest(&mut self, items: Vec<Item>) -> Counts {
         let now = self.now.wall;
         let mut c = Counts::default();
         for item in items {
@@ -490,7 +489,7 @@ impl Actor {
         self.sync.push_requests.insert(rid, batch.id);
     }
 
-    fn push_done(&mut self, rid: OutboundRequestId, end: PushEnd) {
+    pub(super) fn push_done(&mut self, rid: OutboundRequestId, end: PushEnd) {
         let Some(id) = self.sync.push_requests.remove(&rid) else {
             return;
         };
@@ -513,132 +512,6 @@ impl Actor {
     pub(super) fn push_tick(&mut self) {
         for peer in self.sync.push.due(self.now.mono) {
             self.push_flush(peer);
-        }
-    }
-
-    // ---- events -----------------------------------------------------------------------------
-
-    pub(super) fn on_sync(&mut self, ev: request_response::Event<Request, Response>) {
-        match ev {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let response = self.serve_sync(peer, request);
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, response);
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => self.on_sync_response(peer, request_id, response),
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                let malformed =
-                    matches!(&error, OutboundFailure::Io(e) if sync_codec::is_malformed(e));
-                if let Some(id) = self.sync.requests.remove(&request_id) {
-                    self.sync.pulls.on_failure(id, error.to_string());
-                    self.finish_session(id);
-                }
-                if malformed {
-                    self.penalise(peer, &error.to_string());
-                }
-                self.push_done(request_id, PushEnd::Failed);
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                if matches!(&error, InboundFailure::Io(e) if sync_codec::is_malformed(e)) {
-                    self.penalise(peer, &error.to_string());
-                }
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn on_sync_response(&mut self, peer: PeerId, rid: OutboundRequestId, response: Response) {
-        if let Some(id) = self.sync.requests.remove(&rid) {
-            match response {
-                Response::Page(page) => self.on_page(id, page),
-                Response::Refused(reason) => {
-                    self.sync.pulls.on_refused(id, reason);
-                    self.finish_session(id);
-                }
-                Response::Ack { .. } => {
-                    self.sync
-                        .pulls
-                        .on_failure(id, "ack for a page request".into());
-                    self.penalise(peer, "ack for a page request");
-                    self.finish_session(id);
-                }
-            }
-            return;
-        }
-        if !self.sync.push_requests.contains_key(&rid) {
-            // The answer to a page request of a cancelled session: dropped unread.
-            return;
-        }
-        match response {
-            Response::Ack { .. } => self.push_done(rid, PushEnd::Done),
-            Response::Refused(_) => self.push_done(rid, PushEnd::Refused),
-            Response::Page(_) => {
-                self.push_done(rid, PushEnd::Done);
-                self.penalise(peer, "page for a push");
-            }
-        }
-    }
-
-    fn serve_sync(&mut self, peer: PeerId, request: Request) -> Response {
-        let now = self.now.mono;
-        if self.sync.is_penalised(&peer, now) {
-            return Response::Refused(RefuseReason::NotAllowed);
-        }
-        if !self.sync_limiter.allow(peer, now) {
-            return Response::Refused(RefuseReason::RateLimited);
-        }
-        match request {
-            Request::GetItems(g) => self.serve_page(&g),
-            Request::Push(items) => {
-                if self.cfg.role != Role::Full || !self.find_full_nodes().contains(&peer) {
-                    return Response::Refused(RefuseReason::NotAllowed);
-                }
-                self.metrics.sync.pushes_received.inc();
-                let received = items.len() as u64;
-                let c = self.ingest(items);
-                self.metrics
-                    .sync
-                    .items("push", received, c.accepted, c.unchanged, c.refused);
-                if c.invalid > 0 {
-                    self.penalise(peer, "invalid items in a push");
-                    return Response::Refused(RefuseReason::NotAllowed);
-                }
-                let n = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
-                Response::Ack {
-                    stored: n(c.accepted),
-                    duplicate: n(c.unchanged),
-                    refused: n(c.refused),
-                }
-            }
-        }
-    }
-
-    fn serve_page(&mut self, g: &GetItems) -> Response {
-        let epoch = self.sync.epoch;
-        match itemsync::serve::page(self.store().backend(), epoch, g) {
-            Ok(page) => {
-                self.metrics.sync.pages_served.inc();
-                Response::Page(page)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the store for a sync page");
-                Response::Refused(RefuseReason::BadRequest)
-            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the full `ItemStore::insert` (see `syncing.rs`).
 use dht::{Item, Unverified, VerifiedItem};
 
-use super::syncing::MAX_ACTIVE_SESSIONS;
+use super::pull::MAX_ACTIVE_SESSIONS;
 
 /// Capacity of the channel that brings verified pages back to the actor. At most one page per
 /// session is being verified ([`MAX_ACTIVE_SESSIONS`] sessions), so this is rarely full; when it
