@@ -1,6 +1,7 @@
 //! Swarm events → operations: kad query progress and inbound PutRecords, identify,
-//! `/skymesh/get/1` and `/skymesh/sync/1` requests and answers (served here), connections. Each event updates the operation its
-//! libp2p id maps to, then the actor drives that operation on ([`super::drive`]).
+//! `/skymesh/get/1` and `/skymesh/sync/1` requests (served here) and answers, connections.
+//! Each event updates the operation its libp2p id maps to, then the actor drives that operation
+//! on ([`super::drive`], `super::syncing`).
 use libp2p::kad::{self, GetClosestPeersError, GetRecordOk, QueryResult, Record};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
