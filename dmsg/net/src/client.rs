@@ -672,7 +672,7 @@ async fn maintain(inner: Arc<Inner>) {
             inner.ready.notify_waiters();
         }
         if failed {
-            tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
+            tokio::time::sleep(crate::reconnect_delay(&mut backoff)).await;
             continue;
         }
         backoff.reset();

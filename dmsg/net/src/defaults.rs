@@ -62,11 +62,11 @@ pub const DEFAULT_MAX_SERVERS_LISTED: usize = 512;
 /// Discovery HTTP client timeout.
 pub const DEFAULT_DISC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reconnect backoff of the client (`client.rs` `maintain`) and of a server's discovery
-/// registration (`server/mod.rs` `register_loop`): first delay, factor 2, capped, ±50 % jitter
-/// ([`crate::backoff::Backoff`]).
+/// registration (`server/mod.rs` `register_loop`): first delay, factor 2, capped
+/// ([`crate::backoff::Backoff`]), then ±50 % jitter (`crate::reconnect_delay`).
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Upper bound of the reconnect backoff, jitter included (the reference caps at 1 min; we
-/// retry sooner).
+/// Upper bound of the reconnect backoff before jitter (the reference caps at 1 min; we retry
+/// sooner).
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Sessions a client keeps to servers chosen from discovery (the reference's MinSessions 1).
 pub const DEFAULT_MIN_SESSIONS: usize = 1;

@@ -78,8 +78,42 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The next wait of a reconnect loop (client sessions, server registration) on `b`, a
+/// [`backoff::Backoff`] from [`defaults::DEFAULT_BACKOFF_MIN`] to
+/// [`defaults::DEFAULT_BACKOFF_MAX`]: its step without jitter (`next_delay(0.5)` scales by
+/// exactly 1) times a random factor in [0.5, 1.5). The jitter is applied after the cap, so a
+/// wait at the cap lies between 5 and 15 s, as these loops always waited.
+pub(crate) fn reconnect_delay(b: &mut backoff::Backoff) -> std::time::Duration {
+    b.next_delay(0.5).mul_f64(0.5 + rand::random::<f64>())
+}
+
 /// Locks a mutex (for tests that drive the session keys by hand).
 #[doc(hidden)]
 pub fn lock_for_tests<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     lock(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defaults::{DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN};
+
+    #[test]
+    fn reconnect_delays_are_the_doubling_step_jittered_by_half() {
+        let mut b = backoff::Backoff::new(DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX);
+        let first = reconnect_delay(&mut b);
+        assert!(first >= DEFAULT_BACKOFF_MIN / 2 && first < DEFAULT_BACKOFF_MIN * 3 / 2);
+        let second = reconnect_delay(&mut b);
+        assert!(second >= DEFAULT_BACKOFF_MIN && second < DEFAULT_BACKOFF_MIN * 3);
+        // 200 ms · 2^6 > 10 s: from the seventh wait on, the step is the cap.
+        for _ in 2..6 {
+            reconnect_delay(&mut b);
+        }
+        for _ in 0..20 {
+            let d = reconnect_delay(&mut b);
+            assert!(d >= DEFAULT_BACKOFF_MAX / 2 && d < DEFAULT_BACKOFF_MAX * 3 / 2);
+        }
+        b.reset();
+        assert!(reconnect_delay(&mut b) < DEFAULT_BACKOFF_MIN * 3 / 2);
+    }
 }

@@ -379,7 +379,7 @@ async fn register_loop(inner: Arc<Inner>, disc: Arc<dyn Discovery>) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, "discovery update failed");
-                tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
+                tokio::time::sleep(crate::reconnect_delay(&mut backoff)).await;
                 continue;
             }
         }
