@@ -18,8 +18,8 @@ use super::{DiscServerConfig, EntryBackend, StoreUnavailable, rfc3339_now};
 use crate::defaults::*;
 
 /// The reference discovery API (routes, checks, status codes, bodies) over any
-/// [`EntryBackend`]. [`DiscServer`](super::DiscServer) serves it on its own listener; a full node mounts it on its
-/// HTTP listener with [`DiscApi::respond`].
+/// [`EntryBackend`]. [`DiscServer`](super::DiscServer) serves it on its own listener; a full
+/// node mounts it on its HTTP listener with [`DiscApi::respond`].
 pub struct DiscApi {
     cfg: DiscServerConfig,
     backend: Arc<dyn EntryBackend>,
