@@ -149,6 +149,7 @@ async fn messages_wait_for_a_recipient_that_was_never_online() {
         );
         let r = conn.store(&e).await.unwrap();
         assert_eq!((r.id, r.server), (e.id, server.pk()));
+        r.verify().unwrap();
         sent.push(e);
     }
     // A forged envelope (altered after signing) is refused; the stream keeps serving.

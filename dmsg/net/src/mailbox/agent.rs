@@ -31,6 +31,9 @@ use crate::{AbortOnDrop, lock};
 
 /// Mailbox servers chosen by key distance per recipient.
 pub const MAILBOX_COPIES: usize = 2;
+/// Servers a visor subscribes to for itself: one more than senders use, so a server that joins
+/// closer to it does not hide messages stored before it joined.
+pub const SUBSCRIBE_COPIES: usize = MAILBOX_COPIES + 1;
 /// How often subscriptions are renewed and the server set recomputed.
 pub const RESUBSCRIBE: Duration = Duration::from_secs(60);
 /// Sent messages remembered in memory (oldest dropped beyond it).
@@ -269,8 +272,9 @@ impl MailboxAgent {
     }
 }
 
-/// The mailbox servers of `pk`: the closest published servers plus its delegated servers.
-async fn servers_for(inner: &Inner, pk: PubKey) -> Vec<PubKey> {
+/// The mailbox servers of `pk`: the `copies` closest published servers plus its delegated
+/// servers.
+async fn servers_for(inner: &Inner, pk: PubKey, copies: usize) -> Vec<PubKey> {
     let all: Vec<PubKey> = inner
         .disc
         .all_servers()
@@ -279,7 +283,7 @@ async fn servers_for(inner: &Inner, pk: PubKey) -> Vec<PubKey> {
         .into_iter()
         .map(|e| e.static_pk)
         .collect();
-    let mut v = mailbox_servers(&pk, &all, MAILBOX_COPIES);
+    let mut v = mailbox_servers(&pk, &all, copies);
     if let Ok(e) = inner.disc.entry(pk).await {
         for s in e
             .client
@@ -295,7 +299,7 @@ async fn servers_for(inner: &Inner, pk: PubKey) -> Vec<PubKey> {
 }
 
 async fn store_everywhere(inner: &Inner, e: &Envelope) -> Result<SendOutcome, SendError> {
-    let servers = servers_for(inner, e.recipient).await;
+    let servers = servers_for(inner, e.recipient, MAILBOX_COPIES).await;
     if servers.is_empty() {
         return Err(SendError::NoServers);
     }
@@ -338,7 +342,7 @@ async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Ve
 async fn maintain(inner: Arc<Inner>) {
     loop {
         let me = inner.sk.pubkey();
-        let want = servers_for(&inner, me).await;
+        let want = servers_for(&inner, me, SUBSCRIBE_COPIES).await;
         {
             let mut subs = lock(&inner.subs);
             subs.retain(|s, _| want.contains(s));

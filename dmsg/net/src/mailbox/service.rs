@@ -38,6 +38,8 @@ pub const PUSH_QUEUE: usize = 256;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Subscribers at once, all keys together (bounds the map keyed by remote keys).
 pub const MAX_SUBSCRIBERS: usize = 65_536;
+/// How often expired messages are purged.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The service (one per server).
 pub struct MailboxService {
@@ -80,6 +82,18 @@ impl MailboxService {
         let n = self.store.purge(now_ms());
         self.metrics.expired.inc_by(n as u64);
         self.update_gauges();
+    }
+
+    /// Purges expired messages every `every` until the service is dropped.
+    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> crate::AbortOnDrop {
+        let weak = Arc::downgrade(self);
+        crate::AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(s) = weak.upgrade() else { return };
+                s.purge();
+            }
+        }))
     }
 
     /// Serves one client stream until it closes.
