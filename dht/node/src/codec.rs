@@ -117,4 +117,34 @@ mod tests {
             Response::Found(vec![1])
         );
     }
+
+    // The codec's own tests from before the layout moved to `itemsync::get` (which has the hex
+    // snapshots), kept verbatim against the `io::Result` wrappers.
+    #[test]
+    fn round_trips() {
+        for req in [Request::Get([7; 32]), Request::FullNodes] {
+            assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
+        }
+        for res in [
+            Response::NotFound,
+            Response::Refused,
+            Response::Found(vec![1, 2, 3]),
+            Response::Items(vec![vec![1], vec![], vec![9; 300]]),
+        ] {
+            assert_eq!(
+                decode_response(&encode_response(&res).unwrap()).unwrap(),
+                res
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(decode_request(&[0x01, 1, 2]).is_err());
+        assert!(decode_request(&[0x02, 0]).is_err());
+        assert!(decode_response(&[0x01, 0, 0, 0, 9, 1]).is_err());
+        assert!(decode_response(&[0x00, 0]).is_err());
+        assert!(decode_response(&[0x02, 0xff, 0xff]).is_err());
+        assert!(decode_response(&[]).is_err());
+    }
 }
