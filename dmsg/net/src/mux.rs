@@ -105,6 +105,9 @@ struct Inner {
     /// Writers held at the high-water mark.
     write_waiters: Vec<Waker>,
     accept_waker: Option<Waker>,
+    /// The reader task has ended: [`Session::accept`] answers `None` once the backlog is empty
+    /// (as long as the reader runs, a stream may still arrive).
+    reader_done: bool,
     /// The ping [`Session::ping`] waits for.
     ping_wait: Option<(u32, oneshot::Sender<()>)>,
 }
@@ -220,6 +223,7 @@ impl Session {
                 wakers: HashMap::new(),
                 write_waiters: Vec::new(),
                 accept_waker: None,
+                reader_done: false,
                 ping_wait: None,
             }),
             closed: AtomicBool::new(false),
@@ -249,7 +253,8 @@ impl Session {
         Ok(MuxStream::new(sh.clone(), id))
     }
 
-    /// Waits for the next incoming stream; `None` when the session is closed.
+    /// Waits for the next incoming stream; `None` when the session is closed (once its reader
+    /// has stopped and every stream it accepted has been taken).
     pub async fn accept(&self) -> Option<MuxStream> {
         let _one = self.accept_lock.lock().await;
         let sh = &self.shared;
@@ -258,7 +263,7 @@ impl Session {
             if let Some(id) = g.proto.accept() {
                 return Poll::Ready(Some(id));
             }
-            if g.proto.is_closed() {
+            if g.reader_done {
                 return Poll::Ready(None);
             }
             g.accept_waker = Some(cx.waker().clone());
@@ -331,6 +336,9 @@ async fn read_loop(sh: Arc<Shared>, rd: OwnedReadHalf, initial: Bytes) {
         }
     };
     sh.close(reason);
+    let mut g = sh.lock();
+    g.reader_done = true;
+    wake(&mut g.accept_waker);
 }
 
 enum ReadEnd {
