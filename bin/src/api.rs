@@ -351,3 +351,88 @@ pub(crate) struct CatalogView {
     /// The transports.
     pub(crate) transports: Vec<serde_json::Value>,
 }
+
+/// `POST` [`MsgSendRequest`]: `dmsg::mailbox::SendOutcome` (read as [`MsgSent`]).
+pub(crate) const MSG_SEND: &str = "/api/v1/msg/send";
+/// `GET ?`[`MsgInboxQuery`]: a list of [`MsgInboxEntry`].
+pub(crate) const MSG_INBOX: &str = "/api/v1/msg/inbox";
+/// `GET`: a list of [`MsgSentEntry`].
+pub(crate) const MSG_SENT: &str = "/api/v1/msg/sent";
+
+/// `POST /api/v1/msg/send`: exactly one of `text` and `payload_hex`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MsgSendRequest {
+    /// Recipient key (hex).
+    pub(crate) to: String,
+    /// The message as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<String>,
+    /// The message as hex bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) payload_hex: Option<String>,
+    /// Time to live in seconds (default 24 h, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ttl: Option<u32>,
+}
+
+/// The answer of `POST /api/v1/msg/send` as a client reads it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MsgSent {
+    /// Message id (hex).
+    pub(crate) id: String,
+    /// Servers that stored it (hex).
+    pub(crate) stored_on: Vec<String>,
+    /// Servers that did not, with the reason.
+    #[serde(default)]
+    pub(crate) failed: Vec<(String, String)>,
+}
+
+/// `GET /api/v1/msg/inbox?after=N&wait_ms=MS`: with both, waits (≤ 60 s) until the inbox holds
+/// more than N messages.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MsgInboxQuery {
+    /// Messages the client already has.
+    #[serde(default)]
+    pub(crate) after: Option<usize>,
+    /// How long to wait for more.
+    #[serde(default)]
+    pub(crate) wait_ms: Option<u64>,
+}
+
+/// One received message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MsgInboxEntry {
+    /// Message id (hex).
+    pub(crate) id: String,
+    /// Sender (hex).
+    pub(crate) from: String,
+    /// Created by the sender, Unix ms.
+    pub(crate) sent_ms: u64,
+    /// Received here, Unix ms.
+    pub(crate) received_ms: u64,
+    /// Would have expired, Unix ms.
+    pub(crate) expires_ms: u64,
+    /// Payload bytes.
+    pub(crate) size: usize,
+    /// The payload, when it is printable text.
+    pub(crate) text: Option<String>,
+}
+
+/// One sent message and its status (`stored`, `delivered`, `expired`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MsgSentEntry {
+    /// Message id (hex).
+    pub(crate) id: String,
+    /// Recipient (hex).
+    pub(crate) to: String,
+    /// Servers that stored it.
+    pub(crate) servers: Vec<String>,
+    /// Created, Unix ms.
+    pub(crate) sent_ms: u64,
+    /// Expires, Unix ms.
+    pub(crate) expires_ms: u64,
+    /// Delivered (receipt arrived), Unix ms.
+    pub(crate) delivered_ms: Option<u64>,
+    /// `stored`, `delivered` or `expired`.
+    pub(crate) status: String,
+}

@@ -39,6 +39,8 @@ pub(crate) enum Command {
     Dmsg(commands::dmsg::Args),
     /// Mirror role: write signed items straight into Redis for full nodes to serve.
     Mirror(commands::mirror::Args),
+    /// Store-and-forward messages of a visor: send, inbox, sent (docs/mailbox.md).
+    Msg(commands::msg::Args),
     /// Transports of a visor: add, ls, rm; all transports known (`tp all`).
     Tp(commands::tp::Args),
     /// Start a local network (full nodes that are DMSG servers + visors) and show its status;

@@ -53,6 +53,33 @@ struct Member {
     http: String,
     p2p: String,
     child: Child,
+    /// How to start it again (`--check` restarts a visor).
+    launch: Launch,
+}
+
+/// A member's command line, key and log file.
+struct Launch {
+    exe: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    sk_hex: String,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        Ok(Command::new(&self.exe)
+            .args(&self.args)
+            .env("SKYMESH_SK", &self.sk_hex)
+            .env_remove("SKYDEPLOY")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?)
+    }
 }
 
 impl Drop for Member {
@@ -119,14 +146,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let members = start(&args, &dir)?;
+    let mut members = start(&args, &dir)?;
     rt.block_on(async {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(40))
             .build()?;
         wait_healthy(&http, &members).await?;
         if args.check {
-            let ok = check(&http, &members, Duration::from_secs(args.timeout)).await;
+            let timeout = Duration::from_secs(args.timeout);
+            let mut ok = check(&http, &members, timeout).await;
+            ok &= check_mailbox(&http, &mut members, timeout).await;
             return if ok {
                 println!("devnet check passed");
                 Ok(())
@@ -213,35 +242,47 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
     for p in plans {
         let data = dir.join(&p.name);
         std::fs::create_dir_all(&data)?;
-        let log = std::fs::File::create(logs.join(format!("{}.log", p.name)))?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("node")
-            .args(["--role", if p.full { "full" } else { "regular" }])
-            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", p.p2p_port)])
-            .arg("--data")
-            .arg(&data)
-            .args(["--http", &format!("127.0.0.1:{}", p.http_port)])
-            .arg("--deploy")
-            .arg(&deploy_path)
-            .args(["--watch-parent", &std::process::id().to_string()])
-            .env("SKYMESH_SK", p.sk.to_hex())
-            .env_remove("SKYDEPLOY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let log = logs.join(format!("{}.log", p.name));
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut arg = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_os_string());
+        for a in [
+            "node",
+            "--role",
+            if p.full { "full" } else { "regular" },
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", p.p2p_port),
+            "--data",
+        ] {
+            arg(&a);
+        }
+        arg(&data);
+        for a in ["--http", &format!("127.0.0.1:{}", p.http_port), "--deploy"] {
+            arg(&a);
+        }
+        arg(&deploy_path);
+        for a in ["--watch-parent", &std::process::id().to_string()] {
+            arg(&a);
+        }
         if p.full {
-            cmd.args(["--dmsg-listen", &format!("127.0.0.1:{}", p.dmsg_port)])
-                .arg("--disc-test-mode");
+            for a in [
+                "--dmsg-listen",
+                &format!("127.0.0.1:{}", p.dmsg_port),
+                "--disc-test-mode",
+            ] {
+                arg(&a);
+            }
             let own = p.sk.pubkey().to_hex();
             for (pk, peer) in &mesh {
                 if *pk != own {
-                    cmd.args(["--mesh-peer", peer]);
+                    arg(&"--mesh-peer");
+                    arg(peer);
                 }
             }
         } else {
             if !mesh.is_empty() {
                 let (server, _) = &mesh[visor_index % mesh.len()];
-                cmd.args(["--dmsg-server", server]);
+                arg(&"--dmsg-server");
+                arg(server);
             }
             visor_index += 1;
             let www = data.join("www");
@@ -250,10 +291,18 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
                 www.join("index.html"),
                 format!("hello from {} {}\n", p.name, p.sk.pubkey().to_hex()),
             )?;
-            cmd.args(["--reachability", "public", "--dmsg", "--dmsg-http-dir"])
-                .arg(&www);
+            for a in ["--reachability", "public", "--dmsg", "--dmsg-http-dir"] {
+                arg(&a);
+            }
+            arg(&www);
         }
-        let child = cmd
+        let launch = Launch {
+            exe: exe.clone(),
+            args,
+            sk_hex: p.sk.to_hex(),
+            log,
+        };
+        let child = launch
             .spawn()
             .with_context(|| format!("starting {}", p.name))?;
         let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
@@ -264,6 +313,7 @@ fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
             http: format!("http://127.0.0.1:{}", p.http_port),
             p2p: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port),
             child,
+            launch,
         });
     }
     Ok(members)
@@ -643,4 +693,108 @@ async fn check(http: &reqwest::Client, members: &[Member], timeout: Duration) ->
         started,
     );
     ok
+}
+
+/// Store-and-forward: a message to a visor that is stopped waits on the DMSG servers and
+/// arrives exactly once after the visor is started again; the sender sees it delivered.
+async fn check_mailbox(http: &reqwest::Client, members: &mut [Member], timeout: Duration) -> bool {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let visors: Vec<usize> = (0..members.len()).filter(|i| !members[*i].full).collect();
+    let (Some(&from), Some(&to)) = (visors.first(), visors.last()) else {
+        return true;
+    };
+    if from == to {
+        return true;
+    }
+    let mut ok = true;
+    let text = format!("devnet mailbox check {}", dmsg::now_ns());
+    let r = async {
+        let m = &mut members[to];
+        let _ = m.child.kill();
+        let _ = m.child.wait();
+        let (sender, rcpt) = (&members[from], &members[to]);
+        let req = api::MsgSendRequest {
+            to: rcpt.pk.clone(),
+            text: Some(text.clone()),
+            payload_hex: None,
+            ttl: Some(600),
+        };
+        let sent: api::MsgSent = until_value(deadline, || async {
+            let res = http
+                .post(format!("{}{}", sender.http, api::MSG_SEND))
+                .json(&req)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = res.status();
+            if !status.is_success() {
+                return Err(format!(
+                    "send answered {status}: {}",
+                    res.text().await.unwrap_or_default()
+                ));
+            }
+            res.json().await.map_err(|e| e.to_string())
+        })
+        .await?;
+        let m = &mut members[to];
+        m.child = m
+            .launch
+            .spawn()
+            .map_err(|e| format!("restarting {}: {e}", m.name))?;
+        let rcpt = &members[to];
+        until(deadline, || async {
+            let inbox: Vec<api::MsgInboxEntry> =
+                get_json(http, &format!("{}{}", rcpt.http, api::MSG_INBOX))
+                    .await
+                    .ok_or(format!("{}: no inbox yet", rcpt.name))?;
+            match inbox.iter().filter(|e| e.id == sent.id).count() {
+                1 if inbox
+                    .iter()
+                    .any(|e| e.text.as_deref() == Some(text.as_str())) =>
+                {
+                    Ok(())
+                }
+                0 => Err(format!("{} has not received it yet", rcpt.name)),
+                n => Err(format!("{} received it {n} times", rcpt.name)),
+            }
+        })
+        .await?;
+        let sender = &members[from];
+        until(deadline, || async {
+            let list: Vec<api::MsgSentEntry> =
+                get_json(http, &format!("{}{}", sender.http, api::MSG_SENT))
+                    .await
+                    .ok_or("no sent list")?;
+            match list.iter().find(|s| s.id == sent.id) {
+                Some(s) if s.status == "delivered" => Ok(()),
+                Some(s) => Err(format!("status {}", s.status)),
+                None => Err("not in the sent list".to_string()),
+            }
+        })
+        .await?;
+        Ok::<usize, String>(sent.stored_on.len())
+    }
+    .await;
+    let what = format!(
+        "mailbox: a message to stopped {} waited on the DMSG servers, arrived once after its restart, and {} saw it delivered",
+        members[to].name, members[from].name
+    );
+    report(&mut ok, &what, r.map(|_| ()), started);
+    ok
+}
+
+/// Retries `f` until it returns a value or `deadline` passes; returns the last error.
+async fn until_value<T, F, Fut>(deadline: Instant, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }

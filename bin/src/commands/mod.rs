@@ -5,6 +5,7 @@ pub(crate) mod dmsg;
 pub(crate) mod item;
 pub(crate) mod keygen;
 pub(crate) mod mirror;
+pub(crate) mod msg;
 pub(crate) mod node;
 pub(crate) mod tp;
 
@@ -19,6 +20,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Dht(args) => dht::run(args),
         Command::Dmsg(args) => dmsg::run(args),
         Command::Mirror(args) => mirror::run(args),
+        Command::Msg(args) => msg::run(args),
         Command::Tp(args) => tp::run(args),
         Command::Devnet(args) => devnet::run(args),
     }

@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub max_sessions: usize,
     /// Peering with other servers (static and/or from the DHT).
     pub mesh: dmsg::server::MeshConfig,
+    /// The store-and-forward service on the server's own key (port 44), if any.
+    pub mailbox: Option<Arc<dmsg::mailbox::MailboxService>>,
 }
 
 /// A DMSG client's settings.
@@ -71,6 +73,7 @@ pub async fn start_server(
     cfg.update_interval = SERVER_REPUBLISH;
     cfg.discovery = Some(discovery.clone());
     cfg.mesh = opts.mesh.clone();
+    cfg.mailbox = opts.mailbox.clone();
     if opts.mesh.refresh_interval == dmsg::server::MeshConfig::default().refresh_interval {
         // One publication interval: servers appear and leave at this pace.
         cfg.mesh.refresh_interval = SERVER_REPUBLISH;

@@ -73,6 +73,7 @@ async fn servers_published_through_a_full_node_are_found_and_ranked() {
         public: String::new(),
         max_sessions: 10,
         mesh: Default::default(),
+        mailbox: None,
     };
     let s = overlay::start_server(
         &full,

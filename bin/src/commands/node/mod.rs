@@ -52,6 +52,7 @@ use crate::config::{KeySource, NodeConfig};
 use crate::daemon::{Daemon, DmsgServerRef, TaskGroup, parent_gone, shutdown_signal};
 
 mod dmsg_api;
+mod msg_api;
 mod sync;
 mod tp;
 
@@ -299,6 +300,8 @@ pub(crate) struct NodeCtx {
     pub(crate) disc_test_mode: bool,
     /// The data directory.
     pub(crate) data: PathBuf,
+    /// The store-and-forward agent (visors with `--dmsg`).
+    pub(crate) mailbox: Option<Arc<::dmsg::mailbox::MailboxAgent>>,
 }
 
 async fn serve(cfg: NodeConfig, sk: SecKey) -> anyhow::Result<()> {
@@ -386,11 +389,26 @@ async fn start(
     };
     let dmsg_server = match &cfg.dmsg_server {
         Some(s) => {
+            // Every DMSG server keeps a mailbox for offline visors (docs/mailbox.md).
+            let store = ::dmsg::mailbox::MailboxStore::open(
+                &cfg.data.join("mailbox"),
+                ::dmsg::mailbox::Limits::default(),
+                now_ms(),
+            )
+            .with_context(|| format!("opening the mailbox in {}", cfg.data.display()))?;
+            let mailbox = ::dmsg::mailbox::MailboxService::new(
+                store,
+                sk.clone(),
+                ::dmsg::metrics::MailboxMetrics::new(&mut registry),
+            );
+            let purger = mailbox.spawn_purger(::dmsg::mailbox::service::PURGE_INTERVAL);
+            daemon.transports.hold(purger);
             let opts = overlay::ServerOptions {
                 listen: s.listen.clone(),
                 public: s.public.clone().unwrap_or_default(),
                 max_sessions: s.max_sessions,
                 mesh: s.mesh(),
+                mailbox: Some(mailbox),
             };
             let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
             let srv =
@@ -432,6 +450,20 @@ async fn start(
             }
         });
     }
+    let mailbox = match &dmsg_client {
+        Some(c) => {
+            let disc: Arc<dyn ::dmsg::Discovery> = c.discovery.clone();
+            let agent = ::dmsg::mailbox::MailboxAgent::spawn(
+                sk.clone(),
+                c.client.clone(),
+                disc,
+                &cfg.data.join("mailbox"),
+            )
+            .with_context(|| format!("starting the mailbox in {}", cfg.data.display()))?;
+            Some(Arc::new(agent))
+        }
+        None => None,
+    };
     let ctx = Arc::new(NodeCtx {
         node: node.clone(),
         role: cfg.role,
@@ -441,6 +473,7 @@ async fn start(
         dmsg_client,
         disc_test_mode: cfg.dmsg_server.as_ref().is_some_and(|s| s.disc_test_mode),
         data: cfg.data.clone(),
+        mailbox,
     });
     let tp_manager = tp::start(&ctx, &mut registry)?;
     // Dropped in this order when the transports stage drains: the manager first (it uses the
@@ -470,6 +503,7 @@ async fn start(
         .route(api::GET, get(get_item))
         .with_state(state)
         .merge(dmsg_api::router(ctx.clone()))
+        .merge(msg_api::router(ctx.clone()))
         .merge(sync::router(node.clone()))
         .merge(tp::router(ctx, tp_manager));
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
@@ -557,4 +591,9 @@ async fn get_item(State(st): State<Arc<AppState>>, Query(q): Query<api::GetQuery
         Ok(None) => error(StatusCode::NOT_FOUND, "not found"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
+}
+
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    u64::try_from(::dmsg::now_ns() / 1_000_000).unwrap_or(0)
 }

@@ -49,6 +49,15 @@ pub struct MailboxService {
     metrics: MailboxMetrics,
 }
 
+impl std::fmt::Debug for MailboxService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxService")
+            .field("server", &self.sk.pubkey())
+            .field("stats", &self.store.stats())
+            .finish()
+    }
+}
+
 fn now_ms() -> u64 {
     u64::try_from(crate::now_ns() / 1_000_000).unwrap_or(0)
 }
