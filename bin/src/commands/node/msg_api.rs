@@ -27,19 +27,16 @@ pub(super) fn router(ctx: Arc<NodeCtx>) -> Router {
         .with_state(ctx)
 }
 
-fn agent(ctx: &NodeCtx) -> Result<&dmsg::mailbox::MailboxAgent, Response> {
-    ctx.mailbox.as_deref().ok_or_else(|| {
-        error(
-            StatusCode::CONFLICT,
-            "this node has no mailbox (a visor started with --dmsg has one)",
-        )
-    })
+fn no_agent() -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "this node has no mailbox (a visor started with --dmsg has one)",
+    )
 }
 
 async fn send(State(ctx): State<Arc<NodeCtx>>, Json(req): Json<api::MsgSendRequest>) -> Response {
-    let agent = match agent(&ctx) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(agent) = ctx.mailbox.as_deref() else {
+        return no_agent();
     };
     let Ok(to) = PubKey::from_hex(req.to.trim()) else {
         return error(StatusCode::BAD_REQUEST, "to: not a public key");
@@ -65,9 +62,8 @@ async fn send(State(ctx): State<Arc<NodeCtx>>, Json(req): Json<api::MsgSendReque
 }
 
 async fn inbox(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<api::MsgInboxQuery>) -> Response {
-    let agent = match agent(&ctx) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(agent) = ctx.mailbox.as_deref() else {
+        return no_agent();
     };
     let have = agent.inbox().len();
     if let Some(ms) = q.wait_ms
@@ -94,9 +90,8 @@ async fn inbox(State(ctx): State<Arc<NodeCtx>>, Query(q): Query<api::MsgInboxQue
 }
 
 async fn sent(State(ctx): State<Arc<NodeCtx>>) -> Response {
-    let agent = match agent(&ctx) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(agent) = ctx.mailbox.as_deref() else {
+        return no_agent();
     };
     let now = u64::try_from(dmsg::now_ns() / 1_000_000).unwrap_or(0);
     let list: Vec<api::MsgSentEntry> = agent
