@@ -4,6 +4,7 @@
 //! `SYNC_TEST_ITEMS` scales the big test (default 100 000, as the issue asks).
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dht::{Item, Salt};
@@ -191,8 +192,11 @@ enum Evil {
     Oversized,
     /// A page that says "more" but carries nothing.
     NoProgress,
-    /// A page whose cursor goes backwards.
-    Backwards,
+    /// A valid first page, then a page whose cursor goes backwards. The backwards page is held
+    /// until `release` is notified: a penalty drops the pages a session holds and has not
+    /// stored yet, so the test lets the first page reach the store first (the other order is
+    /// `pull::tests::a_paging_violation_drops_held_pages_and_keeps_what_was_ingested`).
+    Backwards { release: Arc<tokio::sync::Notify> },
     /// Three pages of three items; the second has a forged item in the middle (so the third is
     /// requested or verified while the second is checked).
     ForgedLater,
@@ -281,7 +285,7 @@ fn evil_answer(mode: &Evil, request: &[u8]) -> Vec<u8> {
             let next = at as u64 + 3;
             page(next, next < 9, items[at..at + 3].to_vec())
         }
-        Evil::Backwards => {
+        Evil::Backwards { .. } => {
             if req.cursor == 0 {
                 page(50, true, good)
             } else {
@@ -320,22 +324,54 @@ async fn spawn_evil(mode: Evil) -> Multiaddr {
             break address.with_p2p(peer).unwrap();
         }
     };
+    let gate = match &mode {
+        Evil::Backwards { release } => Some(Arc::clone(release)),
+        _ => None,
+    };
     tokio::spawn(async move {
+        // The backwards page, until the test releases it.
+        let mut held = None;
         loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) = swarm.select_next_some().await
-            {
-                let answer = evil_answer(&mode, &request);
-                let _ = swarm.behaviour_mut().send_response(channel, answer);
+            tokio::select! {
+                ev = swarm.select_next_some() => {
+                    let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    }) = ev
+                    else {
+                        continue;
+                    };
+                    let answer = evil_answer(&mode, &request);
+                    let later = matches!(
+                        wire::decode_request(&request),
+                        Ok(wire::Request::GetItems(r)) if r.cursor != 0
+                    );
+                    if gate.is_some() && later {
+                        held = Some((channel, answer));
+                    } else {
+                        let _ = swarm.behaviour_mut().send_response(channel, answer);
+                    }
+                }
+                () = released(gate.as_deref()), if held.is_some() => {
+                    if let Some((channel, answer)) = held.take() {
+                        let _ = swarm.behaviour_mut().send_response(channel, answer);
+                    }
+                }
             }
         }
     });
     addr
+}
+
+/// Returns once `gate` is notified (never without one).
+async fn released(gate: Option<&tokio::sync::Notify>) {
+    match gate {
+        Some(g) => g.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Peers serving forged items, garbage, oversized messages, or pages that make no progress are
@@ -355,7 +391,9 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
         Evil::Garbage,
         Evil::Oversized,
         Evil::NoProgress,
-        Evil::Backwards,
+        Evil::Backwards {
+            release: Arc::new(tokio::sync::Notify::new()),
+        },
         Evil::ForgedLater,
     ];
     for (i, mode) in modes.iter().enumerate() {
@@ -363,6 +401,16 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
         let mut req = SyncRequest::default();
         req.from = Some(addr.clone());
         let id = b.sync(req.clone()).await.unwrap();
+        if let Evil::Backwards { release } = mode {
+            // The next page is requested while page one is verified; answer it only once page
+            // one is stored (its cursor saved).
+            wait_for(POLL, "page one stored", || async {
+                let s = b.sync_status(id).await.unwrap();
+                (s.cursor == 50 || s.state != "running").then_some(())
+            })
+            .await;
+            release.notify_one();
+        }
         let st = wait_sync_done(POLL, &b, id).await;
         assert_eq!(st.state, "failed", "mode {i}: {st:?}");
         assert_eq!(metrics.sync.peers_penalised.get(), i as u64 + 1, "mode {i}");
@@ -384,9 +432,19 @@ async fn bad_pages_are_refused_and_the_peer_penalised() {
                 assert!(got.item.is_none(), "forged item stored");
                 assert_eq!(digest(&b).await.items, before.items + 2);
             }
-            // The backwards peer's first page is valid: its 3 genuine items are stored (one of
-            // them is the genuine version of the item forged above).
-            Evil::Backwards => assert_eq!(digest(&b).await.items, before.items + 3),
+            // The backwards peer's first page is valid and was stored before the penalty: its 3
+            // genuine items stay (one of them, the genuine version of the item forged above, is
+            // new; the other two were held) and so does its cursor.
+            Evil::Backwards { .. } => {
+                assert_eq!((st.accepted, st.unchanged, st.cursor), (1, 2, 50), "{st:?}");
+                let genuine = &signed_items("evil", 3, 1, 16)[1];
+                let got = b
+                    .get_with(&genuine.pk, &genuine.salt, ReadMode::LocalOnly)
+                    .await
+                    .unwrap();
+                assert_eq!(got.item.as_ref(), Some(genuine), "genuine item missing");
+                assert_eq!(digest(&b).await.items, before.items + 3);
+            }
             // Page one and the genuine items of page two are stored; the forged one is not.
             // Page three may have been verified and ingested in the same chunk as page two (it
             // passes the rules on its own), or dropped with the finished session.

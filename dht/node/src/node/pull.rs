@@ -10,7 +10,9 @@
 //! - The cursor is saved once a page is fully ingested (one per (peer, salt filter), at most
 //!   [`MAX_CURSORS`]); a later session resumes from it.
 //! - A cancelled session still verifies and ingests what it received; a finished one (done,
-//!   failed or penalised) drops it, late verification results included.
+//!   failed or penalised) drops it, late verification results included. What is stored stays
+//!   and a dropped page's cursor is not saved, so a later session fetches it again (a paging
+//!   violation found on arrival may finish a session while the page before is still held).
 //! - Finished sessions stay for status queries ([`MAX_FINISHED_SESSIONS`], oldest dropped).
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

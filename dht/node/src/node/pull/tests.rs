@@ -233,3 +233,104 @@ fn the_sync_timer_joins_then_repairs_round_robin() {
     assert!(!p.wants_join(), "joined");
     assert_eq!(p.next_auto(&peers), Some((peers[1], Kind::Repair)));
 }
+
+/// The two orders in which a page whose cursor goes backwards can meet the valid page before
+/// it (the next page is requested while the previous one is verified). Received pages are
+/// not stored until ingested, and a penalised session drops what it holds: whether page one
+/// is stored depends only on whether it was ingested before the violation arrived. Either way
+/// the saved cursor matches the store (page one is fetched again unless stored), and what is
+/// stored stays.
+#[test]
+fn a_paging_violation_drops_held_pages_and_keeps_what_was_ingested() {
+    let items = crate::testing::signed_items("pull-backwards", 3, 1, 8);
+    let backwards = || page(items.clone(), 10, true);
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(40);
+    let peer = PeerId::random();
+
+    // The violation overtakes page one while it is being verified.
+    let mut p = Pulls::default();
+    let id = p
+        .start(peer, SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    assert_eq!(request(p.step(id, t0)).cursor, 0);
+    p.on_page(id, page(items.clone(), 50, true)).unwrap();
+    let (n1, _) = p.next_to_verify(id).unwrap();
+    assert_eq!(
+        request(p.step(id, t0)).cursor,
+        50,
+        "fetched while verifying"
+    );
+    let Err((q, e)) = p.on_page(id, backwards()) else {
+        panic!("a backwards cursor is a paging violation");
+    };
+    assert_eq!(q, peer);
+    // The driver penalises the peer: abort and finish.
+    p.abort(id, PullError::Failed(format!("peer penalised: {e}")));
+    assert!(!p.finish(id, t1).unwrap().ok);
+    assert!(matches!(
+        p.on_verified(verified(id, n1, &items)),
+        Verified::Dropped
+    ));
+    assert!(!p.ingest_pending() && p.ingesting().is_empty());
+    let st = p.status(id, t1).unwrap();
+    assert_eq!(
+        (
+            st.state,
+            st.items_received,
+            st.accepted + st.unchanged,
+            st.cursor
+        ),
+        ("failed", 3, 0, 0)
+    );
+    // Nothing saved: a later session from this peer starts before page one again.
+    let again = p
+        .start(peer, SyncRequest::default(), Kind::Request, t1)
+        .unwrap();
+    assert_eq!(request(p.step(again, t1)).cursor, 0);
+
+    // Page one is ingested before the violation arrives.
+    let mut p = Pulls::default();
+    let id = p
+        .start(peer, SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    request(p.step(id, t0));
+    p.on_page(id, page(items.clone(), 50, true)).unwrap();
+    let (n1, _) = p.next_to_verify(id).unwrap();
+    assert_eq!(request(p.step(id, t0)).cursor, 50);
+    assert!(matches!(
+        p.on_verified(verified(id, n1, &items)),
+        Verified::Queued(None)
+    ));
+    assert_eq!(p.take_chunk(id).unwrap().len(), 3);
+    let c = Counts {
+        accepted: 1,
+        unchanged: 2,
+        ..Counts::default()
+    };
+    let Ingested::Drained(Some(save)) = p.on_ingested(id, c) else {
+        panic!("not drained");
+    };
+    assert_eq!(save.2.change, 50);
+    p.save_cursor(save, Vec::new);
+    assert!(matches!(p.step(id, t0), Step::Idle), "page two in flight");
+    assert!(p.on_page(id, backwards()).is_err());
+    p.abort(id, PullError::Failed("peer penalised".into()));
+    assert!(!p.finish(id, t1).unwrap().ok);
+    let st = p.status(id, t1).unwrap();
+    assert_eq!(
+        (
+            st.state,
+            st.items_received,
+            st.accepted,
+            st.unchanged,
+            st.cursor
+        ),
+        ("failed", 3, 1, 2, 50)
+    );
+    // The cursor stays saved: a later session resumes after page one.
+    let again = p
+        .start(peer, SyncRequest::default(), Kind::Request, t1)
+        .unwrap();
+    assert_eq!(request(p.step(again, t1)).cursor, 50);
+}
