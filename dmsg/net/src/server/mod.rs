@@ -119,6 +119,11 @@ pub(crate) struct Inner {
     started: std::time::Instant,
     /// Slots for streams to the server's own services ([`own`]).
     own_slots: Arc<Semaphore>,
+    /// Set when the [`Server`] is dropped: sessions whose handshake finishes afterwards are
+    /// closed at once instead of being served by a server nobody holds.
+    closing: std::sync::atomic::AtomicBool,
+    /// Set by [`Server::deregister`]: the entry is withdrawn and never published again.
+    withdrawn: std::sync::atomic::AtomicBool,
 }
 
 /// A running server. Dropping it stops every task and closes every session and peer link.
@@ -130,6 +135,10 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Stop accepting first, so no client gets a session with a server that is going away
+        // (a client reconnecting within a millisecond would otherwise keep a dead session).
+        self.inner.closing.store(true, Ordering::Release);
+        self._tasks.clear();
         self.inner.mesh.stop();
         for s in lock(&self.inner.sessions).drain().map(|(_, s)| s) {
             s.est.session.close();
@@ -163,6 +172,8 @@ impl Server {
             mesh,
             started: std::time::Instant::now(),
             own_slots: Arc::new(Semaphore::new(own::MAX_OWN_STREAMS)),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            withdrawn: std::sync::atomic::AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,
@@ -229,6 +240,9 @@ impl Server {
 
     /// Deletes the server's discovery entry (best effort), for a clean shutdown.
     pub async fn deregister(&self) {
+        // The registration loop stops publishing: a session change after this must not
+        // re-announce a server that is shutting down.
+        self.inner.withdrawn.store(true, Ordering::Release);
         if let Some(disc) = &self.inner.cfg.discovery {
             let _ = disc.withdraw(self.inner.cfg.sk.clone()).await;
         }
@@ -293,6 +307,9 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 async fn serve_session(inner: Arc<Inner>, est: Established) {
+    if inner.closing.load(Ordering::Acquire) {
+        return;
+    }
     let pk = est.remote;
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let now = std::time::Instant::now();
@@ -320,6 +337,10 @@ async fn serve_session(inner: Arc<Inner>, est: Established) {
             drop(map);
             inner.metrics.handshake_failed("max_sessions");
             tracing::debug!(%pk, "max_sessions reached; closing new session");
+            return;
+        }
+        if inner.closing.load(Ordering::Acquire) {
+            // Dropped while this handshake finished: the drop has already closed the others.
             return;
         }
         if let Some(old) = map.insert(pk, sess.clone()) {
@@ -362,6 +383,9 @@ async fn register_loop(inner: Arc<Inner>, disc: Arc<dyn Discovery>) {
     let mut last_avail: Option<i64>;
     let mut backoff = Backoff::new(DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX);
     loop {
+        if inner.withdrawn.load(Ordering::Acquire) {
+            return;
+        }
         let avail = inner.cfg.max_sessions as i64 - lock(&inner.sessions).len() as i64;
         let e = Entry::new_server(
             inner.pk,
