@@ -6,7 +6,8 @@
 //! # Components
 //! * [`transport`]: a DMSG session's TCP socket (connect/accept → XK → [`mux::Session`]), used
 //!   by the client and by the server's mesh links.
-//! * [`mux`]: a tokio yamux driver over the [`dmsg_proto::yamux`] codec.
+//! * [`mux`]: the tokio driver (socket tasks, wakers) around the pure
+//!   `dmsg_proto::mux::YamuxSession`.
 //! * [`stream`]: stream objects on a session and the end-to-end [`DmsgStream`].
 //! * [`server`]: [`Server`] — sessions, discovery registration, relaying, splicing.
 //! * [`client`]: [`Client`] — sessions, client entry, [`Client::dial`], [`Client::listen`].
