@@ -325,15 +325,47 @@ impl Client {
     }
 
     /// Dials a service on `server`'s own key (`dmsg://SERVER_PK:port`, e.g. its `/health` on
-    /// 80 or its mailbox on 44) through our session with it, opening one if needed (even with
-    /// [`ClientConfig::servers`]: the caller chose this server).
+    /// 80 or its mailbox on 44): through our session with it; else through any session we hold
+    /// (the server mesh forwards requests for a peer server's own key); else, unless
+    /// [`ClientConfig::servers`] pins us, through a new session with it.
     pub async fn dial_server(&self, server: PubKey, port: u16) -> Result<DmsgStream, DialError> {
-        let held = lock(&self.inner.sessions).get(&server).cloned();
-        let sess = match held {
-            Some(s) => s,
-            None => open_session(&self.inner, server).await?,
+        let inner = &self.inner;
+        let held = lock(&inner.sessions).get(&server).cloned();
+        if let Some(sess) = held {
+            return dial_on(inner, &sess, server, port).await;
+        }
+        let others: Vec<(PubKey, Arc<ClientSession>)> = {
+            let map = lock(&inner.sessions);
+            let mut v: Vec<_> = map.iter().map(|(k, s)| (*k, s.clone())).collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
         };
-        dial_on(&self.inner, &sess, server, port).await
+        let mut via = Vec::new();
+        let mut last = None;
+        for (srv, sess) in others {
+            match dial_on(inner, &sess, server, port).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    via.push(srv);
+                    if !reset_by_server(&e) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let pinned = !inner.cfg.servers.is_empty();
+        if pinned {
+            return Err(DialError::Unreachable {
+                pk: server,
+                via,
+                pinned,
+            });
+        }
+        let sess = open_session(inner, server)
+            .await
+            .map_err(|e| last.unwrap_or(e))?;
+        dial_on(inner, &sess, server, port).await
     }
 }
 
