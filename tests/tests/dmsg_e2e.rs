@@ -253,3 +253,22 @@ fn dmsg_http_host_survives_server_restart() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn dmsg_get_prints_a_servers_own_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_d, disc) = discovery();
+    let ssk = SecKey::generate();
+    let s = server(tmp.path(), "s1", &disc, &ssk, None, 100);
+    wait_entry(&disc, &s.pk, "availableSessions");
+    let url = format!("dmsg://{}:80/health", s.pk);
+    let o = Command::new(skymesh_bin())
+        .args(["dmsg", "get", "--disc", &disc, "--stdout", &url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dmsg_address"], format!("{}:80", s.pk).as_str(), "{v}");
+    assert!(v["build_info"]["version"].is_string(), "{v}");
+    assert!(v["sessions"].is_u64(), "{v}");
+}

@@ -198,6 +198,7 @@ async fn server(f: ServerFile) -> anyhow::Result<()> {
     }
     let local = listen_addr(&f.local_address);
     let mut cfg = ServerConfig::new(sk, &local);
+    cfg.proxy = f.proxy_protocol;
     cfg.public_addr = f.public_address.clone();
     if !f.discovery.is_empty() {
         cfg.discovery_url(&f.discovery);

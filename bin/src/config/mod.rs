@@ -111,6 +111,9 @@ pub(crate) struct DmsgServerConfig {
     /// Accept loopback server addresses posted to /dmsg-discovery (like dmsg-discovery -t).
     #[serde(default)]
     pub(crate) disc_test_mode: bool,
+    /// PROXY protocol headers before the handshake.
+    #[serde(default)]
+    pub(crate) proxy_protocol: ::dmsg::proxy::ProxyMode,
     /// Static mesh peers.
     #[serde(default)]
     pub(crate) mesh_peers: Vec<MeshPeer>,
@@ -192,6 +195,9 @@ pub(crate) struct NodeConfig {
     /// Deployment file (`None`: `$SKYDEPLOY`, else the embedded one).
     #[serde(default)]
     pub(crate) deploy: Option<PathBuf>,
+    /// Environment of a Skywire services-config.json deployment file.
+    #[serde(default = "default_deploy_env")]
+    pub(crate) deploy_env: String,
     /// Stop when this process exits (`skymesh devnet`).
     #[serde(default)]
     pub(crate) watch_parent: Option<u32>,
@@ -234,6 +240,7 @@ impl NodeConfig {
             public: a.dmsg_public,
             max_sessions: a.max_sessions,
             disc_test_mode: a.disc_test_mode,
+            proxy_protocol: a.dmsg_proxy_protocol,
             mesh_peers: a.mesh_peers,
             mesh_dht,
             mesh_refresh_ms: a.mesh_refresh_ms,
@@ -257,6 +264,7 @@ impl NodeConfig {
             dmsg_server,
             dmsg_client,
             deploy: a.deploy,
+            deploy_env: a.deploy_env,
             watch_parent: a.watch_parent,
             republish_interval_ms: a.republish_interval_ms,
         })
@@ -311,6 +319,7 @@ impl NodeConfig {
                     ::dmsg::defaults::DEFAULT_MAX_SESSIONS
                 },
                 disc_test_mode: false,
+                proxy_protocol: f.proxy_protocol,
                 mesh_peers: f
                     .peers
                     .iter()
@@ -321,6 +330,7 @@ impl NodeConfig {
             }),
             dmsg_client: None,
             deploy: dht.deploy.as_ref().map(PathBuf::from),
+            deploy_env: default_deploy_env(),
             watch_parent: None,
             republish_interval_ms: None,
         }))
@@ -371,6 +381,10 @@ pub(crate) struct ServerFile {
     /// (instead of registering with `discovery`) and serves the discovery API.
     #[serde(default)]
     pub(crate) dht: Option<DhtSection>,
+    /// skymesh extension: PROXY protocol headers before the handshake (`optional` — the
+    /// reference's behaviour —, `required`, `off`).
+    #[serde(default)]
+    pub(crate) proxy_protocol: ::dmsg::proxy::ProxyMode,
     /// skymesh extension: mesh peers (other DMSG servers requests may be forwarded to).
     #[serde(default)]
     pub(crate) peers: Vec<PeerEntry>,
@@ -470,4 +484,8 @@ mod text_list {
             .map(|s| s.parse().map_err(serde::de::Error::custom))
             .collect()
     }
+}
+
+fn default_deploy_env() -> String {
+    overlay::deploy_skywire::DEFAULT_ENV.to_string()
 }

@@ -294,3 +294,51 @@ fn server_file_errors_name_the_field() {
     let e = ServerFile::parse(&text).unwrap_err();
     assert!(e.to_string().contains("does not match"), "{e}");
 }
+
+#[test]
+fn proxy_protocol_and_deploy_env_from_flags_and_file() {
+    let cfg = NodeConfig::from_args(args(&[
+        "--role",
+        "full",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/4100",
+        "--data",
+        "/tmp/d",
+        "--dmsg-listen",
+        "127.0.0.1:8081",
+        "--dmsg-proxy-protocol",
+        "required",
+        "--deploy-env",
+        "test",
+    ]))
+    .expect("converts");
+    assert_eq!(cfg.deploy_env, "test");
+    let s = cfg.dmsg_server.expect("a DMSG server");
+    assert_eq!(s.proxy_protocol, ::dmsg::proxy::ProxyMode::Required);
+    assert!(
+        NodeCli::try_parse_from([
+            "skymesh-node",
+            "--role",
+            "full",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/1",
+            "--data",
+            "/d",
+            "--dmsg-listen",
+            "127.0.0.1:1",
+            "--dmsg-proxy-protocol",
+            "sometimes"
+        ])
+        .is_err()
+    );
+    // The default is the reference server's behaviour: a header is used when present.
+    let f = ServerFile::parse(&server_json(DHT)).expect("parses");
+    let cfg = NodeConfig::from_server_file(&f, None).unwrap().unwrap();
+    assert_eq!(
+        cfg.dmsg_server.unwrap().proxy_protocol,
+        ::dmsg::proxy::ProxyMode::Optional
+    );
+    assert_eq!(cfg.deploy_env, "prod");
+    let f = ServerFile::parse(&server_json(r#", "proxy_protocol": "off""#)).expect("parses");
+    assert_eq!(f.proxy_protocol, ::dmsg::proxy::ProxyMode::Off);
+}

@@ -249,7 +249,19 @@ impl Client {
     pub async fn dial(&self, pk: PubKey, port: u16) -> Result<DmsgStream, DialError> {
         let inner = &self.inner;
         let pinned = !inner.cfg.servers.is_empty();
-        let servers = delegated_servers(inner, &pk).await?;
+        // A server's own key (its /health, its mailbox): a server entry has no delegated
+        // servers; the session with it (or the mesh) reaches it.
+        if lock(&inner.sessions).contains_key(&pk) {
+            return self.dial_server(pk, port).await;
+        }
+        let servers = match delegated_servers(inner, &pk).await {
+            Err(DialError::NoDelegated { .. })
+                if inner.disc.entry(pk).await.is_ok_and(|e| e.server.is_some()) =>
+            {
+                return self.dial_server(pk, port).await;
+            }
+            r => r?,
+        };
         let mut last = None;
         let mut via = Vec::new();
         // 1. sessions with one of the target's servers; 2. any other session (mesh).

@@ -26,6 +26,8 @@ pub struct ServerOptions {
     pub mesh: dmsg::server::MeshConfig,
     /// The store-and-forward service on the server's own key (port 44), if any.
     pub mailbox: Option<Arc<dmsg::mailbox::MailboxService>>,
+    /// PROXY protocol headers before the handshake.
+    pub proxy: dmsg::proxy::ProxyMode,
 }
 
 /// A DMSG client's settings.
@@ -74,6 +76,7 @@ pub async fn start_server(
     cfg.discovery = Some(discovery.clone());
     cfg.mesh = opts.mesh.clone();
     cfg.mailbox = opts.mailbox.clone();
+    cfg.proxy = opts.proxy;
     if opts.mesh.refresh_interval == dmsg::server::MeshConfig::default().refresh_interval {
         // One publication interval: servers appear and leave at this pace.
         cfg.mesh.refresh_interval = SERVER_REPUBLISH;

@@ -74,6 +74,7 @@ async fn servers_published_through_a_full_node_are_found_and_ranked() {
         max_sessions: 10,
         mesh: Default::default(),
         mailbox: None,
+        proxy: Default::default(),
     };
     let s = overlay::start_server(
         &full,

@@ -106,6 +106,10 @@ pub(crate) struct Args {
     /// DMSG server session limit.
     #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MAX_SESSIONS, requires = "dmsg_listen")]
     pub(crate) max_sessions: usize,
+    /// PROXY protocol headers before the DMSG handshake (a load balancer in front):
+    /// `optional` (used when present, as the reference server does), `required` or `off`.
+    #[arg(long, value_name = "MODE", default_value = "optional", value_parser = parse_proxy_mode, requires = "dmsg_listen")]
+    pub(crate) dmsg_proxy_protocol: ::dmsg::proxy::ProxyMode,
     /// Accept loopback server addresses posted to /dmsg-discovery (like dmsg-discovery -t).
     #[arg(long, requires = "dmsg_listen")]
     pub(crate) disc_test_mode: bool,
@@ -143,12 +147,26 @@ pub(crate) struct Args {
     /// the embedded one.
     #[arg(long, env = "SKYDEPLOY", value_name = "FILE")]
     pub(crate) deploy: Option<PathBuf>,
+    /// Environment to read from a Skywire services-config.json given as --deploy (`prod`,
+    /// `test`, …); skymesh's own deployment format has none.
+    #[arg(
+        long,
+        env = "SKYDEPLOY_ENV",
+        default_value = "prod",
+        value_name = "ENV"
+    )]
+    pub(crate) deploy_env: String,
     /// Stop when the process with this pid exits (used by `skymesh devnet` for its nodes).
     #[arg(long, hide = true, value_name = "PID")]
     pub(crate) watch_parent: Option<u32>,
     /// Republish timer for own items in milliseconds (tests shorten the 30 min default).
     #[arg(long, hide = true, value_name = "MS")]
     pub(crate) republish_interval_ms: Option<u64>,
+}
+
+fn parse_proxy_mode(s: &str) -> Result<::dmsg::proxy::ProxyMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("{s:?}: expected optional, required or off"))
 }
 
 fn parse_pk(s: &str) -> Result<keys::PubKey, String> {
@@ -305,7 +323,7 @@ pub(crate) struct NodeCtx {
 }
 
 async fn serve(cfg: NodeConfig, sk: SecKey) -> anyhow::Result<()> {
-    let deploy = overlay::Deployment::load(cfg.deploy.as_deref())?;
+    let deploy = overlay::Deployment::load_env(cfg.deploy.as_deref(), &cfg.deploy_env)?;
     let mut registry = Registry::default();
     let mut dht_cfg = Config::new(sk.clone(), cfg.role);
     dht_cfg.listen = cfg.listen.clone();
@@ -409,6 +427,7 @@ async fn start(
                 max_sessions: s.max_sessions,
                 mesh: s.mesh(),
                 mailbox: Some(mailbox),
+                proxy: s.proxy_protocol,
             };
             let metrics = ::dmsg::metrics::ServerMetrics::new(&mut registry);
             let srv =
