@@ -315,8 +315,20 @@ mod tests {
         assert_eq!(hex::encode(&b[96..100]), "00000e10"); // ttl 3600 s
         assert_eq!(&b[100..133], key("eph").pubkey().as_bytes()); // ephemeral key
         assert_eq!(hex::encode(&b[133..137]), "00000012"); // 2 + 16 bytes of ciphertext
-        // Deterministic inputs give deterministic ciphertext (the signature too: RFC 6979).
+        // Deterministic inputs give deterministic ciphertext (the signature too: RFC 6979):
+        // the whole envelope is pinned (docs/protocols/mailbox.md shows it).
         assert_eq!(sample().as_bytes(), b);
+        assert_eq!(
+            hex::encode(b),
+            concat!(
+                "534b4d42010003423b3a4e823ff981b6855640b4f78846d819880fd9ee1ab829bc069ea46f67f502",
+                "dc7806760f94f273229dc0565769f7faff39b8e22e7cd44cf05a6ebcfce454be0707070707070707",
+                "0707070707070707000001a3185c500000000e10035daa4fba3b223fc781b2dee764dec28b6929ee",
+                "c7fb2a7905a64fd52dfc32a4780000001254847f0b5299ef022f715dc4a31e1ebc83947d5d4487ad",
+                "37d8310551e7bb4d5c177cd1b3e71f28549b2591c7fc6ebdcde39c761a00cc63d4d18aba6a6f97eb",
+                "1d4a2d49cc14152b1e192d2f3f196f941ccdbb00",
+            )
+        );
     }
 
     #[test]
