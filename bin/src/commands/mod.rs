@@ -25,3 +25,15 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Devnet(args) => devnet::run(args),
     }
 }
+
+/// Runs an admin API client to completion on a current-thread runtime (`dht`, `tp`, `msg`).
+pub(crate) fn block_on(
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(fut)
+}

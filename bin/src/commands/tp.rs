@@ -65,11 +65,7 @@ enum TpCommand {
 
 /// Runs `skymesh tp …`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(run_async(args.command))
+    super::block_on(run_async(args.command))
 }
 
 fn base(url: &str) -> String {

@@ -14,6 +14,9 @@
 //! `DMSG_BENCH_DIALS`, default 2000, scale the runs).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{cpu_secs_of, env_usize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,22 +27,6 @@ use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use keys::{PubKey, SecKey};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds (user + system) process `pid` has used (Linux USER_HZ = 100).
-fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
 
 fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -242,7 +229,10 @@ async fn throughput(from: &Client, to: &Client, mb: usize, servers: &[&Child]) -
     });
     let mut s = from.dial(to.pk(), port).await.unwrap();
     let chunk = vec![7u8; 64 * 1024];
-    let cpu0: f64 = servers.iter().map(|c| cpu_secs(c.proc.id())).sum();
+    let cpu0: f64 = servers
+        .iter()
+        .map(|c| cpu_secs_of(&c.proc.id().to_string()))
+        .sum();
     let t0 = Instant::now();
     let mut sent = 0;
     while sent < total {
@@ -252,7 +242,11 @@ async fn throughput(from: &Client, to: &Client, mb: usize, servers: &[&Child]) -
     s.shutdown().await.unwrap();
     let got = sink.await.unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = servers.iter().map(|c| cpu_secs(c.proc.id())).sum::<f64>() - cpu0;
+    let cpu = servers
+        .iter()
+        .map(|c| cpu_secs_of(&c.proc.id().to_string()))
+        .sum::<f64>()
+        - cpu0;
     assert_eq!(got, total);
     (
         total as f64 / secs,

@@ -15,6 +15,9 @@
 //! `DMSG_BENCH_NEW_SESSIONS`, `DMSG_BENCH_SESSIONS` scale the runs).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{cpu_secs, env_usize};
 use std::time::{Duration, Instant};
 
 use dmsg::disc_server::{DiscServer, DiscServerConfig};
@@ -24,24 +27,6 @@ use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use keys::SecKey;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat
-/// (Linux USER_HZ = 100 ticks per second).
-fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // fields after the parenthesised command name; utime and stime are fields 14 and 15
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -15,6 +15,9 @@
 //! `cargo bench -p skymesh-dmsg --bench mailbox` (env `MAILBOX_BENCH_MSGS`, default 20000).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::cpu_secs;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,15 +29,6 @@ use dmsg::metrics::{MailboxMetrics, ServerMetrics};
 use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use keys::SecKey;
 use prometheus_client::registry::Registry;
-
-/// CPU seconds (user + system, all threads) of this process (Linux USER_HZ = 100).
-fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
 
 fn now_ms() -> u64 {
     (dmsg::now_ns() / 1_000_000) as u64
