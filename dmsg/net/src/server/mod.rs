@@ -39,6 +39,7 @@ use crate::{AbortOnDrop, lock};
 pub mod mesh;
 pub mod mesh_policy;
 pub mod own;
+mod refusal;
 mod relay;
 
 pub use mesh::{MeshConfig, PeerStatus};

@@ -22,7 +22,7 @@ use dmsg_proto::stream::{SignedObject, StreamRequest, StreamResponse, TypeIds};
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 
-use super::relay::Refusal;
+use super::refusal::Refusal;
 use super::{Inner, ServerSession};
 use crate::mux::MuxStream;
 use crate::stream::{DmsgStream, write_object};

@@ -6,7 +6,6 @@
 //! first peer that answers with an accepted response (signed by the destination) wins and the
 //! two streams are spliced. A request that came from a peer is delivered locally or refused:
 //! one hop at most. Every refusal resets the dialer's stream.
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,46 +17,12 @@ use dmsg_proto::stream::{
 use prometheus_client::metrics::counter::Counter;
 
 use super::mesh::{LinkRefusal, LinkUse, PeerCounters};
+use super::refusal::Refusal;
 use super::{Inner, ServerSession};
 use crate::defaults::DEFAULT_STREAM_HANDSHAKE_TIMEOUT;
 use crate::error::StreamError;
 use crate::mux::{MuxStream, RecvHalf, SendHalf};
 use crate::stream::{read_object, write_object};
-
-/// Why a stream was refused: the DMSG code counted in metrics, and what happened.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    pub(crate) code: ErrorCode,
-    what: &'static str,
-    source: Option<StreamError>,
-}
-
-impl Refusal {
-    pub(crate) fn new(code: ErrorCode, what: &'static str) -> Refusal {
-        Refusal {
-            code,
-            what,
-            source: None,
-        }
-    }
-
-    pub(crate) fn from(code: ErrorCode, what: &'static str, e: StreamError) -> Refusal {
-        Refusal {
-            code,
-            what,
-            source: Some(e),
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(e) => write!(f, "{}: {e}", self.what),
-            None => f.write_str(self.what),
-        }
-    }
-}
 
 /// Handles one stream opened by a session's remote.
 pub(crate) async fn relay(
