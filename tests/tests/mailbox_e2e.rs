@@ -50,6 +50,7 @@ fn full(dir: &Path, deploy: &Path, name: &str, sk: &SecKey, p2p: u16) -> Member 
 /// A visor; pinned to `server` when given.
 fn visor(dir: &Path, deploy: &Path, name: &str, sk: &SecKey, server: Option<&Member>) -> Member {
     let pk = server.map(Member::pk).unwrap_or_default();
+    let pinned = server.is_some();
     let extra: Vec<&OsStr> = if server.is_some() {
         vec!["--dmsg-server".as_ref(), pk.as_ref()]
     } else {
@@ -57,10 +58,12 @@ fn visor(dir: &Path, deploy: &Path, name: &str, sk: &SecKey, server: Option<&Mem
     };
     let m = spawn_member(dir, deploy, name, sk.clone(), free_port(), false, &extra);
     poll(&format!("{name} holds its session"), DEADLINE, || {
+        // Pinned: exactly its server. Unpinned: at least one (its mailbox agent may open more
+        // while the mesh links are still coming up).
         get_json(m.http, "/api/v1/dmsg").filter(|d| {
             d["client"]["servers"]
                 .as_array()
-                .is_some_and(|a| a.len() == 1)
+                .is_some_and(|a| if pinned { a.len() == 1 } else { !a.is_empty() })
         })
     });
     m
