@@ -102,9 +102,17 @@ async fn quotas_refuse_with_reasons() {
 }
 
 async fn mailbox_server(dir: &std::path::Path, disc: &str) -> (Server, Registry) {
+    mailbox_server_with(dir, disc, Limits::default()).await
+}
+
+async fn mailbox_server_with(
+    dir: &std::path::Path,
+    disc: &str,
+    limits: Limits,
+) -> (Server, Registry) {
     let sk = SecKey::generate();
     let mut reg = Registry::default();
-    let store = MailboxStore::open(dir, Limits::default(), dmsg_now_ms()).unwrap();
+    let store = MailboxStore::open(dir, limits, dmsg_now_ms()).unwrap();
     let mb = MailboxService::new(store, sk.clone(), MailboxMetrics::new(&mut reg));
     let mut sc = ServerConfig::new(sk, "127.0.0.1:0");
     sc.discovery_url(disc);
@@ -223,6 +231,7 @@ async fn messages_wait_for_a_recipient_that_was_never_online() {
     assert!(m.contains("skymesh_mailbox_stored_total 4"), "{m}");
     assert!(m.contains("skymesh_mailbox_delivered_total 4"), "{m}");
     assert!(m.contains("reason=\"replay\""), "{m}");
+    assert!(m.contains("reason=\"invalid\""), "{m}");
     assert!(m.contains("skymesh_mailbox_queued_messages 0"), "{m}");
 }
 
@@ -305,4 +314,51 @@ async fn agents_deliver_exactly_once_through_two_mailbox_servers() {
         let m = metrics(r);
         assert!(m.contains("skymesh_mailbox_queued_messages 0"), "{m}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refuses_and_counts_quota_expiry_and_bad_envelopes() {
+    let mut dc = DiscServerConfig::new("127.0.0.1:0");
+    dc.test_mode = true;
+    let disc = DiscServer::spawn(dc).await.unwrap();
+    let url = format!("http://{}", disc.local_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let lim = Limits {
+        per_recipient_msgs: 1,
+        ..Limits::default()
+    };
+    let (server, reg) = mailbox_server_with(dir.path(), &url, lim).await;
+    let sk = SecKey::generate();
+    let c = Client::spawn(ClientConfig::new(sk.clone(), &url));
+    tokio::time::timeout(T, c.ready()).await.unwrap();
+    let mut conn = MailboxConn::open(&c, server.pk()).await.unwrap();
+    let bob = SecKey::generate();
+    conn.store(&env(&sk, &bob, b"1", 60, dmsg_now_ms()))
+        .await
+        .unwrap();
+    let refused = |r: Result<_, MailboxError>| match r {
+        Err(MailboxError::Refused { reason, .. }) => reason,
+        other => panic!("not refused: {other:?}"),
+    };
+    // Quota: one message per recipient here.
+    let r = conn.store(&env(&sk, &bob, b"2", 60, dmsg_now_ms())).await;
+    assert_eq!(refused(r), Reason::RecipientQuota);
+    // Expired at arrival (created two minutes ago with a one-minute TTL).
+    let carol = SecKey::generate();
+    let old = env(&sk, &carol, b"old", 60, dmsg_now_ms() - 120_000);
+    assert_eq!(refused(conn.store(&old).await), Reason::Expired);
+    // Garbage in a Store frame.
+    assert_eq!(
+        refused(conn.store_bytes(&[0x55; 300], [7; 16]).await),
+        Reason::Invalid
+    );
+    // The stream kept serving throughout.
+    conn.store(&env(&sk, &carol, b"ok", 60, dmsg_now_ms()))
+        .await
+        .unwrap();
+    let m = metrics(&reg);
+    for reason in ["recipient_quota", "expired", "invalid"] {
+        assert!(m.contains(&format!("reason=\"{reason}\"")), "{reason}: {m}");
+    }
+    assert!(m.contains("skymesh_mailbox_stored_total 2"), "{m}");
 }
