@@ -44,7 +44,13 @@ pub(crate) async fn relay(
             return Ok(());
         }
         Err(e) => {
-            if from_peer && !matches!(e, StreamError::Reset | StreamError::SessionClosed) {
+            // Only bytes that are not a request are the peer's doing; a stream it closed or
+            // that timed out under load is not garbage.
+            let garbage = matches!(
+                e,
+                StreamError::Record(_) | StreamError::FrameTooLong { .. } | StreamError::Object(_)
+            );
+            if from_peer && garbage {
                 inner.mesh.misbehaved(&remote, "garbage", Instant::now());
             }
             let code = e.code().unwrap_or(ErrorCode::ReqInvalidSig);
