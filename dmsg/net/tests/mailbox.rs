@@ -3,6 +3,10 @@
 //! a recipient that was never online.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{T, metrics_text as metrics, until};
+
 use std::time::Duration;
 
 use dmsg::disc_server::{DiscServer, DiscServerConfig};
@@ -14,7 +18,6 @@ use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use keys::SecKey;
 use prometheus_client::registry::Registry;
 
-const T: Duration = Duration::from_secs(30);
 const NOW: u64 = 1_800_000_000_000;
 
 fn env(from: &SecKey, to: &SecKey, text: &[u8], ttl: u32, now: u64) -> Envelope {
@@ -127,12 +130,6 @@ fn dmsg_now_ms() -> u64 {
     (dmsg::now_ns() / 1_000_000) as u64
 }
 
-fn metrics(r: &Registry) -> String {
-    let mut s = String::new();
-    prometheus_client::encoding::text::encode(&mut s, r).unwrap();
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_wait_for_a_recipient_that_was_never_online() {
     let mut dc = DiscServerConfig::new("127.0.0.1:0");
@@ -233,14 +230,6 @@ async fn messages_wait_for_a_recipient_that_was_never_online() {
     assert!(m.contains("reason=\"replay\""), "{m}");
     assert!(m.contains("reason=\"invalid\""), "{m}");
     assert!(m.contains("skymesh_mailbox_queued_messages 0"), "{m}");
-}
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = std::time::Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < T, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

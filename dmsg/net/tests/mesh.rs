@@ -3,22 +3,23 @@
 //! restarts. The same scenarios with real `skymesh` processes are in `tests/tests/mesh_e2e.rs`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{T, echo, until};
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use dmsg::disc_server::{DiscServer, DiscServerConfig};
 use dmsg::error::DialError;
 use dmsg::metrics::ServerMetrics;
-use dmsg::mux::{MuxConfig, Session, Side};
+use dmsg::mux::Session;
 use dmsg::server::{MeshConfig, PeerAddr};
-use dmsg::transport::{SessionCrypto, handshake_client};
+use dmsg::transport::SessionCrypto;
 use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use dmsg_proto::stream::{Addr, StreamRequest, TypeIds};
 use keys::{PubKey, SecKey};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const T: Duration = Duration::from_secs(30);
 
 struct Srv {
     sk: SecKey,
@@ -34,9 +35,7 @@ impl Srv {
         self.server.local_addr().to_string()
     }
     fn metrics(&self) -> String {
-        let mut s = String::new();
-        prometheus_client::encoding::text::encode(&mut s, &self.registry).unwrap();
-        s
+        common::metrics_text(&self.registry)
     }
 }
 
@@ -99,48 +98,16 @@ async fn client_on(disc: &str, srv: PubKey) -> Client {
     c
 }
 
-fn echo(c: &Client, port: u16) -> dmsg::AbortOnDrop {
-    let mut l = c.listen(port).unwrap();
-    dmsg::AbortOnDrop(tokio::spawn(async move {
-        while let Some(mut s) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    }))
-}
-
 async fn roundtrip(a: &Client, b: PubKey, len: usize) {
-    let mut s = tokio::time::timeout(T, a.dial(b, 80))
-        .await
-        .unwrap()
-        .unwrap();
-    let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
-    let d2 = data.clone();
-    let (mut r, mut w) = tokio::io::split(&mut s);
-    let write = async move { w.write_all(&d2).await.unwrap() };
-    let read = async move {
-        let mut got = vec![0u8; len];
-        r.read_exact(&mut got).await.unwrap();
-        got
-    };
-    let (_, got) = tokio::time::timeout(T, async { tokio::join!(write, read) })
-        .await
-        .unwrap();
-    assert!(got == data, "echoed bytes differ");
+    common::roundtrip(a, b, 80, len).await
 }
 
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = std::time::Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < T, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn request(src: &SecKey, dst: PubKey) -> dmsg_proto::stream::SignedObject {
+    common::request(src, src, dst)
+}
+
+async fn raw_session(srv: &Srv, sk: &SecKey) -> (Session, SessionCrypto) {
+    common::raw_session(&srv.addr(), srv.pk(), sk).await
 }
 
 fn link_up(s: &Srv, peer: PubKey) -> bool {
@@ -207,36 +174,6 @@ async fn one_hop_forwarding_through_a_peer_and_not_beyond() {
     // Everyone is still served.
     roundtrip(&y, z.pk(), 1000).await;
     roundtrip(&x, y.pk(), 1000).await;
-}
-
-fn request(src: &SecKey, dst: PubKey) -> dmsg_proto::stream::SignedObject {
-    let mut hs = dmsg_proto::noise::HandshakeState::new(
-        dmsg_proto::noise::Pattern::KK,
-        dmsg_proto::noise::Role::Initiator,
-        src.clone(),
-        Some(dst),
-    )
-    .unwrap();
-    let req = StreamRequest {
-        timestamp: dmsg::now_ns(),
-        src: Addr {
-            pk: src.pubkey(),
-            port: 49999,
-        },
-        dst: Addr { pk: dst, port: 80 },
-        noise_msg: hs.write_message().unwrap(),
-    };
-    req.sign(src, TypeIds::default())
-}
-
-async fn raw_session(srv: &Srv, sk: &SecKey) -> (Session, SessionCrypto) {
-    let (tcp, keys, surplus) = handshake_client(&srv.addr(), sk, srv.pk()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let (rd, wr) = tcp.into_split();
-    (
-        Session::new(Side::Client, rd, wr, surplus, MuxConfig::default()),
-        SessionCrypto::new(&keys),
-    )
 }
 
 async fn refused(st: &mut dmsg::mux::MuxStream) {

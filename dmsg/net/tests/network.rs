@@ -2,6 +2,10 @@
 //! bad-input matrix (each case: typed refusal, offender disconnected, others unaffected).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{T, echo, metrics_soon, metrics_text, request};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,13 +14,10 @@ use dmsg::metrics::ServerMetrics;
 use dmsg::mux::{MuxConfig, Session, Side};
 use dmsg::transport::{SessionCrypto, handshake_client};
 use dmsg::{Client, ClientConfig, Server, ServerConfig};
-use dmsg_proto::stream::{Addr, StreamRequest, TypeIds};
 use keys::SecKey;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const T: Duration = Duration::from_secs(30);
 
 struct Net {
     _disc: DiscServer,
@@ -52,73 +53,10 @@ async fn net() -> Net {
     }
 }
 
-fn metrics_text(r: &Registry) -> String {
-    let mut s = String::new();
-    prometheus_client::encoding::text::encode(&mut s, r).unwrap();
-    s
-}
-
-/// Waits (≤ 5 s) for the metrics to mention `needle`: the server counts a refused handshake
-/// just after dropping the socket, so the peer may see the close first.
-async fn metrics_soon(r: &Registry, needle: &str) -> bool {
-    for _ in 0..500 {
-        if metrics_text(r).contains(needle) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 async fn client(n: &Net) -> Client {
     let c = Client::spawn(ClientConfig::new(SecKey::generate(), &n.disc_url));
     tokio::time::timeout(T, c.ready()).await.unwrap();
     c
-}
-
-/// A listener on `port` that echoes everything back.
-fn echo(c: &Client, port: u16) -> dmsg::AbortOnDrop {
-    let mut l = c.listen(port).unwrap();
-    dmsg::AbortOnDrop(tokio::spawn(async move {
-        while let Some(mut s) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    }))
-}
-
-async fn roundtrip(a: &Client, b: &Client, port: u16, len: usize) {
-    let mut s = tokio::time::timeout(T, a.dial(b.pk(), port))
-        .await
-        .unwrap()
-        .unwrap();
-    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-    let d2 = data.clone();
-    let (mut r, mut w) = tokio::io::split(&mut s);
-    let write = async move {
-        w.write_all(&d2).await.unwrap();
-        w.flush().await.unwrap();
-    };
-    let read = async move {
-        let mut got = vec![0u8; len];
-        r.read_exact(&mut got).await.unwrap();
-        got
-    };
-    let (_, got) = tokio::time::timeout(T, async { tokio::join!(write, read) })
-        .await
-        .unwrap();
-    assert!(got == data, "echoed bytes differ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,6 +129,14 @@ async fn no_listener_and_unknown_key_are_refused_quickly() {
     roundtrip(&a, &b, 80, 1000).await;
 }
 
+async fn roundtrip(a: &Client, b: &Client, port: u16, len: usize) {
+    common::roundtrip(a, b.pk(), port, len).await
+}
+
+async fn raw_session(n: &Net, sk: &SecKey) -> (Session, SessionCrypto) {
+    common::raw_session(&n.server.local_addr().to_string(), n.server.pk(), sk).await
+}
+
 async fn expect_closed(mut tcp: TcpStream) {
     let mut buf = [0u8; 1024];
     let r = tokio::time::timeout(T, async {
@@ -260,20 +206,6 @@ async fn extra_bytes_behind_message_3_are_refused() {
     assert!(metrics_soon(&n.registry, "reason=\"extra_bytes\"").await);
 }
 
-/// A raw session (handshake done, our own yamux driver) for hand-made stream objects.
-async fn raw_session(n: &Net, sk: &SecKey) -> (Session, SessionCrypto) {
-    let (tcp, keys, surplus) =
-        handshake_client(&n.server.local_addr().to_string(), sk, n.server.pk())
-            .await
-            .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let (rd, wr) = tcp.into_split();
-    (
-        Session::new(Side::Client, rd, wr, surplus, MuxConfig::default()),
-        SessionCrypto::new(&keys),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_oversized_frames_after_handshake() {
     let n = net().await;
@@ -313,26 +245,6 @@ async fn garbage_and_oversized_frames_after_handshake() {
     assert!(!sess.is_closed());
     assert!(sess.ping().await.is_ok());
     roundtrip(&a, &b, 80, 100).await;
-}
-
-fn request(src: &SecKey, signer: &SecKey, dst: keys::PubKey) -> dmsg_proto::stream::SignedObject {
-    let mut hs = dmsg_proto::noise::HandshakeState::new(
-        dmsg_proto::noise::Pattern::KK,
-        dmsg_proto::noise::Role::Initiator,
-        src.clone(),
-        Some(dst),
-    )
-    .unwrap();
-    let req = StreamRequest {
-        timestamp: dmsg::now_ns(),
-        src: Addr {
-            pk: src.pubkey(),
-            port: 49999,
-        },
-        dst: Addr { pk: dst, port: 80 },
-        noise_msg: hs.write_message().unwrap(),
-    };
-    req.sign(signer, TypeIds::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

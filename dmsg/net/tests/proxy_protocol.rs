@@ -3,6 +3,10 @@
 //! that connection only; `Required` refuses connections without one.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{T, metrics_soon};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,8 +17,6 @@ use keys::SecKey;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const T: Duration = Duration::from_secs(30);
 
 async fn server(mode: ProxyMode) -> (Server, Registry) {
     let mut sc = ServerConfig::new(SecKey::generate(), "127.0.0.1:0");
@@ -74,18 +76,6 @@ async fn wait_session(server: &Server, pk: keys::PubKey) -> SocketAddr {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no session from {pk}");
-}
-
-async fn metrics_soon(r: &Registry, needle: &str) -> bool {
-    for _ in 0..500 {
-        let mut s = String::new();
-        prometheus_client::encoding::text::encode(&mut s, r).unwrap();
-        if s.contains(needle) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
