@@ -144,6 +144,24 @@ pub fn poll<T>(what: &str, deadline: std::time::Duration, mut f: impl FnMut() ->
     }
 }
 
+/// Waits until something listens on `127.0.0.1:port`; panics after `deadline`.
+pub fn wait_port(port: u16, deadline: std::time::Duration) {
+    poll(&format!("a listener on {port}"), deadline, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+}
+
+/// `len` pseudo-random bytes (a fixed LCG), for files that must arrive byte-identical.
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
 /// `GET path` on `127.0.0.1:port` parsed as JSON when the answer is 200.
 pub fn get_json(port: u16, path: &str) -> Option<serde_json::Value> {
     match http_request(port, "GET", path, None) {

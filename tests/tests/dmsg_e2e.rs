@@ -8,18 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keys::SecKey;
-use skymesh_tests::{Proc, free_port, skymesh_bin};
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
-}
+use skymesh_tests::{Proc, free_port, payload, skymesh_bin};
 
 /// `skymesh dmsg http --dir WWW --sk HOST --disc DISC`.
 fn serve_dir(www: &std::path::Path, host: &SecKey, disc: &str) -> Proc {
@@ -29,6 +18,10 @@ fn serve_dir(www: &std::path::Path, host: &SecKey, disc: &str) -> Proc {
         "http",
         &["dmsg", "http", "--dir", www, "--sk", &sk, "--disc", disc],
     )
+}
+
+fn wait_port(port: u16) {
+    skymesh_tests::wait_port(port, Duration::from_secs(30));
 }
 
 fn spawn(name: &str, args: &[&str]) -> Proc {
@@ -129,16 +122,6 @@ fn get(disc: &str, url: &str, out: &Path) -> std::process::Output {
         .stderr(Stdio::piped())
         .output()
         .unwrap()
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 12345;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (x >> 16) as u8
-        })
-        .collect()
 }
 
 #[test]

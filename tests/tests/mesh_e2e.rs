@@ -15,15 +15,14 @@ use std::time::{Duration, Instant};
 
 use keys::SecKey;
 use skymesh_tests::{
-    Member, Proc, free_port, get_json, http_request, multiaddr, poll, skymesh_bin, spawn_member,
+    Member, Proc, free_port, get_json, http_request, multiaddr, payload, poll, skymesh_bin,
+    spawn_member,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
 fn wait_port(port: u16) {
-    poll(&format!("a listener on {port}"), DEADLINE, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    skymesh_tests::wait_port(port, DEADLINE);
 }
 
 fn spawn(name: &str, args: &[&str], log: &Path) -> Proc {
@@ -159,16 +158,6 @@ fn get(disc: &str, via: &Srv, target: &SecKey, file: &str, out: &Path) -> Output
         .stderr(Stdio::piped())
         .output()
         .unwrap()
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x5eed;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (x >> 16) as u8
-        })
-        .collect()
 }
 
 #[test]
