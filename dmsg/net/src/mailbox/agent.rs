@@ -36,6 +36,8 @@ pub const MAILBOX_COPIES: usize = 2;
 pub const SUBSCRIBE_COPIES: usize = MAILBOX_COPIES + 1;
 /// How often subscriptions are renewed and the server set recomputed.
 pub const RESUBSCRIBE: Duration = Duration::from_secs(60);
+/// How long the list of published servers is reused between sends.
+pub const SERVER_LIST_TTL: Duration = Duration::from_secs(10);
 /// Sent messages remembered in memory (oldest dropped beyond it).
 pub const MAX_SENT: usize = 10_000;
 
@@ -162,6 +164,9 @@ struct Inner {
     files: Mutex<Files>,
     changed: Notify,
     subs: Mutex<HashMap<PubKey, AbortOnDrop>>,
+    /// The published servers, reused for [`SERVER_LIST_TTL`]: listing them asks the full nodes,
+    /// which a burst of sends should not repeat per message.
+    servers: Mutex<Option<(std::time::Instant, Vec<PubKey>)>>,
 }
 
 /// A visor's mailbox agent. Dropping it stops its subscriptions.
@@ -203,6 +208,7 @@ impl MailboxAgent {
             }),
             changed: Notify::new(),
             subs: Mutex::new(HashMap::new()),
+            servers: Mutex::new(None),
         });
         let task = AbortOnDrop(tokio::spawn(maintain(inner.clone())));
         Ok(MailboxAgent { inner, _task: task })
@@ -275,14 +281,25 @@ impl MailboxAgent {
 /// The mailbox servers of `pk`: the `copies` closest published servers plus its delegated
 /// servers.
 async fn servers_for(inner: &Inner, pk: PubKey, copies: usize) -> Vec<PubKey> {
-    let all: Vec<PubKey> = inner
-        .disc
-        .all_servers()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.static_pk)
-        .collect();
+    let cached = lock(&inner.servers)
+        .as_ref()
+        .filter(|(t, v)| t.elapsed() < SERVER_LIST_TTL && !v.is_empty())
+        .map(|(_, v)| v.clone());
+    let all = match cached {
+        Some(v) => v,
+        None => {
+            let v: Vec<PubKey> = inner
+                .disc
+                .all_servers()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.static_pk)
+                .collect();
+            *lock(&inner.servers) = Some((std::time::Instant::now(), v.clone()));
+            v
+        }
+    };
     let mut v = mailbox_servers(&pk, &all, copies);
     if let Ok(e) = inner.disc.entry(pk).await {
         for s in e

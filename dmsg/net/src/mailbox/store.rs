@@ -414,7 +414,10 @@ fn writer(mut file: File, state: Arc<Mutex<State>>, mut rx: mpsc::Receiver<Req>,
                         let d = st.check(&e, &lim, now);
                         if d == Ok(Put::Stored) {
                             record(1, e.as_bytes(), &mut out);
-                            // Reserve its room now so the rest of the batch counts it.
+                            // Reserve its room now so the rest of the batch counts it. A
+                            // subscription may see it before the fsync below returns; no
+                            // receipt (and no push) is given until then, and a failed write
+                            // withdraws it.
                             st.insert(e.clone());
                         }
                         decided.push((Some((e, reply, d)), None));
