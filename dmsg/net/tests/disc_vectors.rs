@@ -262,6 +262,8 @@ async fn run_instance(name: &str, cfg: DiscServerConfig, time_scale: f64) {
 fn cfg(test_mode: bool) -> DiscServerConfig {
     let mut c = DiscServerConfig::new("127.0.0.1:0");
     c.test_mode = test_mode;
+    // The recordings are of the 2023 reference, which drops the 2026 `protocol` member.
+    c.entry_protocol = false;
     c.whitelist = vec!["0301e38521adf5710a4711b4c211ad7197260d633cfa62e44fc40413d00f1d8a5f".into()];
     c
 }

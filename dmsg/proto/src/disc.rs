@@ -8,7 +8,8 @@
 //! {"version":"0.0.1","sequence":<u64>,"timestamp":<i64 ns>,"static":"<pk hex>",
 //!  "client":{"delegated_servers":null | ["<pk hex>",…]},            (omitted when absent)
 //!  "server":{"address":"host:port","availableSessions":<int>},     (omitted when absent)
-//!  "signature":"<as posted>"}                                       (omitted when empty)
+//!  "signature":"<as posted>",                                      (omitted when empty)
+//!  "protocol":"smux"}                          (skywire 2026; omitted when empty)
 //! ```
 //! The signature is over SHA256 of this text without `signature`. The reference *decodes* the
 //! posted JSON and *re-marshals* it before verifying, so what counts is the canonical
@@ -82,6 +83,9 @@ pub struct Entry {
     pub server: Option<ServerInfo>,
     /// Hex signature exactly as received ("" = none).
     pub signature: String,
+    /// The session multiplexer the owner speaks (skywire 2026 `Entry.Protocol`, after
+    /// `signature`, omitted when empty): `"smux"`, or empty for yamux.
+    pub protocol: String,
 }
 
 impl Default for Entry {
@@ -94,6 +98,7 @@ impl Default for Entry {
             client: None,
             server: None,
             signature: String::new(),
+            protocol: String::new(),
         }
     }
 }
@@ -140,6 +145,7 @@ impl Entry {
             }),
             server: None,
             signature: String::new(),
+            protocol: String::new(),
         }
     }
 
@@ -162,6 +168,7 @@ impl Entry {
                 available_sessions,
             }),
             signature: String::new(),
+            protocol: String::new(),
         }
     }
 
@@ -204,6 +211,10 @@ impl Entry {
         if with_signature && !self.signature.is_empty() {
             out.push_str(",\"signature\":");
             write_json_str(out, &self.signature);
+        }
+        if !self.protocol.is_empty() {
+            out.push_str(",\"protocol\":");
+            write_json_str(out, &self.protocol);
         }
         out.push('}');
     }
@@ -433,6 +444,10 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 if let Some(v) = m.next_value::<Option<String>>()? {
                     e.signature = v;
                 }
+            } else if field_is(&k, "protocol") {
+                if let Some(v) = m.next_value::<Option<String>>()? {
+                    e.protocol = v;
+                }
             } else {
                 m.next_value::<IgnoredAny>()?;
             }
@@ -488,6 +503,10 @@ pub struct DiscPolicy {
     pub now_ns: i64,
     /// Refuse loopback server addresses (the reference without `-t`).
     pub production: bool,
+    /// Keep the `protocol` member (skywire 2026's discovery). `false`: the 2023 reference,
+    /// which drops it while decoding, so a signature that covers it fails (vector
+    /// `post_unknown_member_covered_by_signature`).
+    pub entry_protocol: bool,
 }
 
 /// What a successful POST did.
@@ -512,8 +531,12 @@ impl PostOutcome {
 /// Step 1 of POST and DELETE: decode the body (500 on failure). A server decodes once, looks up
 /// the stored entry by the decoded `static_pk`, then calls [`check_post_entry`] or
 /// [`check_delete_entry`].
-pub fn decode_body(body: &[u8]) -> Result<Entry, DiscRefusal> {
-    Entry::from_json(body).map_err(DiscRefusal::Decode)
+pub fn decode_body(body: &[u8], policy: &DiscPolicy) -> Result<Entry, DiscRefusal> {
+    let mut e = Entry::from_json(body).map_err(DiscRefusal::Decode)?;
+    if !policy.entry_protocol {
+        e.protocol.clear();
+    }
+    Ok(e)
 }
 
 fn check_common(e: &Entry, policy: &DiscPolicy) -> Result<(), DiscRefusal> {
@@ -562,14 +585,14 @@ pub fn check_post(
     stored: Option<&Entry>,
     policy: &DiscPolicy,
 ) -> Result<(Entry, PostOutcome), DiscRefusal> {
-    let e = decode_body(body)?;
+    let e = decode_body(body, policy)?;
     let outcome = check_post_entry(&e, stored, policy)?;
     Ok((e, outcome))
 }
 
 /// The whole DELETE check from the body: [`decode_body`] then [`check_delete_entry`].
 pub fn check_delete(body: &[u8], policy: &DiscPolicy) -> Result<Entry, DiscRefusal> {
-    let e = decode_body(body)?;
+    let e = decode_body(body, policy)?;
     check_delete_entry(&e, policy)?;
     Ok(e)
 }
@@ -666,6 +689,36 @@ mod tests {
         assert_eq!(e.validate_iteration(&next), Err(ValidationError::WrongTime));
         next.timestamp = 1000;
         e.validate_iteration(&next).unwrap();
+    }
+
+    #[test]
+    fn protocol_member_is_signed_after_signature() {
+        let sk = SecKey::generate();
+        let mut e = Entry::new_client(sk.pubkey(), 0, 7, Some(vec![]));
+        e.protocol = "smux".into();
+        let signed = e.signed_json();
+        assert!(signed.ends_with(r#""client":{"delegated_servers":[]},"protocol":"smux"}"#));
+        e.sign(&sk);
+        let canon = e.canonical_json();
+        assert!(canon.ends_with(&format!(
+            r#""signature":"{}","protocol":"smux"}}"#,
+            e.signature
+        )));
+        let back = decode_body(canon.as_bytes(), &policy(true)).unwrap();
+        assert_eq!(back.protocol, "smux");
+        back.verify_signature().unwrap();
+        // The 2023 reference drops the member, so the signature no longer covers the text.
+        let old = decode_body(canon.as_bytes(), &policy(false)).unwrap();
+        assert!(old.protocol.is_empty());
+        assert_eq!(old.verify_signature(), Err(DiscRefusal::Signature));
+    }
+
+    fn policy(entry_protocol: bool) -> DiscPolicy {
+        DiscPolicy {
+            now_ns: 7,
+            production: false,
+            entry_protocol,
+        }
     }
 
     #[test]

@@ -201,6 +201,8 @@ fn discovery_http_at_proto_level() {
             let policy = DiscPolicy {
                 now_ns: now_for(c, posted.as_ref(), recording_now),
                 production,
+                // The recordings are of the 2023 reference (no `protocol` member).
+                entry_protocol: false,
             };
             let result = if is_entry_post {
                 posts += 1;

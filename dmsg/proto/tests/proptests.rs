@@ -192,12 +192,14 @@ proptest! {
         client in proptest::option::of(proptest::option::of(proptest::collection::vec(any_pk(), 0..4))),
         server in proptest::option::of((".{0,20}", any::<i64>())),
         sig in "[0-9a-fA-F]{0,130}",
+        protocol in "(smux)?",
     ) {
         let e = Entry {
             version, sequence, timestamp, static_pk,
             client: client.map(|d| ClientInfo { delegated_servers: d }),
             server: server.map(|(address, available_sessions)| ServerInfo { address, available_sessions }),
             signature: sig,
+            protocol,
         };
         let back = Entry::from_json(e.canonical_json().as_bytes()).unwrap();
         prop_assert_eq!(&back, &e);

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = DiscPolicy {
         now_ns: 1_700_000_000_000_000_000,
         production: data.first().is_some_and(|b| b & 1 == 1),
+        entry_protocol: data.first().is_some_and(|b| b & 2 == 2),
     };
     let _ = disc::check_post(data, None, &policy);
 });

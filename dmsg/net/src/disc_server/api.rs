@@ -192,6 +192,7 @@ fn policy(inner: &DiscApi) -> DiscPolicy {
     DiscPolicy {
         now_ns: crate::now_ns(),
         production: !inner.cfg.test_mode,
+        entry_protocol: inner.cfg.entry_protocol,
     }
 }
 
@@ -200,7 +201,7 @@ fn refusal(r: &dmsg_proto::error::DiscRefusal) -> Response<Full<Bytes>> {
 }
 
 async fn post_entry(inner: &DiscApi, body: &[u8], timeout: bool) -> Response<Full<Bytes>> {
-    let e = match disc::decode_body(body) {
+    let e = match disc::decode_body(body, &policy(inner)) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
     };
@@ -229,7 +230,7 @@ async fn post_entry(inner: &DiscApi, body: &[u8], timeout: bool) -> Response<Ful
 }
 
 async fn delete_entry(inner: &DiscApi, body: &[u8]) -> Response<Full<Bytes>> {
-    let e = match disc::decode_body(body) {
+    let e = match disc::decode_body(body, &policy(inner)) {
         Ok(e) => e,
         Err(r) => return refusal(&r),
     };

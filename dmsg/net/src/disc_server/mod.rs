@@ -58,6 +58,9 @@ pub struct DiscServerConfig {
     /// Redis URL: store entries in Redis with the reference's layout (key = PK hex → entry
     /// JSON with TTL, sets `servers` and `clients`) instead of the embedded store.
     pub redis: Option<String>,
+    /// Keep the `protocol` member of entries (skywire 2026; an smux client says
+    /// `"protocol":"smux"`). `false` behaves as the 2023 reference, which drops it. Default true.
+    pub entry_protocol: bool,
 }
 
 impl DiscServerConfig {
@@ -71,6 +74,7 @@ impl DiscServerConfig {
             server_ttl: DEFAULT_SERVER_ENTRY_TTL,
             client_ttl: DEFAULT_CLIENT_ENTRY_TTL,
             redis: None,
+            entry_protocol: true,
         }
     }
 }
