@@ -40,6 +40,7 @@ pub mod disc_server;
 pub mod discovery;
 pub mod error;
 pub mod http;
+pub mod lan;
 pub mod mailbox;
 pub mod metrics;
 pub mod mux;

@@ -162,7 +162,14 @@ impl Server {
             source,
         })?;
         let public_addr = if cfg.public_addr.is_empty() {
-            local_addr.to_string()
+            // Bound to 0.0.0.0/::: advertise a host address (docs/dmsg-operations.md).
+            let (addr, source) = crate::lan::advertised(local_addr);
+            if source == crate::lan::Source::Loopback {
+                tracing::warn!(%addr, "no usable network interface: advertising loopback; set a public address");
+            } else if source == crate::lan::Source::Interface {
+                tracing::info!(%addr, "advertising a detected interface address");
+            }
+            addr.to_string()
         } else {
             cfg.public_addr.clone()
         };
@@ -204,6 +211,11 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address advertised in discovery.
+    pub fn public_addr(&self) -> &str {
+        &self.inner.public_addr
     }
 
     /// The server's key.
