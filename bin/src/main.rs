@@ -6,11 +6,13 @@
 //! configuration both `skymesh node` and `skymesh dmsg server` convert into, and `daemon.rs`
 //! the order a running node stops in.
 
+mod admin;
 mod api;
 mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod status;
 mod telemetry;
 
 use clap::Parser;

@@ -26,6 +26,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Arguments of `skymesh dht`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    conn: crate::admin::NodeArgs,
     #[command(subcommand)]
     command: DhtCommand,
 }
@@ -34,9 +36,6 @@ pub(crate) struct Args {
 enum DhtCommand {
     /// Sign VALUE under SALT with the node's key and put it into the DHT.
     Put {
-        /// Admin API base URL of the node, e.g. http://127.0.0.1:7801.
-        #[arg(long)]
-        node: String,
         /// Salt (slot name).
         #[arg(long)]
         salt: String,
@@ -46,9 +45,6 @@ enum DhtCommand {
     },
     /// Read the item of (PK, SALT) through the node; exit 1 when not found.
     Get {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// Public key (hex).
         #[arg(long)]
         pk: String,
@@ -58,9 +54,6 @@ enum DhtCommand {
     },
     /// Pull items from a full node into the node (bulk sync; every item is checked).
     Sync {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// The full node to pull from, a multiaddr ending in /p2p/<peer id> (default: a full
         /// node the node knows).
         #[arg(long, value_name = "MULTIADDR")]
@@ -77,9 +70,6 @@ enum DhtCommand {
     },
     /// Show the node's state.
     Info {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// Print the JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -88,7 +78,7 @@ enum DhtCommand {
 
 /// Runs `skymesh dht …`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    super::block_on(run_async(args.command))
+    super::block_on(run_async(args.conn, args.command))
 }
 
 fn base(url: &str) -> &str {
@@ -114,13 +104,11 @@ fn decode<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> anyhow::Re
     serde_json::from_value(body).context("reading the answer")
 }
 
-async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("HTTP client")?;
+async fn run_async(conn: crate::admin::NodeArgs, cmd: DhtCommand) -> anyhow::Result<()> {
+    let client = conn.client(Some(HTTP_TIMEOUT))?;
+    let node = conn.node.clone();
     match cmd {
-        DhtCommand::Put { node, salt, value } => {
+        DhtCommand::Put { salt, value } => {
             let req = client
                 .post(format!("{}{}", base(&node), api::PUT))
                 .json(&api::PutRequest { salt, value });
@@ -130,7 +118,7 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
             }
             println!("{body}");
         }
-        DhtCommand::Get { node, pk, salt } => {
+        DhtCommand::Get { pk, salt } => {
             let req = client
                 .get(format!("{}{}", base(&node), api::GET))
                 .query(&api::GetQuery { pk, salt });
@@ -145,13 +133,12 @@ async fn run_async(cmd: DhtCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&item)?);
         }
         DhtCommand::Sync {
-            node,
             from,
             salt,
             from_start,
             json,
         } => sync(&client, &node, from, salt, from_start, json).await?,
-        DhtCommand::Info { node, json } => {
+        DhtCommand::Info { json } => {
             let req = client.get(format!("{}{}", base(&node), api::INFO));
             let (status, body) = call(req, &node).await?;
             if !status.is_success() {

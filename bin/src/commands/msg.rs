@@ -22,6 +22,8 @@ const FOLLOW_WAIT_MS: u64 = 30_000;
 /// Arguments of `skymesh msg`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    conn: crate::admin::NodeArgs,
     #[command(subcommand)]
     command: MsgCommand,
 }
@@ -30,9 +32,6 @@ pub(crate) struct Args {
 enum MsgCommand {
     /// Send a message to a visor, online or not (it waits on DMSG servers until delivered).
     Send {
-        /// Admin API base URL of the sending visor, e.g. http://127.0.0.1:7901.
-        #[arg(long)]
-        node: String,
         /// Recipient public key (hex).
         #[arg(long)]
         to: String,
@@ -48,9 +47,6 @@ enum MsgCommand {
     },
     /// Show the messages this visor received.
     Inbox {
-        /// Admin API base URL of the visor.
-        #[arg(long)]
-        node: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -60,9 +56,6 @@ enum MsgCommand {
     },
     /// Show the messages this visor sent and their status.
     Sent {
-        /// Admin API base URL of the visor.
-        #[arg(long)]
-        node: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -71,7 +64,7 @@ enum MsgCommand {
 
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    super::block_on(run_async(args.command))
+    super::block_on(run_async(args.conn, args.command))
 }
 
 fn url(node: &str, path: &str) -> String {
@@ -98,14 +91,11 @@ async fn call<T: serde::de::DeserializeOwned>(
     serde_json::from_value(body).context("reading the answer")
 }
 
-async fn run_async(cmd: MsgCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("HTTP client")?;
+async fn run_async(conn: crate::admin::NodeArgs, cmd: MsgCommand) -> anyhow::Result<()> {
+    let http = conn.client(Some(HTTP_TIMEOUT))?;
+    let node = conn.node.clone();
     match cmd {
         MsgCommand::Send {
-            node,
             to,
             text,
             file,
@@ -127,7 +117,7 @@ async fn run_async(cmd: MsgCommand) -> anyhow::Result<()> {
                 call(http.post(url(&node, api::MSG_SEND)).json(&req), &node).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        MsgCommand::Inbox { node, json, follow } => {
+        MsgCommand::Inbox { json, follow } => {
             let mut shown = 0usize;
             loop {
                 let mut req = http.get(url(&node, api::MSG_INBOX));
@@ -157,7 +147,7 @@ async fn run_async(cmd: MsgCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        MsgCommand::Sent { node, json } => {
+        MsgCommand::Sent { json } => {
             let list: Vec<api::MsgSentEntry> =
                 call(http.get(url(&node, api::MSG_SENT)), &node).await?;
             if json {

@@ -21,6 +21,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Arguments of `skymesh tp`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    conn: crate::admin::NodeArgs,
     #[command(subcommand)]
     command: TpCommand,
 }
@@ -29,34 +31,22 @@ pub(crate) struct Args {
 enum TpCommand {
     /// Configure a DMSG transport from the node (a visor) to the visor PK.
     Add {
-        /// Admin API base URL of the node, e.g. http://127.0.0.1:7801.
-        #[arg(long)]
-        node: String,
         /// The other visor's public key (hex).
         pk: String,
     },
     /// List the node's transports.
     Ls {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// Print the JSON answer instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Remove a transport (here and at the peer).
     Rm {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// Transport id (UUID).
         id: String,
     },
     /// Every transport known to the network (local store, DHT lookups, or HTTP fallback).
     All {
-        /// Admin API base URL of the node.
-        #[arg(long)]
-        node: String,
         /// Print the JSON answer instead of a table.
         #[arg(long)]
         json: bool,
@@ -65,7 +55,7 @@ enum TpCommand {
 
 /// Runs `skymesh tp …`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    super::block_on(run_async(args.command))
+    super::block_on(run_async(args.conn, args.command))
 }
 
 fn base(url: &str) -> String {
@@ -92,20 +82,18 @@ async fn call(
     Ok(body)
 }
 
-async fn run_async(cmd: TpCommand) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("HTTP client")?;
+async fn run_async(conn: crate::admin::NodeArgs, cmd: TpCommand) -> anyhow::Result<()> {
+    let client = conn.client(Some(HTTP_TIMEOUT))?;
+    let node = conn.node.clone();
     match cmd {
-        TpCommand::Add { node, pk } => {
+        TpCommand::Add { pk } => {
             let req = client
                 .post(format!("{}{}", base(&node), api::TP))
                 .json(&api::TpAddRequest { pk });
             let body = call(req, &node, "tp add").await?;
             println!("{body}");
         }
-        TpCommand::Ls { node, json } => {
+        TpCommand::Ls { json } => {
             let req = client.get(format!("{}{}", base(&node), api::TP));
             let body = call(req, &node, "tp ls").await?;
             if json {
@@ -114,12 +102,12 @@ async fn run_async(cmd: TpCommand) -> anyhow::Result<()> {
                 print_ls(&serde_json::from_value(body).context("reading the answer")?);
             }
         }
-        TpCommand::Rm { node, id } => {
+        TpCommand::Rm { id } => {
             let req = client.delete(format!("{}{}", base(&node), api::tp_one(id.trim())));
             let body = call(req, &node, "tp rm").await?;
             println!("{body}");
         }
-        TpCommand::All { node, json } => {
+        TpCommand::All { json } => {
             let req = client.get(format!("{}{}", base(&node), api::TP_ALL));
             let body = call(req, &node, "tp all").await?;
             if json {

@@ -25,8 +25,8 @@ use libp2p::Multiaddr;
 #[cfg(test)]
 mod tests;
 
-/// Default admin/health/metrics listener of a node (`--http`): loopback, since the admin API
-/// has no authentication.
+/// Default admin/health/metrics listener of a node (`--http`): loopback, where the admin API
+/// needs no token (`crate::admin`).
 pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:7801";
 /// Environment variable naming the Redis mirror a full node follows (`--redis`).
 pub(crate) const REDIS_ENV: &str = "SKYMESH_REDIS";
@@ -178,6 +178,9 @@ pub(crate) struct NodeConfig {
     pub(crate) bootstrap: Vec<Multiaddr>,
     /// HTTP listener for /health, /metrics, the admin API (and /dmsg-discovery).
     pub(crate) http: SocketAddr,
+    /// When the admin API requires its bearer token.
+    #[serde(default)]
+    pub(crate) admin_auth: crate::admin::AdminAuth,
     /// Reachability of a regular node.
     pub(crate) reachability: Reach,
     /// Redis mirror to follow (full nodes).
@@ -258,6 +261,7 @@ impl NodeConfig {
             key,
             bootstrap: a.bootstrap,
             http: a.http,
+            admin_auth: a.admin_auth,
             reachability: a.reachability,
             redis: a.redis,
             trusted_writers,
@@ -307,6 +311,7 @@ impl NodeConfig {
             key: KeySource::Hex(f.secret_key.clone()),
             bootstrap: multiaddrs("bootstrap", &dht.bootstrap)?,
             http,
+            admin_auth: crate::admin::AdminAuth::Auto,
             reachability: Reach::Auto,
             redis: redis.filter(|r| !r.is_empty()),
             trusted_writers: Vec::new(),

@@ -27,7 +27,9 @@
 //!
 //! Route paths and bodies are typed in `bin/src/api.rs`, shared with the CLI clients.
 //!
-//! The admin API has no authentication: bind it to loopback (the default) only.
+//! `GET /` is the status page (`bin/src/status/`). When `--http` is not on loopback (or with
+//! `--admin-auth token`), every route but `/`, `/health`, `/metrics` and `/dmsg-discovery/…`
+//! needs the bearer token kept in `DATA/admin.token` (`bin/src/admin.rs`).
 //!
 //! Without `--sk`/`--key`, the node key is read from `DATA/node.key` (hex), created on first
 //! start, so a restarted node keeps its identity.
@@ -85,6 +87,10 @@ pub(crate) struct Args {
     /// HTTP listener for /health, /metrics and the admin API.
     #[arg(long, default_value = crate::config::DEFAULT_HTTP)]
     pub(crate) http: SocketAddr,
+    /// When the admin API requires the bearer token in DATA/admin.token: `auto` (when --http
+    /// is not on loopback) or `token` (always).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) admin_auth: crate::admin::AdminAuth,
     /// Reachability of a regular node (full nodes are always Kademlia servers).
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) reachability: crate::config::Reach,
@@ -524,7 +530,10 @@ async fn start(
         .merge(dmsg_api::router(ctx.clone()))
         .merge(msg_api::router(ctx.clone()))
         .merge(sync::router(node.clone()))
-        .merge(tp::router(ctx, tp_manager));
+        .merge(tp::router(ctx, tp_manager))
+        .merge(crate::status::router(node.clone()));
+    let token = crate::admin::token_for(cfg.admin_auth, cfg.http, &cfg.data)?;
+    let app = crate::admin::protect(app, token);
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
     daemon.http.spawn(|mut shutdown| async move {
         let stop = async move { shutdown.recv().await };
