@@ -2,27 +2,29 @@
 //!
 //! Starts `--full` full nodes that are DMSG servers and `--visors` visors (regular DHT nodes
 //! with a DMSG client serving a small directory over DMSG-HTTP), all as real `skymesh node`
-//! child processes on loopback, on free ports below the ephemeral range ([`free_port`]), with
-//! data (and logs) in a temporary directory unless `--data` is given. No discovery URL anywhere: everything meets through the DHT. The
-//! nodes share a generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT
-//! bootstrap peers and DMSG servers. The DMSG servers are meshed (each lists the others with
-//! `--mesh-peer`), and visor *i* holds exactly one session, with server *i mod full*
-//! (`--dmsg-server`): visors on different servers reach each other through the mesh.
+//! child processes on loopback, with data (and logs) in a temporary directory unless `--data`
+//! is given. Every listener binds port 0 and each node reports what it got (see
+//! [`launch`]). No discovery URL anywhere: everything meets through the DHT. The nodes share a
+//! generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT bootstrap peers
+//! and DMSG servers. The DMSG servers mesh with each other through the DHT (`--mesh-dht`,
+//! allowing only each other's keys), and visor *i* holds exactly one session, with server
+//! *i mod full* (`--dmsg-server`): visors on different servers reach each other through the
+//! mesh.
 //!
 //! Without `--check` it shows a live status table until Ctrl-C, then stops every node. With
 //! `--check` it runs DHT and relay round trips, prints what it verified and exits 0 or 1.
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keys::SecKey;
 
 use crate::api;
 
 mod check;
+mod launch;
 use check::{check, check_mailbox};
+use launch::{Member, start};
 
 /// Salt of the item `--check` puts and reads back.
 const CHECK_SALT: &str = "devnet-check";
@@ -45,88 +47,6 @@ pub(crate) struct Args {
     /// How long --check waits for the network to converge.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     timeout: u64,
-}
-
-/// One child `skymesh node`.
-struct Member {
-    name: String,
-    full: bool,
-    pk: String,
-    http: String,
-    p2p: String,
-    child: Child,
-    /// How to start it again (`--check` restarts a visor).
-    launch: Launch,
-}
-
-/// A member's command line, key and log file.
-struct Launch {
-    exe: PathBuf,
-    args: Vec<std::ffi::OsString>,
-    sk_hex: String,
-    log: PathBuf,
-}
-
-impl Launch {
-    fn spawn(&self) -> anyhow::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        Ok(Command::new(&self.exe)
-            .args(&self.args)
-            .env("SKYMESH_SK", &self.sk_hex)
-            .env_remove("SKYDEPLOY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?)
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Lowest port handed out: above the well-known and most registered service ports.
-const PORT_BASE: u32 = 10_000;
-/// Ports the kernel picks for outgoing connections start here unless
-/// `/proc/sys/net/ipv4/ip_local_port_range` says otherwise.
-const DEFAULT_EPHEMERAL_LOW: u32 = 32_768;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago, picked the way the test harness does
-/// (`tests/src/lib.rs` `free_port`).
-///
-/// Ports come from below the kernel's ephemeral range: a port bound to `:0` and released lies
-/// inside that range, where the outgoing connections of the nodes dialing each other may take
-/// it before the node told to listen there binds it. Each port is handed out at most once per
-/// run (starting at an offset derived from the process id) and is checked free by binding it.
-/// Where the ephemeral range leaves too little room below it, this falls back to a `:0` port.
-fn free_port() -> anyhow::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(DEFAULT_EPHEMERAL_LOW);
-    if ephemeral_low > PORT_BASE + 1_000 {
-        let span = ephemeral_low - PORT_BASE;
-        let start = std::process::id().wrapping_mul(7_919) % span;
-        for _ in 0..span {
-            let port = PORT_BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-            if let Ok(port) = u16::try_from(port)
-                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            {
-                return Ok(port);
-            }
-        }
-    }
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -172,153 +92,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         live_table(&http, &members).await;
         Ok(())
     })
-}
-
-fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
-    let exe = std::env::current_exe().context("locating the skymesh binary")?;
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    struct Plan {
-        name: String,
-        full: bool,
-        sk: SecKey,
-        p2p_port: u16,
-        http_port: u16,
-        dmsg_port: u16,
-    }
-    let mut plans = Vec::new();
-    for i in 0..args.full {
-        plans.push(Plan {
-            name: format!("full-{i}"),
-            full: true,
-            sk: SecKey::from_seed(format!("skymesh-devnet-full-{i}").as_bytes()),
-            p2p_port: free_port()?,
-            http_port: free_port()?,
-            dmsg_port: free_port()?,
-        });
-    }
-    for i in 0..args.visors {
-        plans.push(Plan {
-            name: format!("visor-{i}"),
-            full: false,
-            sk: SecKey::from_seed(format!("skymesh-devnet-visor-{i}").as_bytes()),
-            p2p_port: free_port()?,
-            http_port: free_port()?,
-            dmsg_port: 0,
-        });
-    }
-    let mut bootstrap = Vec::new();
-    let mut servers = Vec::new();
-    let mesh: Vec<(String, String)> = plans
-        .iter()
-        .filter(|p| p.full)
-        .map(|p| {
-            let pk = p.sk.pubkey().to_hex();
-            (pk.clone(), format!("{pk}@127.0.0.1:{}", p.dmsg_port))
-        })
-        .collect();
-    for p in plans.iter().filter(|p| p.full) {
-        let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
-        bootstrap.push(format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port));
-        servers.push(serde_json::json!({
-            "pk": p.sk.pubkey().to_hex(),
-            "address": format!("127.0.0.1:{}", p.dmsg_port),
-        }));
-    }
-    let first_http = plans.first().map(|p| p.http_port).unwrap_or(0);
-    let deploy = serde_json::json!({
-        "v": 1,
-        "name": "devnet",
-        "dht_bootstrap": bootstrap,
-        "dmsg_servers": servers,
-        "services": {
-            "dmsg_discovery": {"http": format!("http://127.0.0.1:{first_http}")},
-        },
-    });
-    let deploy_path = dir.join("devnet.json");
-    std::fs::write(&deploy_path, serde_json::to_string_pretty(&deploy)?)?;
-    overlay::Deployment::load(Some(&deploy_path)).context("generated deployment")?;
-
-    let mut members = Vec::new();
-    let mut visor_index = 0usize;
-    for p in plans {
-        let data = dir.join(&p.name);
-        std::fs::create_dir_all(&data)?;
-        let log = logs.join(format!("{}.log", p.name));
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
-        let mut arg = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_os_string());
-        for a in [
-            "node",
-            "--role",
-            if p.full { "full" } else { "regular" },
-            "--listen",
-            &format!("/ip4/127.0.0.1/tcp/{}", p.p2p_port),
-            "--data",
-        ] {
-            arg(&a);
-        }
-        arg(&data);
-        for a in ["--http", &format!("127.0.0.1:{}", p.http_port), "--deploy"] {
-            arg(&a);
-        }
-        arg(&deploy_path);
-        for a in ["--watch-parent", &std::process::id().to_string()] {
-            arg(&a);
-        }
-        if p.full {
-            for a in [
-                "--dmsg-listen",
-                &format!("127.0.0.1:{}", p.dmsg_port),
-                "--disc-test-mode",
-            ] {
-                arg(&a);
-            }
-            let own = p.sk.pubkey().to_hex();
-            for (pk, peer) in &mesh {
-                if *pk != own {
-                    arg(&"--mesh-peer");
-                    arg(peer);
-                }
-            }
-        } else {
-            if !mesh.is_empty() {
-                let (server, _) = &mesh[visor_index % mesh.len()];
-                arg(&"--dmsg-server");
-                arg(server);
-            }
-            visor_index += 1;
-            let www = data.join("www");
-            std::fs::create_dir_all(&www)?;
-            std::fs::write(
-                www.join("index.html"),
-                format!("hello from {} {}\n", p.name, p.sk.pubkey().to_hex()),
-            )?;
-            for a in ["--reachability", "public", "--dmsg", "--dmsg-http-dir"] {
-                arg(&a);
-            }
-            arg(&www);
-        }
-        let launch = Launch {
-            exe: exe.clone(),
-            args,
-            sk_hex: p.sk.to_hex(),
-            log,
-        };
-        let child = launch
-            .spawn()
-            .with_context(|| format!("starting {}", p.name))?;
-        let peer = dhtnode::identity::peer_id(&p.sk.pubkey())?;
-        members.push(Member {
-            name: p.name,
-            full: p.full,
-            pk: p.sk.pubkey().to_hex(),
-            http: format!("http://127.0.0.1:{}", p.http_port),
-            p2p: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", p.p2p_port),
-            child,
-            launch,
-        });
-    }
-    Ok(members)
 }
 
 /// `GET url` decoded as `T` when the answer is a success.

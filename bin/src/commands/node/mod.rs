@@ -53,6 +53,7 @@ use crate::api;
 use crate::config::{KeySource, NodeConfig};
 use crate::daemon::{Daemon, DmsgServerRef, TaskGroup, parent_gone, shutdown_signal};
 
+pub(crate) mod addrs;
 mod dmsg_api;
 mod msg_api;
 mod sync;
@@ -508,7 +509,22 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding the HTTP listener {}", cfg.http))?;
-    tracing::info!(addr = %cfg.http, "admin API listening");
+    let http_addr = listener
+        .local_addr()
+        .context("the HTTP listener's address")?;
+    tracing::info!(addr = %http_addr, "admin API listening");
+    let bound = addrs::BoundAddrs {
+        pid: std::process::id(),
+        http: http_addr,
+        p2p: node.listen_addrs().iter().map(|a| a.to_string()).collect(),
+        dmsg: ctx.dmsg_server.as_ref().map(|s| s.server.local_addr()),
+        dmsg_public: ctx
+            .dmsg_server
+            .as_ref()
+            .map(|s| s.server.public_addr().to_owned()),
+    };
+    addrs::write(&cfg.data, &bound)
+        .with_context(|| format!("writing {}", addrs::path(&cfg.data).display()))?;
     let state = Arc::new(AppState {
         node: node.clone(),
         registry,
