@@ -143,10 +143,14 @@ fn print_usage(members: &[Member], dir: &Path) {
         );
         if let Some(v) = visor {
             println!(
-                "  DMSG fetch: skymesh dmsg get --dht {} --stdout dmsg://{}:80/index.html",
+                "  DMSG fetch: skymesh dmsg get --bootstrap {} --stdout dmsg://{}:80/index.html",
                 f.p2p, v.pk
             );
         }
+    }
+    println!("  status pages (open in a browser):");
+    for m in members {
+        println!("    {:<9} {}/", m.name, m.http.trim_end_matches('/'));
     }
     println!("Ctrl-C stops every node.\n");
 }
