@@ -13,6 +13,9 @@ pub enum ProtocolError {
     /// The header does not decode (version or type byte).
     #[error("bad frame header: {0}")]
     Header(#[from] YamuxError),
+    /// An smux header does not decode (version, command or a fixed length).
+    #[error("bad smux frame: {0}")]
+    Smux(#[from] SmuxFrameError),
     /// A data frame longer than the whole window we grant can never be legal.
     #[error("data frame of {len} bytes is beyond the {max}-byte window")]
     DataTooLong {
@@ -59,6 +62,27 @@ pub enum ProtocolError {
         expected: usize,
         /// Bytes given (0 for a header).
         got: usize,
+    },
+}
+
+/// Why an smux frame header (or UPD body) is refused; a Go peer stops reading at each of these
+/// (spec `smux.md` §1–2, §8 item 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmuxFrameError {
+    /// The version byte is not 2.
+    #[error("smux version {0} (want 2)")]
+    Version(u8),
+    /// The command byte is above 4 (UPD).
+    #[error("unknown smux command {0}")]
+    Cmd(u8),
+    /// SYN, FIN or NOP with a body, or UPD with a body other than 8 bytes.
+    #[error("smux command {cmd} with length {length}")]
+    Length {
+        /// The command byte.
+        cmd: u8,
+        /// The announced length.
+        length: u16,
     },
 }
 

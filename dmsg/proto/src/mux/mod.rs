@@ -1,35 +1,48 @@
 //! Stream multiplexer sessions as pure state machines: frames in, events and frames out. No
 //! sockets, no tasks, no clock reads: time goes in as `now`.
 //!
-//! * [`StreamMux`]: the interface a session driver (`dmsg::mux`) talks to. hashicorp yamux
-//!   v0.1.1 implements it today ([`YamuxSession`]); an smux v2 session (`smux.md`) is meant to
-//!   implement the same trait later, so the driver does not change.
+//! * [`StreamMux`]: the interface a session driver (`dmsg::mux`) talks to. Two multiplexers
+//!   implement it: hashicorp yamux v0.1.1 ([`YamuxSession`]) and xtaci smux v2
+//!   ([`SmuxSession`], skywire 2026); [`MuxSession`] is either, chosen per session
+//!   ([`Protocol`]).
 //! * [`session`]: [`YamuxSession`] — stream ids, windows, FIN/RST states, the accept backlog,
 //!   ping, keep-alive and idle timers, and the bounded queue of frames to write.
+//! * [`smux`]: [`SmuxSession`] — ids, absolute windows (UPD), FIN, the session receive buffer,
+//!   NOP keep-alive and the silence timeout.
+//! * [`smux_frame`]: the smux v2 frame codec (8-byte little-endian header).
+//! * [`any`]: [`MuxSession`] and [`Protocol`].
 //! * [`error`]: why a peer's frame was refused, and why a local call failed.
 //!
-//! The frame codec stays in [`crate::yamux`]; this module decides what the frames mean.
+//! The yamux frame codec stays in [`crate::yamux`]; [`session`] decides what its frames mean.
 //!
 //! Based on the sans-io shape of quinn-proto (`Connection::handle_event`, `poll_transmit`,
 //! `poll_timeout`, `handle_timeout`, `poll`).
 
+pub mod any;
 pub mod error;
 pub mod session;
+pub mod smux;
+pub mod smux_frame;
 
+#[cfg(test)]
+mod smux_tests;
 #[cfg(test)]
 mod tests;
 
 use std::time::Instant;
 
+pub use any::{MuxSession, Protocol};
 /// The buffer type of stream data (re-exported so drivers and fuzz targets need no `bytes`).
 pub use bytes::Bytes;
-pub use error::{OpenError, PingError, ProtocolError, StreamError};
+pub use error::{OpenError, PingError, ProtocolError, SmuxFrameError, StreamError};
 pub use session::{SessionConfig, YamuxSession};
+pub use smux::{SmuxConfig, SmuxSession};
 
 /// A stream id as the wire carries it.
 pub type StreamId = u32;
 
-/// Longest frame header of any supported protocol (yamux: 12 bytes, smux: 8).
+/// Longest frame header of any supported protocol (yamux: 12 bytes, smux: 8). An smux UPD
+/// frame is 16 bytes: its 8-byte body travels as the [`Transmit`] body.
 pub const MAX_HEADER_LEN: usize = 12;
 
 /// Which side of the session this is. It decides which stream ids each side opens (yamux:
@@ -149,8 +162,10 @@ pub enum Credit {
 /// # Call-order contract
 /// The driver owns the socket and the clock and calls, in any interleaving but from one place
 /// at a time (`&mut self`):
-/// 1. **Input.** For each frame: once a whole header of [`HEADER_LEN`](Self::HEADER_LEN) bytes
-///    has arrived, [`handle_header`](Self::handle_header). If it returns `n > 0`, the next input
+/// 1. **Input.** While [`read_paused`](Self::read_paused) is true, read nothing (it turns
+///    false after a [`recv`](Self::recv) or [`forget`](Self::forget)). For each frame: once a
+///    whole header of [`header_len`](Self::header_len) bytes has arrived,
+///    [`handle_header`](Self::handle_header). If it returns `n > 0`, the next input
 ///    call must be [`handle_body`](Self::handle_body) with exactly `n` bytes
 ///    ([`expected_body`](Self::expected_body) says so too). An `Err` is a protocol violation: the
 ///    session is closed ([`CloseReason::Protocol`]) and the driver stops reading.
@@ -173,8 +188,8 @@ pub enum Credit {
 ///    the driver also reports socket end and errors through it ([`CloseReason::Remote`],
 ///    [`CloseReason::Io`]).
 pub trait StreamMux {
-    /// Bytes of a frame header on the wire.
-    const HEADER_LEN: usize;
+    /// Bytes of a frame header on the wire (yamux 12, smux 8).
+    fn header_len(&self) -> usize;
 
     /// A complete frame header arrived at `now`. Returns how many body bytes follow (to be
     /// given to [`handle_body`](Self::handle_body)); control frames are handled at once.
@@ -185,6 +200,13 @@ pub trait StreamMux {
 
     /// Body bytes the session waits for (0: the next input is a header).
     fn expected_body(&self) -> usize;
+
+    /// The session holds as much unread data as it may: the driver reads nothing more from
+    /// the socket until this turns false (smux's session receive buffer; yamux bounds each
+    /// stream by its window instead and never pauses).
+    fn read_paused(&self) -> bool {
+        false
+    }
 
     /// Runs the timers (keep-alive ping, idle close) at `now`.
     fn handle_timeout(&mut self, now: Instant);
@@ -234,8 +256,13 @@ pub trait StreamMux {
     /// The handle of `id` is gone: forget the stream and its buffer.
     fn forget(&mut self, id: StreamId);
 
-    /// Pings the peer with an opaque id; the answer comes as [`Event::Pong`].
+    /// Pings the peer with an opaque id; the answer comes as [`Event::Pong`]. smux has no
+    /// ping frame ([`PingError::Unsupported`]): its driver pings with a `00 00` stream.
     fn ping(&mut self, opaque: u32) -> Result<(), PingError>;
+
+    /// Queues a frame the peer does not answer, so it sees traffic now (smux NOP; yamux a
+    /// keep-alive ping).
+    fn heartbeat(&mut self);
 
     /// Closes the session (idempotent: the first reason is kept).
     fn close(&mut self, reason: CloseReason);
@@ -263,6 +290,9 @@ pub trait StreamMux {
         loop {
             let rest = &buf[used..];
             let want = self.expected_body();
+            if want == 0 && self.read_paused() {
+                return Ok(used);
+            }
             if want > 0 {
                 let Some(body) = rest.get(..want) else {
                     return Ok(used);
@@ -270,11 +300,12 @@ pub trait StreamMux {
                 self.handle_body(Bytes::copy_from_slice(body))?;
                 used += want;
             } else {
-                let Some(head) = rest.get(..Self::HEADER_LEN) else {
+                let n = self.header_len();
+                let Some(head) = rest.get(..n) else {
                     return Ok(used);
                 };
                 self.handle_header(head, now)?;
-                used += Self::HEADER_LEN;
+                used += n;
             }
             if self.is_closed() {
                 return Ok(used);

@@ -292,7 +292,9 @@ impl YamuxSession {
 }
 
 impl StreamMux for YamuxSession {
-    const HEADER_LEN: usize = HEADER_LEN;
+    fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
 
     fn handle_header(&mut self, header: &[u8], now: Instant) -> Result<usize, ProtocolError> {
         if let Some(p) = self.pending {
@@ -519,6 +521,12 @@ impl StreamMux for YamuxSession {
     fn ping(&mut self, opaque: u32) -> Result<(), PingError> {
         self.control(FrameType::Ping, Flags::SYN, 0, opaque);
         Ok(())
+    }
+
+    fn heartbeat(&mut self) {
+        let id = self.next_ping_id;
+        self.next_ping_id = id.wrapping_add(1);
+        self.control(FrameType::Ping, Flags::SYN, 0, id);
     }
 
     fn close(&mut self, reason: CloseReason) {
