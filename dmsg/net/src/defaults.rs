@@ -34,6 +34,23 @@ pub const DEFAULT_WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Bytes queued for a session's socket beyond which the session is closed: only a peer that
 /// stops reading while making us answer (pings, window updates, RSTs) gets here.
 pub const DEFAULT_WRITE_HARD_LIMIT: usize = 16 * 1024 * 1024;
+/// smux NOP interval (skywire 2026 `SmuxConfig` KeepAliveInterval: what Go peers send and
+/// expect; a Go peer drops a session after 30–60 s without a frame).
+pub const DEFAULT_SMUX_KEEPALIVE: Duration = Duration::from_secs(10);
+/// smux silence check period (skywire 2026 KeepAliveTimeout): nothing received between two
+/// checks closes the session, so a dead peer is noticed after 30–60 s.
+pub const DEFAULT_SMUX_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest smux data frame we send (skywire 2026 MaxFrameSize, the 16-bit length allows 65535).
+pub const DEFAULT_SMUX_MAX_FRAME: usize = 32 * 1024;
+/// smux session receive buffer: unread bytes of all streams of one session, past which we stop
+/// reading its socket (skywire 2026 MaxReceiveBuffer, 1 MiB). The memory bound of an smux
+/// session, since smux peers do not respect per-stream windows strictly.
+pub const DEFAULT_SMUX_RECEIVE_BUFFER: usize = 1024 * 1024;
+/// smux window we advertise per stream in UPD frames, one UPD per half of it read (skywire 2026
+/// MaxStreamBuffer, 64 KiB).
+pub const DEFAULT_SMUX_STREAM_WINDOW: u32 = 64 * 1024;
+/// Deadline of an smux ping (a `00 00` stream echoed by the server; the reference's 5 s).
+pub const DEFAULT_SMUX_PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Socket read buffer per session: small, so idle sessions cost little memory; large data
 /// bodies bypass it.
 pub const DEFAULT_READ_BUF: usize = 4 * 1024;

@@ -1,7 +1,10 @@
-//! The tokio driver of a yamux session: socket tasks and wakers around the pure session state
-//! machine [`dmsg_proto::mux::YamuxSession`] (stream ids, windows, FIN/RST, the accept backlog,
-//! ping, keep-alive and idle timers, the bounded write queue all live there, behind the
-//! [`StreamMux`] trait an smux session will implement too).
+//! The tokio driver of a multiplexed session: socket tasks and wakers around the pure session
+//! state machine [`dmsg_proto::mux::MuxSession`] — a yamux ([`dmsg_proto::mux::YamuxSession`])
+//! or an smux v2 ([`dmsg_proto::mux::SmuxSession`]) session, chosen per session with
+//! [`MuxConfig::protocol`]. Stream ids, windows, FIN/RST, the accept backlog, ping, keep-alive
+//! and idle timers, the receive buffer and the bounded write queue all live there, behind the
+//! [`StreamMux`] trait; this driver does not know which protocol it runs, except for the ping
+//! (smux has no ping frame: [`Session::ping`] opens a stream and exchanges `00 00`).
 //!
 //! Why not the `yamux` crate: it is futures-io based (a compat layer per session), opens streams
 //! lazily (the SYN travels with the first data, which Go's relay logic does not expect), and its
@@ -12,11 +15,13 @@
 //! Structure per session: the pure session behind one mutex, and three tasks owned by
 //! [`Session`] (aborted when it is dropped):
 //! * a reader task: reads a header, asks the session how much body follows, reads it into its
-//!   own buffer, hands it over;
+//!   own buffer, hands it over; while the session says [`StreamMux::read_paused`] (smux: its
+//!   receive buffer is full of unread data) it reads nothing until a reader frees some;
 //! * a writer task: takes the session's queued frames and writes them with one vectored write
 //!   per batch (bodies never copied), then reports them written;
-//! * a keep-alive task: sleeps until the session's next timer and runs it (a ping every 30 s;
-//!   closes the session after [`DEFAULT_IDLE_TIMEOUT`] of silence).
+//! * a keep-alive task: sleeps until the session's next timer and runs it (yamux: a ping every
+//!   30 s, close after [`DEFAULT_IDLE_TIMEOUT`] of silence; smux: a NOP every 10 s, close after
+//!   30–60 s of silence).
 //!
 //! After every call into the session the driver drains its events and wakes the tasks that
 //! wait: a stream's reader or writer, the acceptor, the ping waiter, writers held at the
@@ -34,14 +39,15 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use dmsg_proto::mux::{
-    Event, OpenError, SessionConfig, StreamId, StreamMux, Transmit, YamuxSession,
+    Event, MAX_HEADER_LEN, MuxSession, OpenError, PingError, SessionConfig, SmuxConfig, StreamId,
+    StreamMux, Transmit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-pub use dmsg_proto::mux::{CloseReason, Side};
+pub use dmsg_proto::mux::{CloseReason, Protocol, Side};
 pub use stream::{MuxStream, RecvHalf, SendHalf};
 
 mod stream;
@@ -50,13 +56,15 @@ use crate::defaults::*;
 use crate::error::StreamError;
 use crate::lock;
 
-/// The session state machine this driver runs.
-type Proto = YamuxSession;
-const HEADER_LEN: usize = <Proto as StreamMux>::HEADER_LEN;
+/// The session state machine this driver runs (yamux or smux).
+type Proto = MuxSession;
 
-/// Limits of one session.
+/// Limits of one session, and its protocol.
 #[derive(Debug, Clone, Copy)]
 pub struct MuxConfig {
+    /// The multiplexer (default yamux). A server overrides it per client (the client's
+    /// discovery entry decides).
+    pub protocol: Protocol,
     /// Most open streams.
     pub max_streams: usize,
     /// Keep-alive ping interval.
@@ -68,6 +76,7 @@ pub struct MuxConfig {
 impl Default for MuxConfig {
     fn default() -> Self {
         MuxConfig {
+            protocol: Protocol::Yamux,
             max_streams: DEFAULT_MAX_STREAMS,
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -76,7 +85,28 @@ impl Default for MuxConfig {
 }
 
 impl MuxConfig {
-    /// The session's limits: these fields plus the fixed bounds of [`crate::defaults`].
+    /// The same limits with another protocol.
+    pub fn with_protocol(self, protocol: Protocol) -> MuxConfig {
+        MuxConfig { protocol, ..self }
+    }
+
+    /// The smux session's limits: `max_streams` plus skywire's `SmuxConfig` values and the
+    /// fixed bounds of [`crate::defaults`] (the yamux keep-alive fields do not apply).
+    fn smux_config(&self) -> SmuxConfig {
+        SmuxConfig {
+            max_streams: self.max_streams,
+            accept_backlog: DEFAULT_ACCEPT_BACKLOG,
+            max_frame_size: DEFAULT_SMUX_MAX_FRAME,
+            max_receive_buffer: DEFAULT_SMUX_RECEIVE_BUFFER,
+            max_stream_buffer: DEFAULT_SMUX_STREAM_WINDOW,
+            write_high_water: DEFAULT_WRITE_HIGH_WATER,
+            write_hard_limit: DEFAULT_WRITE_HARD_LIMIT,
+            keepalive_interval: DEFAULT_SMUX_KEEPALIVE,
+            keepalive_timeout: DEFAULT_SMUX_KEEPALIVE_TIMEOUT,
+        }
+    }
+
+    /// The yamux session's limits: these fields plus the fixed bounds of [`crate::defaults`].
     fn session_config(&self) -> SessionConfig {
         SessionConfig {
             max_streams: self.max_streams,
@@ -110,6 +140,8 @@ struct Inner {
     reader_done: bool,
     /// The ping [`Session::ping`] waits for.
     ping_wait: Option<(u32, oneshot::Sender<()>)>,
+    /// The reader task waits for [`StreamMux::read_paused`] to turn false.
+    rx_waiting: bool,
 }
 
 struct Shared {
@@ -119,6 +151,8 @@ struct Shared {
     closed_notify: Notify,
     /// Frames were queued: wakes the writer task.
     tx_notify: Notify,
+    /// The session may be read again (or closed): wakes a paused reader task.
+    rx_notify: Notify,
 }
 
 fn wake(w: &mut Option<Waker>) {
@@ -169,7 +203,9 @@ impl Shared {
                 }
                 Event::Ping(_) | Event::GoAway(_) => {}
                 Event::Closed(reason) => {
-                    tracing::debug!(?reason, "yamux session closed");
+                    let protocol = g.proto.protocol();
+                    tracing::debug!(?reason, %protocol, "mux session closed");
+                    self.rx_notify.notify_one();
                     self.closed.store(true, Ordering::Release);
                     for w in g.wakers.values_mut() {
                         wake(&mut w.read);
@@ -186,10 +222,14 @@ impl Shared {
         if g.proto.transmit_pending() > 0 {
             self.tx_notify.notify_one();
         }
+        if g.rx_waiting && !g.proto.read_paused() {
+            g.rx_waiting = false;
+            self.rx_notify.notify_one();
+        }
     }
 }
 
-/// A yamux session over one TCP connection. Dropping it closes the session.
+/// A yamux or smux session over one TCP connection. Dropping it closes the session.
 pub struct Session {
     shared: Arc<Shared>,
     /// Serialises [`Session::accept`] callers (one accept waker).
@@ -207,8 +247,8 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Starts the session's tasks on an established connection. `initial` holds bytes already
-    /// read from the socket after the handshake (normally none).
+    /// Starts the session's tasks on an established connection, running `cfg.protocol`.
+    /// `initial` holds bytes already read from the socket after the handshake (normally none).
     pub fn new(
         side: Side,
         rd: OwnedReadHalf,
@@ -216,7 +256,13 @@ impl Session {
         initial: Bytes,
         cfg: MuxConfig,
     ) -> Session {
-        let proto = Proto::new(side, cfg.session_config(), Instant::now());
+        let proto = Proto::new(
+            cfg.protocol,
+            side,
+            cfg.session_config(),
+            cfg.smux_config(),
+            Instant::now(),
+        );
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 proto,
@@ -225,10 +271,12 @@ impl Session {
                 accept_waker: None,
                 reader_done: false,
                 ping_wait: None,
+                rx_waiting: false,
             }),
             closed: AtomicBool::new(false),
             closed_notify: Notify::new(),
             tx_notify: Notify::new(),
+            rx_notify: Notify::new(),
         });
         let reader = tokio::spawn(read_loop(shared.clone(), rd, initial));
         let writer = tokio::spawn(write_loop(shared.clone(), wr));
@@ -273,6 +321,11 @@ impl Session {
         Some(MuxStream::new(sh.clone(), id))
     }
 
+    /// The multiplexer this session runs.
+    pub fn protocol(&self) -> Protocol {
+        self.shared.lock().proto.protocol()
+    }
+
     /// Whether the session is closed.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -303,26 +356,57 @@ impl Session {
         self.shared.lock().proto.bytes()
     }
 
-    /// Sends a ping without waiting for the answer.
+    /// Sends a frame the peer sees at once without waiting for an answer (yamux: a ping;
+    /// smux: a NOP).
     pub fn ping_nowait(&self) {
         let mut g = self.shared.lock();
-        let _ = g.proto.ping(rand::random::<u32>());
+        if let Err(PingError::Unsupported) = g.proto.ping(rand::random::<u32>()) {
+            g.proto.heartbeat();
+        }
         self.shared.drive(&mut g);
     }
 
-    /// Sends a ping and waits for its answer.
+    /// Pings the peer and returns the round-trip time: a yamux ping frame, or for smux (no
+    /// ping frame) a new stream carrying `00 00` that a DMSG server echoes and closes (spec
+    /// smux.md §7), within [`DEFAULT_SMUX_PING_TIMEOUT`].
     pub async fn ping(&self) -> Result<std::time::Duration, StreamError> {
         let (tx, rx) = oneshot::channel();
         let opaque = rand::random::<u32>();
         let t0 = Instant::now();
-        {
+        let framed = {
             let mut g = self.shared.lock();
             g.ping_wait = Some((opaque, tx));
-            let _ = g.proto.ping(opaque);
+            let framed = g.proto.ping(opaque) != Err(PingError::Unsupported);
+            if !framed {
+                g.ping_wait = None;
+            }
             self.shared.drive(&mut g);
+            framed
+        };
+        if !framed {
+            return self.stream_ping(t0).await;
         }
         rx.await.map_err(|_| StreamError::SessionClosed)?;
         Ok(t0.elapsed())
+    }
+
+    /// The smux ping: open a stream, write `00 00`, read `00 00` back, close.
+    async fn stream_ping(&self, t0: Instant) -> Result<std::time::Duration, StreamError> {
+        let mut st = self.open()?;
+        let exchange = async {
+            st.write_all(&[0, 0]).await?;
+            let mut echo = [0xffu8; 2];
+            st.read_exact(&mut echo).await?;
+            Ok::<_, io::Error>(echo)
+        };
+        match tokio::time::timeout(DEFAULT_SMUX_PING_TIMEOUT, exchange).await {
+            Ok(Ok([0, 0])) => Ok(t0.elapsed()),
+            // Not an echo (a 2023 server answers nothing and leaves the stream).
+            Ok(Ok(_)) => Err(StreamError::Eof),
+            Ok(Err(_)) if self.is_closed() => Err(StreamError::SessionClosed),
+            Ok(Err(_)) => Err(StreamError::Eof),
+            Err(_) => Err(StreamError::Timeout),
+        }
     }
 }
 
@@ -331,7 +415,7 @@ async fn read_loop(sh: Arc<Shared>, rd: OwnedReadHalf, initial: Bytes) {
         Ok(()) => CloseReason::Remote,
         Err(ReadEnd::Io) => CloseReason::Io,
         Err(ReadEnd::Protocol(error)) => {
-            tracing::debug!(%error, "yamux protocol violation; closing session");
+            tracing::debug!(%error, "mux protocol violation; closing session");
             CloseReason::Protocol
         }
     };
@@ -346,18 +430,37 @@ enum ReadEnd {
     Protocol(dmsg_proto::mux::ProtocolError),
 }
 
+/// Waits while the session's receive buffer is full (smux); returns at once otherwise.
+async fn wait_readable(sh: &Shared) {
+    loop {
+        let resumed = sh.rx_notify.notified();
+        {
+            let mut g = sh.lock();
+            if !g.proto.read_paused() {
+                g.rx_waiting = false;
+                return;
+            }
+            g.rx_waiting = true;
+        }
+        resumed.await;
+    }
+}
+
 async fn read_frames(sh: &Shared, rd: OwnedReadHalf, initial: Bytes) -> Result<(), ReadEnd> {
     let mut rd = BufReader::with_capacity(DEFAULT_READ_BUF, io::Cursor::new(initial).chain(rd));
-    let mut hb = [0u8; HEADER_LEN];
+    let header_len = sh.lock().proto.header_len();
+    let mut buf = [0u8; MAX_HEADER_LEN];
+    let hb = &mut buf[..header_len];
     loop {
-        match rd.read_exact(&mut hb).await {
+        wait_readable(sh).await;
+        match rd.read_exact(hb).await {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(_) => return Err(ReadEnd::Io),
         }
         let len = {
             let mut g = sh.lock();
-            let r = g.proto.handle_header(&hb, Instant::now());
+            let r = g.proto.handle_header(hb, Instant::now());
             sh.drive(&mut g);
             r.map_err(ReadEnd::Protocol)?
         };
