@@ -4,7 +4,10 @@
 //! - [`skymesh_bin`] finds (and if needed builds) the `skymesh` binary of this workspace.
 //! - [`Proc`] runs a process and kills it on drop, so a failing test leaves nothing behind.
 //! - [`free_port`] picks a free loopback TCP port.
+//! - [`chaos`]: `/proc` resource samples and checks for the `chaos` scenarios.
 #![deny(missing_docs)]
+
+pub mod chaos;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
