@@ -22,6 +22,16 @@ pub(crate) struct GlobalArgs {
     /// Only log errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
+    /// Log line format on stderr: `text` (colours only on a terminal) or `json` (one object
+    /// per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: crate::telemetry::LogFormat,
 }
 
 /// Every subcommand. Each variant's arguments live next to its `run` in `commands/`.
@@ -33,7 +43,7 @@ pub(crate) enum Command {
     Item(commands::item::Args),
     /// Run a DHT node (daemon) with its HTTP admin API, /health and /metrics.
     Node(Box<commands::node::Args>),
-    /// Talk to a running node: put, get, info.
+    /// Talk to a running node: put, get, info, sync.
     Dht(commands::dht::Args),
     /// DMSG network: server, discovery, http, get.
     Dmsg(commands::dmsg::Args),
@@ -46,4 +56,8 @@ pub(crate) enum Command {
     /// Start a local network (full nodes that are DMSG servers + visors) and show its status;
     /// `--check` verifies it and exits.
     Devnet(commands::devnet::Args),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
+    Completions(commands::completions::Args),
+    /// Print the man page (or write one per subcommand with --out DIR).
+    Man(commands::completions::ManArgs),
 }

@@ -1,8 +1,25 @@
 //! Tracing setup: the only place a subscriber is installed. Logs go to stderr so that stdout
 //! stays machine-readable (JSON output of commands).
+//!
+//! `--log-format text` (the default) writes one human line per event, with ANSI colours only
+//! when stderr is a terminal (a log file or journald gets plain text); `--log-format json`
+//! writes one JSON object per line (`timestamp`, `level`, `target`, `fields`, span list) for
+//! log shippers.
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::GlobalArgs;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over `-v`/`-q`.
 pub(crate) fn init(args: &GlobalArgs) {
@@ -16,8 +33,17 @@ pub(crate) fn init(args: &GlobalArgs) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_ansi(false)
+            .try_init(),
+    };
 }

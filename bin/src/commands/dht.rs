@@ -175,8 +175,35 @@ fn print_info(v: &api::InfoView) {
         println!("  {salt}: {n}");
     }
     match v.last_bootstrap {
-        Some(ms) => println!("last_bootstrap: {ms} (unix ms)"),
+        Some(ms) => println!("last_bootstrap: {}", ago(ms, now_ms())),
         None => println!("last_bootstrap: never"),
+    }
+}
+
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-12-04 18:28:43 UTC (12 s ago)`: a Unix-ms instant for people.
+pub(crate) fn ago(ms: u64, now_ms: u64) -> String {
+    let when = super::msg::human_time(ms);
+    if ms > now_ms {
+        return when;
+    }
+    format!("{when} ({} ago)", human_duration((now_ms - ms) / 1000))
+}
+
+/// `42 s`, `3 min 5 s`, `2 h 10 min`, `4 d 3 h`.
+pub(crate) fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
     }
 }
 
@@ -249,14 +276,14 @@ async fn sync(
         println!("{last}");
     } else {
         println!(
-            "sync {} from {}: {} items received, {} accepted, {} unchanged, {} refused, {} bytes, {:.1} s",
+            "sync {} from {}: {} items received, {} accepted, {} unchanged, {} refused, {}, {:.1} s",
             view.state.as_deref().unwrap_or("?"),
             view.peer.as_deref().unwrap_or("?"),
             view.items_received,
             view.accepted,
             view.unchanged,
             view.refused,
-            view.bytes,
+            indicatif::HumanBytes(view.bytes),
             view.elapsed_ms as f64 / 1000.0,
         );
     }
@@ -267,4 +294,20 @@ async fn sync(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_calendar_time_and_age() {
+        assert_eq!(
+            ago(1_800_000_000_000, 1_800_000_042_000),
+            "2027-01-15 08:00:00 UTC (42 s ago)"
+        );
+        assert_eq!(human_duration(3 * 60 + 5), "3 min 5 s");
+        assert_eq!(human_duration(2 * 3600 + 600), "2 h 10 min");
+        assert_eq!(human_duration(4 * 86400 + 3 * 3600), "4 d 3 h");
+    }
 }

@@ -6,16 +6,23 @@
 //!   `health_endpoint_address`, `log_level`, `update_interval` (ns), `max_sessions`), plus an
 //!   optional `peers` list (`[{"public_key": PK, "address": "HOST:PORT"}]`, the server mesh,
 //!   docs/dmsg-mesh.md). Serves `GET /health` and `GET /metrics` on `health_endpoint_address`.
-//! * `skymesh dmsg discovery --addr HOST:PORT [-t] [--data DIR] [--redis URL]`
-//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] (--disc URL | --dht MULTIADDR…)
-//!   [--server PK…]`
-//! * `skymesh dmsg get (--disc URL | --dht MULTIADDR…) [--sk SK] [--server PK…]
+//! * `skymesh dmsg discovery --addr HOST:PORT [-t] [--data DIR | --redis URL] [--http ADDR]`
+//! * `skymesh dmsg http --dir DIR [--port 80] [--sk SK] (--disc URL | --bootstrap MULTIADDR…)
+//!   [--server PK…] [--http ADDR]`
+//! * `skymesh dmsg get (--disc URL | --bootstrap MULTIADDR…) [--sk SK] [--server PK…]
 //!   (--out FILE | --stdout) dmsg://PK:PORT/PATH`
+//!
+//! `--http ADDR` (the reference's `-m/--metrics`) serves `GET /health` and `GET /metrics`
+//! (`bin/src/observe.rs`). Spellings are skymesh's, with the reference programs' kept as aliases
+//! for drop-in use: `--disc` (`--dmsg-disc`; short `-d` in `get`, `-D` in `http`, as dmsgget
+//! and dmsghttp have them), `--bootstrap` (formerly `--dht`), `--disc-test-mode` (`-t`,
+//! `--test-mode`); the secret key comes from `--sk`, `$SKYMESH_SK`, then the reference's
+//! `$DMSGHTTP_SK` / `$DMSGGET_SK`.
 //!
 //! `--server PK` (repeatable): hold sessions with these servers only and open no others; a
 //! peer on another server is then reached through the server mesh or not at all.
 //!
-//! With `--dht`, no discovery URL is needed: the command joins the DHT through the given full
+//! With `--bootstrap`, no discovery URL is needed: the command joins the DHT through the given full
 //! node(s) as a private regular node and finds servers and peers there.
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -65,14 +72,22 @@ struct DiscArgs {
     #[arg(short, long, default_value = ":9090")]
     addr: String,
     /// Store entries in this Redis (the reference's layout) instead of the embedded store.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data")]
     redis: Option<String>,
     /// Directory to persist entries in (memory only without it).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Test mode: allow loopback server addresses (the reference's -t).
-    #[arg(short = 't', long)]
+    /// Test mode: allow loopback server addresses (the reference's -t/--test-mode).
+    #[arg(short = 't', long = "disc-test-mode", visible_alias = "test-mode")]
     test_mode: bool,
+    /// Serve GET /health and GET /metrics on this address (the reference's -m/--metrics).
+    #[arg(
+        long = "http",
+        short = 'm',
+        visible_alias = "metrics",
+        value_name = "HOST:PORT"
+    )]
+    http: Option<String>,
     /// Keys allowed to call deregister (comma separated).
     #[arg(long, value_delimiter = ',')]
     whitelist_keys: Vec<String>,
@@ -86,24 +101,33 @@ struct HttpArgs {
     /// DMSG port.
     #[arg(short, long, default_value_t = 80)]
     port: u16,
-    /// Secret key (hex); random when absent.
-    #[arg(short, long, env = "DMSGHTTP_SK", hide_env_values = true)]
+    /// Secret key (hex); random when absent. Also read from $DMSGHTTP_SK.
+    #[arg(short, long, env = "SKYMESH_SK", hide_env_values = true)]
     sk: Option<String>,
     /// Discovery URL.
     #[arg(
         long,
         short = 'D',
+        visible_alias = "dmsg-disc",
         required_unless_present = "dht",
         conflicts_with = "dht"
     )]
     disc: Option<String>,
-    /// Find servers and peers through the DHT instead: a full node's multiaddr ending in
-    /// /p2p/<peer id> (repeatable).
-    #[arg(long, value_name = "MULTIADDR")]
+    /// Find servers and peers through the DHT instead, joining through this full node (a
+    /// multiaddr ending in /p2p/<peer id>; repeatable).
+    #[arg(long = "bootstrap", alias = "dht", value_name = "MULTIADDR")]
     dht: Vec<libp2p::Multiaddr>,
     /// Hold sessions with this DMSG server only (repeatable); open no others.
     #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
     servers: Vec<PubKey>,
+    /// Serve GET /health and GET /metrics on this address (the reference's -m/--metrics).
+    #[arg(
+        long = "http",
+        short = 'm',
+        visible_alias = "metrics",
+        value_name = "HOST:PORT"
+    )]
+    http: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,17 +137,22 @@ struct GetArgs {
     #[arg(
         long,
         short = 'd',
+        visible_alias = "dmsg-disc",
         required_unless_present = "dht",
         conflicts_with = "dht"
     )]
     disc: Option<String>,
-    /// Find servers and peers through the DHT instead: a full node's multiaddr ending in
-    /// /p2p/<peer id> (repeatable).
-    #[arg(long, value_name = "MULTIADDR")]
+    /// Find servers and peers through the DHT instead, joining through this full node (a
+    /// multiaddr ending in /p2p/<peer id>; repeatable).
+    #[arg(long = "bootstrap", alias = "dht", value_name = "MULTIADDR")]
     dht: Vec<libp2p::Multiaddr>,
-    /// Secret key (hex); random when absent.
-    #[arg(short, long, env = "DMSGGET_SK", hide_env_values = true)]
+    /// Secret key (hex); random when absent. Also read from $DMSGGET_SK.
+    #[arg(short, long, env = "SKYMESH_SK", hide_env_values = true)]
     sk: Option<String>,
+    /// Print a JSON summary (url, file, bytes, seconds) on stdout when done (not with
+    /// --stdout).
+    #[arg(long, conflicts_with = "stdout")]
+    json: bool,
     /// Output file.
     #[arg(short, long)]
     out: Option<PathBuf>,
@@ -181,9 +210,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn key_or_random(sk: &Option<String>) -> anyhow::Result<SecKey> {
-    match sk {
-        Some(s) => SecKey::from_hex(s.trim()).context("--sk"),
+/// `--sk`/`$SKYMESH_SK`, else the reference program's variable (`ref_env`), else a new key.
+fn key_or_random(sk: &Option<String>, ref_env: &str) -> anyhow::Result<SecKey> {
+    match sk.clone().or_else(|| std::env::var(ref_env).ok()) {
+        Some(s) => SecKey::from_hex(s.trim()).with_context(|| format!("--sk (or ${ref_env})")),
         None => Ok(SecKey::generate()),
     }
 }
@@ -289,7 +319,16 @@ async fn discovery(a: DiscArgs) -> anyhow::Result<()> {
     cfg.redis = a.redis;
     let d = DiscServer::spawn(cfg).await?;
     eprintln!("dmsg discovery listening on {}", d.local_addr());
+    let mut observed = crate::daemon::TaskGroup::new("http");
+    if let Some(addr) = &a.http {
+        let (registry, refresh) = crate::observe::discovery_gauges(d.local_addr());
+        let bound =
+            crate::observe::serve(&listen_addr(addr), registry, Some(refresh), &mut observed)
+                .await?;
+        eprintln!("health and metrics on http://{bound}");
+    }
     shutdown_signal().await;
+    observed.drain(crate::daemon::HTTP_GRACE).await;
     Ok(())
 }
 
@@ -324,41 +363,57 @@ async fn client_for(
 }
 
 async fn http(a: HttpArgs) -> anyhow::Result<()> {
-    let sk = key_or_random(&a.sk)?;
+    let sk = key_or_random(&a.sk, "DMSGHTTP_SK")?;
     let pk = sk.pubkey();
     let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
     let listener = client.listen(a.port)?;
+    let mut observed = crate::daemon::TaskGroup::new("http");
+    if let Some(addr) = &a.http {
+        let (registry, refresh) = crate::observe::client_gauges(client.clone());
+        let bound =
+            crate::observe::serve(&listen_addr(addr), registry, Some(refresh), &mut observed)
+                .await?;
+        eprintln!("health and metrics on http://{bound}");
+    }
     eprintln!("serving {} on dmsg://{pk}:{}", a.dir.display(), a.port);
     tokio::select! {
         _ = ::dmsg::http::serve_dir(listener, a.dir) => {}
         _ = shutdown_signal() => {}
     }
+    observed.drain(crate::daemon::HTTP_GRACE).await;
     Ok(())
 }
 
 async fn get_url(a: GetArgs) -> anyhow::Result<()> {
-    let sk = key_or_random(&a.sk)?;
+    let sk = key_or_random(&a.sk, "DMSGGET_SK")?;
     // Like dmsgget (-e 1): one session to a server from available_servers first; a target on
     // another server gets a session to one of its delegated servers when dialed.
     let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), client.ready()).await;
     let show = !a.stdout && std::io::stderr().is_terminal();
-    let mut last_pct = u64::MAX;
+    let started = std::time::Instant::now();
+    let bar = show.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
     let progress = |n: u64, total: Option<u64>| {
-        if !show {
-            return;
-        }
-        if let Some(t) = total.filter(|t| *t > 0) {
-            let pct = n * 100 / t;
-            if pct != last_pct {
-                last_pct = pct;
-                eprint!("\r{pct:3}% {n}/{t} bytes");
+        if let Some(b) = &bar {
+            if let Some(t) = total {
+                b.set_length(t);
             }
+            b.set_position(n);
         }
     };
-    let n = if a.stdout {
+    let (n, saved) = if a.stdout {
         let mut out = tokio::io::stdout();
-        ::dmsg::http::fetch(&client, &a.url, &mut out, progress).await?
+        let n = ::dmsg::http::fetch(&client, &a.url, &mut out, progress).await?;
+        (n, None)
     } else {
         let path = match &a.out {
             Some(p) if p.is_dir() => {
@@ -380,10 +435,24 @@ async fn get_url(a: GetArgs) -> anyhow::Result<()> {
         let n = ::dmsg::http::fetch(&client, &a.url, &mut f, progress).await?;
         drop(f);
         tokio::fs::rename(&tmp, &path).await?;
-        n
+        (n, Some(path))
     };
-    if show {
-        eprintln!("\rdownloaded {n} bytes");
+    if let Some(b) = bar {
+        b.finish_and_clear();
+        eprintln!(
+            "downloaded {} in {:.1} s",
+            indicatif::HumanBytes(n),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if a.json {
+        let summary = serde_json::json!({
+            "url": a.url,
+            "file": saved.map(|p| p.display().to_string()),
+            "bytes": n,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        println!("{summary}");
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
 //! One module per subcommand; `run` dispatches.
+pub(crate) mod completions;
 pub(crate) mod devnet;
 pub(crate) mod dht;
 pub(crate) mod dmsg;
@@ -23,6 +24,8 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
         Command::Msg(args) => msg::run(args),
         Command::Tp(args) => tp::run(args),
         Command::Devnet(args) => devnet::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

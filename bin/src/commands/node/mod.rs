@@ -148,7 +148,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MIN_SESSIONS, requires = "dmsg", value_name = "N")]
     pub(crate) dmsg_sessions: usize,
     /// DMSG port for --dmsg-http-dir.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, requires = "dmsg_http_dir")]
     pub(crate) dmsg_http_port: u16,
     /// Deployment config (bootstrap full nodes, DMSG servers, service endpoints); default:
     /// the embedded one.
