@@ -28,6 +28,9 @@
 //! | `push` | pure: push queues and batches in flight |
 //! | `penalties` | pure: peers refused for breaking the sync protocol |
 //!
+//! `read`, `put`, `push` and `full_nodes` are public (hidden from the docs) so that the
+//! deterministic simulator (`dht/sim`, `docs/scale.md`) drives the same code as the actor.
+//!
 //! # Flows
 //!
 //! - **put**: the item is admitted into the local store (acceptance rules), then sent with
@@ -81,13 +84,17 @@ use crate::store::ItemStore;
 mod clock;
 mod drive;
 mod events;
-mod full_nodes;
+#[doc(hidden)]
+pub mod full_nodes;
 mod handle;
 mod penalties;
 mod pull;
-mod push;
-mod put;
-mod read;
+#[doc(hidden)]
+pub mod push;
+#[doc(hidden)]
+pub mod put;
+#[doc(hidden)]
+pub mod read;
 mod republish;
 mod swarm;
 mod syncing;

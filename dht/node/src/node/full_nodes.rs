@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 
 /// Most full nodes tracked; beyond this new ones are ignored until old ones go stale.
-pub(crate) const MAX_FULL_NODES: usize = 1024;
+pub const MAX_FULL_NODES: usize = 1024;
 
 /// How long a full node whose read request (or put) failed is skipped by reads and puts.
-pub(crate) const FULL_NODE_BACKOFF: Duration = Duration::from_secs(60);
+pub const FULL_NODE_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct FullNode {
@@ -34,7 +34,7 @@ struct FullNode {
 
 /// The full nodes this node knows of.
 #[derive(Debug)]
-pub(crate) struct FullNodeTable {
+pub struct FullNodeTable {
     nodes: HashMap<PeerId, FullNode>,
     /// This node (never listed, even when it advertises itself).
     local: PeerId,

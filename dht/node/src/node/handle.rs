@@ -80,6 +80,18 @@ pub struct PutReport {
     pub acks: u32,
 }
 
+impl PutReport {
+    /// A report of a put of `seq` to `target`, nothing acknowledged yet (what a put starts
+    /// from; the simulator, `dht/sim`, starts its puts with it).
+    pub fn new(target: String, seq: u64) -> PutReport {
+        PutReport {
+            target,
+            seq,
+            acks: 0,
+        }
+    }
+}
+
 /// A snapshot of the node for `info` and the admin API.
 #[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]

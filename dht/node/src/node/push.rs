@@ -19,21 +19,21 @@ use itemsync::wire;
 use libp2p::PeerId;
 
 /// How often queued pushes waiting for a retry are looked at.
-pub(crate) const PUSH_TICK: Duration = Duration::from_millis(50);
+pub const PUSH_TICK: Duration = Duration::from_millis(50);
 
 /// Wait before retrying a push the receiver refused; the batch is kept.
-pub(crate) const PUSH_RETRY: Duration = Duration::from_millis(500);
+pub const PUSH_RETRY: Duration = Duration::from_millis(500);
 
 /// Wait before pushing again to a full node whose push failed; the failed batch is dropped and
 /// counted, the periodic pull repairs it.
-pub(crate) const PUSH_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+pub const PUSH_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Our id of one push in flight.
-pub(crate) type PushId = u64;
+pub type PushId = u64;
 
 /// How a push ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PushEnd {
+pub enum PushEnd {
     /// Acknowledged (or answered wrongly: nothing to retry).
     Done,
     /// Refused by the receiver: keep the batch, retry after [`PUSH_RETRY`].
@@ -42,29 +42,50 @@ pub(crate) enum PushEnd {
     Failed,
 }
 
+/// What a push queue holds: an item, or a shared handle to one (the simulator's `Arc<Item>`).
+pub trait PushItem: Clone {
+    /// Bytes of the item on the wire ([`Item::encoded_len`]).
+    fn encoded_len(&self) -> usize;
+}
+
+impl PushItem for Item {
+    fn encoded_len(&self) -> usize {
+        Item::encoded_len(self)
+    }
+}
+
+impl PushItem for std::sync::Arc<Item> {
+    fn encoded_len(&self) -> usize {
+        Item::encoded_len(self)
+    }
+}
+
 /// A batch to send.
 #[derive(Debug)]
-pub(crate) struct Batch {
+pub struct Batch<I = Item> {
+    /// Our id of this push.
     pub id: PushId,
+    /// The full node it goes to.
     pub peer: PeerId,
-    pub items: Vec<Item>,
+    /// The items, in queue order.
+    pub items: Vec<I>,
 }
 
 /// Push queues and the pushes in flight.
 #[derive(Debug)]
-pub(crate) struct Pusher {
+pub struct Pusher<I = Item> {
     /// Items queued per peer at most.
     bound: usize,
     next_id: PushId,
-    queues: HashMap<PeerId, VecDeque<Item>>,
-    in_flight: HashMap<PushId, (PeerId, Vec<Item>)>,
+    queues: HashMap<PeerId, VecDeque<I>>,
+    in_flight: HashMap<PushId, (PeerId, Vec<I>)>,
     busy: HashSet<PeerId>,
     retry_at: HashMap<PeerId, Instant>,
 }
 
-impl Pusher {
+impl<I: PushItem> Pusher<I> {
     /// Queues hold at most `bound` items per peer (at least 1).
-    pub fn new(bound: usize) -> Pusher {
+    pub fn new(bound: usize) -> Pusher<I> {
         Pusher {
             bound: bound.max(1),
             next_id: 0,
@@ -76,7 +97,7 @@ impl Pusher {
     }
 
     /// Queues `item` for `peer`; `false` when its queue is full (the item is dropped).
-    pub fn queue(&mut self, peer: PeerId, item: Item) -> bool {
+    pub fn queue(&mut self, peer: PeerId, item: I) -> bool {
         let q = self.queues.entry(peer).or_default();
         if q.len() >= self.bound {
             return false;
@@ -87,7 +108,7 @@ impl Pusher {
 
     /// The next batch for `peer` at `now`, unless a push to it is in flight or waiting for a
     /// retry, or nothing is queued.
-    pub fn poll_batch(&mut self, peer: PeerId, now: Instant) -> Option<Batch> {
+    pub fn poll_batch(&mut self, peer: PeerId, now: Instant) -> Option<Batch<I>> {
         if self.busy.contains(&peer) || self.retry_at.get(&peer).is_some_and(|t| *t > now) {
             return None;
         }
@@ -96,13 +117,13 @@ impl Pusher {
         let n = wire::fitting(
             q.iter()
                 .take(usize::from(wire::MAX_PUSH_ITEMS))
-                .map(Item::encoded_len),
+                .map(PushItem::encoded_len),
         );
         if n == 0 {
             self.queues.remove(&peer);
             return None;
         }
-        let items: Vec<Item> = q.drain(..n).collect();
+        let items: Vec<I> = q.drain(..n).collect();
         if q.is_empty() {
             self.queues.remove(&peer);
         }

@@ -14,7 +14,7 @@ use super::PutReport;
 
 /// Which leg of a put a kad put query is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Leg {
+pub enum Leg {
     /// To the known full nodes.
     FullNodes,
     /// To the k closest peers found by the `get_closest_peers` query.
@@ -23,7 +23,7 @@ pub(crate) enum Leg {
 
 /// What the driver starts for a put.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PutAction {
+pub enum PutAction {
     /// `put_record_to(peers, Quorum::All)`; report the result with [`Put::on_leg_done`].
     PutTo { leg: Leg, peers: Vec<PeerId> },
     /// `get_closest_peers(key)`; report the peers with [`Put::on_closest_peers`].
@@ -32,7 +32,7 @@ pub(crate) enum PutAction {
 
 /// Where a put stands.
 #[derive(Debug)]
-pub(crate) enum PutState {
+pub enum PutState {
     /// Legs or the closest-peers query are outstanding.
     Waiting,
     /// Every leg is done: answer with this report.
@@ -41,7 +41,7 @@ pub(crate) enum PutState {
 
 /// One put in progress.
 #[derive(Debug)]
-pub(crate) struct Put {
+pub struct Put {
     report: PutReport,
     /// Legs and queries outstanding.
     outstanding: usize,

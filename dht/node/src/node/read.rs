@@ -37,7 +37,7 @@ enum Phase {
 
 /// What the driver does next for a read.
 #[derive(Debug)]
-pub(crate) enum ReadState {
+pub enum ReadState {
     /// Answers are outstanding.
     Waiting,
     /// Start an iterative kad `get_record` for [`Read::target`] (and reset the hop tracker).
@@ -48,7 +48,7 @@ pub(crate) enum ReadState {
 
 /// One read in progress.
 #[derive(Debug)]
-pub(crate) struct Read {
+pub struct Read {
     target: Target,
     mode: ReadMode,
     /// Valid remote copies after which a lookup stops (≥ 1).
