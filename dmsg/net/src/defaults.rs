@@ -49,6 +49,9 @@ pub const DEFAULT_SMUX_RECEIVE_BUFFER: usize = 1024 * 1024;
 /// smux window we advertise per stream in UPD frames, one UPD per half of it read (skywire 2026
 /// MaxStreamBuffer, 64 KiB).
 pub const DEFAULT_SMUX_STREAM_WINDOW: u32 = 64 * 1024;
+/// How long a server waits for a client's discovery entry after the handshake to learn its
+/// multiplexer (then yamux). Well inside the client's own handshake deadline.
+pub const DEFAULT_PROTOCOL_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deadline of an smux ping (a `00 00` stream echoed by the server; the reference's 5 s).
 pub const DEFAULT_SMUX_PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Socket read buffer per session: small, so idle sessions cost little memory; large data

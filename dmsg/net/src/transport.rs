@@ -1,5 +1,10 @@
-//! The only socket code: TCP connect/accept → Noise XK upgrade → yamux session on the plain TCP
-//! connection (spec §3).
+//! The only socket code: TCP connect/accept → Noise XK upgrade → yamux or smux session on the
+//! plain TCP connection (spec §3).
+//!
+//! The multiplexer is chosen out of band (spec §3 item 7): a client runs its
+//! [`MuxConfig::protocol`] (and says `"protocol":"smux"` in its discovery entry when it is
+//! smux); a server, right after the handshake, asks a chooser for the client's key
+//! ([`accept_choosing`]; the DMSG server looks the client's entry up, [`entry_protocol`]).
 //!
 //! Handshake messages are `u16 BE length ‖ message` frames. The server reads like the
 //! reference's buffered reader: bytes that arrive behind message 3 in the same read mean a client
@@ -20,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::defaults::*;
+use crate::discovery::Discovery;
 use crate::error::SessionError;
-use crate::mux::{MuxConfig, Session, Side};
+use crate::mux::{MuxConfig, Protocol, Session, Side};
 
 /// Session-level record keys: stream request/response objects are sealed with these. One send
 /// counter per session, shared by all its streams (spec §4.1).
@@ -136,7 +142,8 @@ pub async fn handshake_client(
         })?
 }
 
-/// Client side: TCP connect to `addr`, XK as initiator towards `server_pk`, yamux client.
+/// Client side: TCP connect to `addr`, XK as initiator towards `server_pk`, then a client
+/// session of `cfg.protocol` (for smux, our discovery entry must already say so).
 pub async fn connect(
     addr: &str,
     sk: &SecKey,
@@ -157,14 +164,42 @@ pub async fn connect(
     })
 }
 
-/// Server side: XK as responder on an accepted connection, then a yamux server session. Pings
-/// the client at once (which also tells our client it may start writing).
+/// The multiplexer a client speaks according to its discovery entry: smux iff the entry says
+/// `"protocol":"smux"`; yamux when it says anything else, has no entry, or discovery does not
+/// answer within [`DEFAULT_PROTOCOL_LOOKUP_TIMEOUT`] (as the reference's `entryProtocol`).
+pub async fn entry_protocol(disc: &dyn Discovery, client: PubKey) -> Protocol {
+    match tokio::time::timeout(DEFAULT_PROTOCOL_LOOKUP_TIMEOUT, disc.entry(client)).await {
+        Ok(Ok(e)) => Protocol::from_entry(&e.protocol),
+        _ => Protocol::Yamux,
+    }
+}
+
+/// Server side: XK as responder on an accepted connection, then a server session of
+/// `cfg.protocol`. Pings the client at once (which also tells our client it may start
+/// writing).
 pub async fn accept(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     sk: &SecKey,
     timeout: Duration,
     cfg: MuxConfig,
 ) -> Result<Established, SessionError> {
+    let protocol = cfg.protocol;
+    accept_choosing(tcp, sk, timeout, cfg, move |_| std::future::ready(protocol)).await
+}
+
+/// [`accept`], with the multiplexer chosen by `choose` from the client's key once the
+/// handshake has proven it. The client's bytes wait in the socket meanwhile.
+pub async fn accept_choosing<F, Fut>(
+    mut tcp: TcpStream,
+    sk: &SecKey,
+    timeout: Duration,
+    cfg: MuxConfig,
+    choose: F,
+) -> Result<Established, SessionError>
+where
+    F: FnOnce(PubKey) -> Fut,
+    Fut: std::future::Future<Output = Protocol>,
+{
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|source| SessionError::Io {
         addr: "?".into(),
@@ -193,8 +228,16 @@ pub async fn accept(
     let keys = tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| SessionError::HandshakeTimeout { addr: addr.clone() })??;
+    let protocol = choose(keys.remote_static).await;
     let (rd, wr) = tcp.into_split();
-    let session = Session::new(Side::Server, rd, wr, Bytes::new(), cfg);
+    let session = Session::new(
+        Side::Server,
+        rd,
+        wr,
+        Bytes::new(),
+        cfg.with_protocol(protocol),
+    );
+    // yamux: a ping; smux: a NOP (it has no ping frame).
     session.ping_nowait();
     Ok(Established {
         remote: keys.remote_static,

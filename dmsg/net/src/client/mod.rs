@@ -29,7 +29,7 @@ use crate::defaults::*;
 use crate::disc_client::DiscClient;
 use crate::discovery::Discovery;
 use crate::error::{DialError, DiscError};
-use crate::mux::MuxConfig;
+use crate::mux::{MuxConfig, Protocol};
 use crate::stream::{DmsgStream, PortGuard};
 use crate::transport::{self, Established};
 use crate::{AbortOnDrop, lock};
@@ -49,7 +49,8 @@ pub struct ClientConfig {
     pub min_sessions: usize,
     /// Most sessions in total.
     pub max_sessions: usize,
-    /// Per-session yamux limits.
+    /// Per-session limits and the multiplexer (`mux.protocol`: yamux, or smux, which our
+    /// client entry then announces as `"protocol":"smux"` before the first session).
     pub mux: MuxConfig,
     /// If not empty: hold sessions with these servers only (all of them), open no others.
     pub servers: Vec<PubKey>,
@@ -135,6 +136,8 @@ struct Inner {
     ready: Notify,
     is_ready: AtomicBool,
     dialing: tokio::sync::Mutex<()>,
+    /// Our entry says `"protocol":"smux"` (posted before the first smux session).
+    announced: AtomicBool,
 }
 
 /// Most cached target entries (bounded; cleared when full).
@@ -194,6 +197,7 @@ impl Client {
             ready: Notify::new(),
             is_ready: AtomicBool::new(false),
             dialing: tokio::sync::Mutex::new(()),
+            announced: AtomicBool::new(false),
         });
         let task = AbortOnDrop(tokio::spawn(maintain(inner.clone())));
         Client { inner, _task: task }
@@ -396,11 +400,37 @@ async fn open_session(inner: &Arc<Inner>, server: PubKey) -> Result<Arc<ClientSe
     connect_server(inner, server, &addr).await
 }
 
+/// Our client entry with the sessions held now (and our multiplexer, when it is smux).
+fn client_entry(inner: &Inner, servers: Vec<PubKey>) -> Entry {
+    let mut e = Entry::new_client(inner.pk, 0, crate::now_ns(), Some(servers));
+    e.protocol = inner.cfg.mux.protocol.entry_member().to_string();
+    e
+}
+
+/// A server learns that we speak smux from our discovery entry, right after the handshake:
+/// post it before the first smux session (yamux needs nothing: it is what servers assume).
+async fn announce_protocol(inner: &Arc<Inner>) -> Result<(), DialError> {
+    if inner.cfg.mux.protocol != Protocol::Smux || inner.announced.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let mut servers: Vec<PubKey> = lock(&inner.sessions).keys().copied().collect();
+    servers.sort();
+    let e = client_entry(inner, servers);
+    inner
+        .disc
+        .put_entry(inner.cfg.sk.clone(), e)
+        .await
+        .map_err(DialError::Disc)?;
+    inner.announced.store(true, Ordering::Release);
+    Ok(())
+}
+
 async fn connect_server(
     inner: &Arc<Inner>,
     server: PubKey,
     addr: &str,
 ) -> Result<Arc<ClientSession>, DialError> {
+    announce_protocol(inner).await?;
     let est = transport::connect(addr, &inner.cfg.sk, server, inner.cfg.mux)
         .await
         .map_err(|e| {
@@ -507,7 +537,8 @@ async fn maintain(inner: Arc<Inner>) {
             posted = None;
         }
         if posted.as_ref() != Some(&servers) && !servers.is_empty() {
-            let e = Entry::new_client(inner.pk, seq, crate::now_ns(), Some(servers.clone()));
+            let mut e = client_entry(&inner, servers.clone());
+            e.sequence = seq;
             match inner.disc.put_entry(inner.cfg.sk.clone(), e).await {
                 Ok(e) => {
                     seq = e.sequence + 1;

@@ -289,11 +289,23 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                     return;
                 }
             };
-            let est = transport::accept(
+            // The client's discovery entry decides yamux or smux (peer servers: yamux).
+            let inner2 = inner.clone();
+            let choose = move |pk| async move {
+                let inner = inner2;
+                match &inner.cfg.discovery {
+                    Some(disc) if !inner.mesh.is_peer(&pk) => {
+                        transport::entry_protocol(disc.as_ref(), pk).await
+                    }
+                    _ => inner.cfg.mux.protocol,
+                }
+            };
+            let est = transport::accept_choosing(
                 tcp,
                 &inner.cfg.sk,
                 inner.cfg.handshake_timeout,
                 inner.cfg.mux,
+                choose,
             )
             .await
             .map(|mut est| {
