@@ -100,6 +100,17 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        doc_name: "dhtsim",
+        package: "skymesh-dhtsim",
+        sockets: false,
+        forbidden: &[
+            "tokio",
+            "skymesh-dmsg",
+            "skymesh-mirror",
+            "skymesh-overlay",
+        ],
+    },
+    Rule {
         doc_name: "overlay",
         package: "skymesh-overlay",
         sockets: false,
