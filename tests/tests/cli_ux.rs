@@ -1,0 +1,195 @@
+//! The command line as an operator meets it (issue #20): shell completions and man pages
+//! generated from the real flags, one spelling per idea with the reference programs' spellings
+//! still accepted, conflicting flags refused, `--log-format`.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Output;
+
+use skymesh_tests::run_skymesh;
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn completions_for_every_shell_name_the_subcommands_and_flags() {
+    let cases = [
+        ("bash", "complete -F _skymesh"),
+        ("zsh", "#compdef skymesh"),
+        ("fish", "complete -c skymesh"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ];
+    for (shell, marker) in cases {
+        let text = ok(&run_skymesh(&["completions", shell], None));
+        assert!(text.contains(marker), "{shell}: {marker}");
+        // (fish spells a long flag `-l admin-auth`.)
+        for word in [
+            "devnet",
+            "completions",
+            "discovery",
+            "admin-auth",
+            "log-format",
+        ] {
+            assert!(text.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // bash accepts the script it is given (syntax check, nothing run).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skymesh.bash");
+    std::fs::write(&path, ok(&run_skymesh(&["completions", "bash"], None))).unwrap();
+    let st = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success(), "bash -n on the completion script");
+    assert!(err(&run_skymesh(&["completions", "tcsh"], None)).contains("tcsh"));
+}
+
+#[test]
+fn man_pages_cover_every_subcommand() {
+    let page = ok(&run_skymesh(&["man"], None));
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH skymesh 1"),
+        "{page}"
+    );
+    assert!(page.contains(".SH NAME") && page.contains(".SH SUBCOMMANDS"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    ok(&run_skymesh(&["man", "--out", out.to_str().unwrap()], None));
+    for name in [
+        "skymesh.1",
+        "skymesh-node.1",
+        "skymesh-dht-sync.1",
+        "skymesh-dmsg-get.1",
+        "skymesh-dmsg-discovery.1",
+        "skymesh-completions.1",
+    ] {
+        let text =
+            std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name} is roff");
+    }
+    let node = std::fs::read_to_string(out.join("skymesh-node.1")).unwrap();
+    assert!(node.contains("admin\\-auth"), "flags documented");
+}
+
+#[test]
+fn one_spelling_per_idea_with_reference_aliases() {
+    // A full node to join through is --bootstrap everywhere; dmsg get/http still take --dht.
+    for old in ["--dht", "--bootstrap"] {
+        let e = err(&run_skymesh(
+            &[
+                "dmsg",
+                "get",
+                old,
+                "not-a-multiaddr",
+                "--stdout",
+                "dmsg://x:80/",
+            ],
+            None,
+        ));
+        assert!(
+            e.contains("invalid value 'not-a-multiaddr' for '--bootstrap <MULTIADDR>'"),
+            "{old}: {e}"
+        );
+    }
+    // The discovery URL is --disc, with dmsgget's -d/--dmsg-disc and dmsghttp's -D.
+    for spelling in [
+        &["-d", "http://x"][..],
+        &["--dmsg-disc", "http://x"],
+        &["--disc", "http://x"],
+    ] {
+        let mut args = vec!["dmsg", "get", "--bootstrap", "/ip4/127.0.0.1/tcp/1"];
+        args.extend_from_slice(spelling);
+        args.extend_from_slice(&["--stdout", "dmsg://x:80/"]);
+        let e = err(&run_skymesh(&args, None));
+        assert!(e.contains("cannot be used with"), "{spelling:?}: {e}");
+    }
+    // Discovery test mode: --disc-test-mode, as on `node`, with the reference's -t/--test-mode.
+    let help = ok(&run_skymesh(&["dmsg", "discovery", "--help"], None));
+    assert!(
+        help.contains("--disc-test-mode") && help.contains("test-mode"),
+        "{help}"
+    );
+    assert!(help.contains("-t,"), "{help}");
+    // A metrics listener is --http, as on `node`, with the reference's -m/--metrics.
+    assert!(
+        help.contains("--http <HOST:PORT>") && help.contains("-m,"),
+        "{help}"
+    );
+    // --redis and --data of the discovery exclude each other.
+    let e = err(&run_skymesh(
+        &[
+            "dmsg",
+            "discovery",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--data",
+            "/tmp/x",
+        ],
+        None,
+    ));
+    assert!(e.contains("cannot be used with"), "{e}");
+    // --dmsg-http-port means nothing without --dmsg-http-dir.
+    let e = err(&run_skymesh(
+        &[
+            "node",
+            "--role",
+            "regular",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/1",
+            "--data",
+            "/tmp/x",
+            "--dmsg-http-port",
+            "81",
+        ],
+        None,
+    ));
+    assert!(e.contains("--dmsg-http-dir"), "{e}");
+    // The dht help line lists every subcommand.
+    let help = ok(&run_skymesh(&["--help"], None));
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("dht"))
+        .unwrap();
+    assert!(line.contains("sync"), "{line}");
+}
+
+#[test]
+fn commands_that_print_data_take_json() {
+    for args in [
+        &["keygen", "--help"][..],
+        &["dht", "info", "--help"],
+        &["dht", "sync", "--help"],
+        &["tp", "ls", "--help"],
+        &["tp", "all", "--help"],
+        &["msg", "inbox", "--help"],
+        &["msg", "sent", "--help"],
+        &["dmsg", "get", "--help"],
+    ] {
+        let help = ok(&run_skymesh(args, None));
+        assert!(help.contains("--json"), "{args:?} has --json");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&run_skymesh(&["keygen", "--json"], None))).unwrap();
+    assert!(v["public_key"].is_string());
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    let help = ok(&run_skymesh(&["--help"], None));
+    assert!(help.contains("--log-format <FORMAT>"), "{help}");
+    let e = err(&run_skymesh(&["--log-format", "xml", "keygen"], None));
+    assert!(e.contains("possible values: text, json"), "{e}");
+}
