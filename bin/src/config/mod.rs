@@ -55,6 +55,46 @@ impl From<Reach> for dhtnode::Reachability {
     }
 }
 
+/// Finding peers on the local network by mDNS.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mdns {
+    /// On when a listen address is not loopback (a node listening on 127.0.0.1 only has no
+    /// LAN to find peers on, and tests on loopback send no multicast).
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+impl Mdns {
+    /// Whether a node listening on `listen` uses mDNS.
+    pub(crate) fn enabled(self, listen: &[Multiaddr]) -> bool {
+        use libp2p::multiaddr::Protocol;
+        match self {
+            Mdns::On => true,
+            Mdns::Off => false,
+            Mdns::Auto => listen.iter().any(|a| match a.iter().next() {
+                Some(Protocol::Ip4(ip)) => !ip.is_loopback(),
+                Some(Protocol::Ip6(ip)) => !ip.is_loopback(),
+                _ => false,
+            }),
+        }
+    }
+}
+
 /// Where the node key comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -158,6 +198,9 @@ pub(crate) struct DmsgClientConfig {
     pub(crate) servers: Vec<PubKey>,
     /// How many servers to hold sessions with.
     pub(crate) sessions: usize,
+    /// Session multiplexer (`yamux` or `smux`; default yamux).
+    #[serde(default)]
+    pub(crate) protocol: ::dmsg::mux::Protocol,
 }
 
 /// Everything `skymesh node` runs with.
@@ -176,6 +219,9 @@ pub(crate) struct NodeConfig {
     /// Bootstrap peers (empty: the deployment's).
     #[serde(default, with = "text_list")]
     pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Finding peers on the local network.
+    #[serde(default)]
+    pub(crate) mdns: Mdns,
     /// HTTP listener for /health, /metrics, the admin API (and /dmsg-discovery).
     pub(crate) http: SocketAddr,
     /// When the admin API requires its bearer token.
@@ -253,6 +299,7 @@ impl NodeConfig {
             http_port: a.dmsg_http_port,
             servers: a.dmsg_servers,
             sessions: a.dmsg_sessions,
+            protocol: a.dmsg_protocol,
         });
         Ok(NodeConfig {
             role: a.role,
@@ -260,6 +307,7 @@ impl NodeConfig {
             data: a.data,
             key,
             bootstrap: a.bootstrap,
+            mdns: a.mdns,
             http: a.http,
             admin_auth: a.admin_auth,
             reachability: a.reachability,
@@ -310,6 +358,7 @@ impl NodeConfig {
             data: PathBuf::from(&dht.data),
             key: KeySource::Hex(f.secret_key.clone()),
             bootstrap: multiaddrs("bootstrap", &dht.bootstrap)?,
+            mdns: Mdns::Auto,
             http,
             admin_auth: crate::admin::AdminAuth::Auto,
             reachability: Reach::Auto,

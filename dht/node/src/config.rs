@@ -16,6 +16,9 @@ pub const KAD_PROTOCOL: &str = "/skymesh/kad/1.0.0";
 /// admin API or a publisher issues concurrently, and small enough to bound memory.
 pub const DEFAULT_COMMAND_QUEUE: usize = 256;
 
+/// Most peers found by mDNS that are kept as bootstrap peers (a LAN with more nodes than this
+/// still joins through the first ones).
+pub const MAX_MDNS_PEERS: usize = 16;
 /// Retry bootstrap this often until one bootstrap peer has answered (Go node: 30 s).
 pub const DEFAULT_BOOTSTRAP_RETRY: Duration = Duration::from_secs(30);
 
@@ -119,6 +122,11 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Bootstrap peers, each ending in `/p2p/<peer id>`. Default none.
     pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network by mDNS (`_p2p._udp.local` multicast on every
+    /// interface that is up): each discovered node becomes a bootstrap peer, at most
+    /// [`MAX_MDNS_PEERS`]. Default off (the `skymesh node` command turns it on when a listen
+    /// address is not loopback).
+    pub mdns: bool,
     /// Directory of the persistent store (redb file [`crate::store::STORE_FILE`], created if
     /// missing); `None` keeps items in memory. Default `None`.
     pub data_dir: Option<PathBuf>,
@@ -187,6 +195,7 @@ impl Config {
             reachability: Reachability::Auto,
             listen: vec![loopback_any_port()],
             bootstrap: Vec::new(),
+            mdns: false,
             data_dir: None,
             store: dht::Config::default(),
             metrics: Metrics::default(),

@@ -56,6 +56,7 @@ use crate::daemon::{Daemon, DmsgServerRef, TaskGroup, parent_gone, shutdown_sign
 pub(crate) mod addrs;
 mod dmsg_api;
 mod msg_api;
+mod saved;
 mod sync;
 mod tp;
 
@@ -85,6 +86,10 @@ pub(crate) struct Args {
     /// Bootstrap peer, a multiaddr ending in /p2p/<peer id> (repeatable).
     #[arg(long)]
     pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Find nodes on the local network by mDNS: `auto` = when a --listen address is not
+    /// loopback.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) mdns: crate::config::Mdns,
     /// HTTP listener for /health, /metrics and the admin API.
     #[arg(long, default_value = crate::config::DEFAULT_HTTP)]
     pub(crate) http: SocketAddr,
@@ -144,6 +149,10 @@ pub(crate) struct Args {
     /// are reached through the server mesh.
     #[arg(long = "dmsg-server", value_name = "PK", requires = "dmsg", value_parser = parse_pk)]
     pub(crate) dmsg_servers: Vec<keys::PubKey>,
+    /// Session multiplexer towards DMSG servers (--dmsg): yamux (every server) or smux
+    /// (skywire 2026; announced in our discovery entry).
+    #[arg(long, default_value = "yamux", requires = "dmsg", value_name = "yamux|smux", value_parser = crate::commands::dmsg::parse_protocol)]
+    pub(crate) dmsg_protocol: ::dmsg::mux::Protocol,
     /// How many DMSG servers a visor holds sessions with (--dmsg).
     #[arg(long, default_value_t = ::dmsg::defaults::DEFAULT_MIN_SESSIONS, requires = "dmsg", value_name = "N")]
     pub(crate) dmsg_sessions: usize,
@@ -335,16 +344,13 @@ async fn serve(cfg: NodeConfig, sk: SecKey) -> anyhow::Result<()> {
     let mut dht_cfg = Config::new(sk.clone(), cfg.role);
     dht_cfg.listen = cfg.listen.clone();
     dht_cfg.bootstrap = if cfg.bootstrap.is_empty() {
+        // The full nodes used last time first, then the deployment's (saved.rs).
         let own = dhtnode::identity::peer_id(&sk.pubkey())?;
-        deploy
-            .dht_bootstrap
-            .iter()
-            .filter(|a| !a.iter().any(|p| p == libp2p::multiaddr::Protocol::P2p(own)))
-            .cloned()
-            .collect()
+        saved::bootstrap(&saved::load(&cfg.data), &deploy.dht_bootstrap, own)
     } else {
         cfg.bootstrap.clone()
     };
+    dht_cfg.mdns = cfg.mdns.enabled(&cfg.listen);
     dht_cfg.data_dir = Some(cfg.data.clone());
     dht_cfg.metrics = dhtnode::Metrics::register(&mut registry);
     dht_cfg.reachability = cfg.reachability.into();
@@ -453,10 +459,11 @@ async fn start(
             node,
             sk.clone(),
             overlay_metrics.clone(),
-            deploy.dmsg_servers.clone(),
+            saved::dmsg_servers(&saved::load(&cfg.data), &deploy.dmsg_servers),
             overlay::ClientOptions {
                 sessions: c.sessions,
                 servers: c.servers.clone(),
+                protocol: c.protocol,
             },
         )
     });
@@ -501,6 +508,10 @@ async fn start(
         data: cfg.data.clone(),
         mailbox,
     });
+    let (data, saver_node, saver_ctx) = (cfg.data.clone(), node.clone(), ctx.clone());
+    daemon
+        .transports
+        .spawn(|shutdown| saved::keep_saved(data, saver_node, saver_ctx, shutdown));
     let tp_manager = tp::start(&ctx, &mut registry)?;
     // Dropped in this order when the transports stage drains: the manager first (it uses the
     // DMSG client), then the DMSG client and server (the last reference to the context).

@@ -28,6 +28,7 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Get(ev)) => self.on_get(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(ev)) => self.on_mdns(ev),
             SwarmEvent::NewListenAddr { address, .. } => {
                 let a = address.with_p2p(self.local_peer).unwrap_or_else(|a| a);
                 if !self.listen_addrs.contains(&a) {
@@ -48,6 +49,30 @@ impl Actor {
                 self.full_nodes.on_disconnected(&peer_id);
             }
             _ => {}
+        }
+    }
+
+    /// A node found on the local network becomes a bootstrap peer (at most
+    /// [`crate::config::MAX_MDNS_PEERS`]) and is dialed at once.
+    fn on_mdns(&mut self, ev: libp2p::mdns::Event) {
+        let libp2p::mdns::Event::Discovered(found) = ev else {
+            return;
+        };
+        for (peer, addr) in found {
+            if peer == self.local_peer || self.bootstrap.iter().any(|(p, _)| *p == peer) {
+                continue;
+            }
+            if self.bootstrap.len() >= crate::config::MAX_MDNS_PEERS {
+                break;
+            }
+            tracing::info!(%peer, %addr, "found a node on the local network (mDNS)");
+            self.swarm.add_peer_address(peer, addr.clone());
+            self.bootstrap.push((peer, addr.clone()));
+            if !self.swarm.is_connected(&peer)
+                && let Err(e) = self.swarm.dial(addr.clone())
+            {
+                tracing::debug!(%addr, error = %e, "dialing an mDNS peer failed");
+            }
         }
     }
 

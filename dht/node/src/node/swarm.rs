@@ -8,8 +8,9 @@ use futures::StreamExt;
 use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 
 use crate::codec::{self, GetCodec};
 use crate::config::{Config, KAD_PROTOCOL};
@@ -30,6 +31,8 @@ pub(super) struct Behaviour {
     pub(super) ping: ping::Behaviour,
     pub(super) get: request_response::Behaviour<GetCodec>,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
+    /// Local-network discovery (only with [`Config::mdns`]).
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 fn transport_err(e: impl std::fmt::Display) -> SpawnError {
@@ -68,6 +71,7 @@ pub(super) async fn build(
     let (kad_max, limit_window) = (cfg.max_kad_requests_per_peer, cfg.limit_window);
     let kad_limited = cfg.metrics.kad_requests_limited.clone();
     let measure_hops = cfg.measure_lookup_hops;
+    let want_mdns = cfg.mdns;
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -95,8 +99,18 @@ pub(super) async fn build(
                     crate::kad_limit::is_kad_lookup_answer,
                 );
             }
+            let mdns = want_mdns
+                .then(|| match mdns::tokio::Behaviour::new(mdns::Config::default(), peer) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mDNS unavailable; finding LAN peers is off");
+                        None
+                    }
+                })
+                .flatten();
             Behaviour {
                 kad,
+                mdns: Toggle::from(mdns),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                         .with_agent_version(role::agent_version(role)),
