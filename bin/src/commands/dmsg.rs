@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use ::dmsg::disc_server::{DiscServer, DiscServerConfig};
 use ::dmsg::metrics::ServerMetrics;
+use ::dmsg::mux::Protocol;
 use ::dmsg::{Client, ClientConfig, Server, ServerConfig};
 use anyhow::Context;
 use axum::Router;
@@ -120,6 +121,10 @@ struct HttpArgs {
     /// Hold sessions with this DMSG server only (repeatable); open no others.
     #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
     servers: Vec<PubKey>,
+    /// Session multiplexer: yamux (every server) or smux (skywire 2026; announced in our
+    /// discovery entry).
+    #[arg(long = "dmsg-protocol", default_value = "yamux", value_name = "yamux|smux", value_parser = parse_protocol)]
+    protocol: Protocol,
     /// Serve GET /health and GET /metrics on this address (the reference's -m/--metrics).
     #[arg(
         long = "http",
@@ -162,12 +167,21 @@ struct GetArgs {
     /// Hold sessions with this DMSG server only (repeatable); open no others.
     #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
     servers: Vec<PubKey>,
+    /// Session multiplexer: yamux (every server) or smux (skywire 2026; announced in our
+    /// discovery entry).
+    #[arg(long = "dmsg-protocol", default_value = "yamux", value_name = "yamux|smux", value_parser = parse_protocol)]
+    protocol: Protocol,
     /// The URL, dmsg://PK:PORT/PATH.
     url: String,
 }
 
 fn parse_pk(s: &str) -> Result<PubKey, String> {
     PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
+}
+
+/// `--dmsg-protocol`: `yamux` or `smux`.
+pub(crate) fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    Protocol::parse(s).ok_or_else(|| format!("{s:?}: expected yamux or smux"))
 }
 
 /// Reads a server config; with a `dht` section it is a node's configuration.
@@ -342,17 +356,20 @@ async fn client_for(
     disc: &Option<String>,
     dht: &[libp2p::Multiaddr],
     servers: &[PubKey],
+    protocol: Protocol,
 ) -> anyhow::Result<(Arc<Client>, Option<(dhtnode::Node, overlay::DhtClient)>)> {
     match disc {
         Some(url) => {
             let mut cfg = ClientConfig::new(sk, url);
             cfg.servers = servers.to_vec();
+            cfg.mux = cfg.mux.with_protocol(protocol);
             Ok((Arc::new(Client::spawn(cfg)), None))
         }
         None => {
             let opts = overlay::ClientOptions {
                 sessions: 0,
                 servers: servers.to_vec(),
+                protocol,
             };
             let (node, c) = overlay::join(sk, dht.to_vec(), DHT_JOIN_WAIT, opts)
                 .await
@@ -365,7 +382,7 @@ async fn client_for(
 async fn http(a: HttpArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk, "DMSGHTTP_SK")?;
     let pk = sk.pubkey();
-    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers, a.protocol).await?;
     let listener = client.listen(a.port)?;
     let mut observed = crate::daemon::TaskGroup::new("http");
     if let Some(addr) = &a.http {
@@ -388,7 +405,7 @@ async fn get_url(a: GetArgs) -> anyhow::Result<()> {
     let sk = key_or_random(&a.sk, "DMSGGET_SK")?;
     // Like dmsgget (-e 1): one session to a server from available_servers first; a target on
     // another server gets a session to one of its delegated servers when dialed.
-    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers).await?;
+    let (client, _dht) = client_for(sk, &a.disc, &a.dht, &a.servers, a.protocol).await?;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), client.ready()).await;
     let show = !a.stdout && std::io::stderr().is_terminal();
     let started = std::time::Instant::now();

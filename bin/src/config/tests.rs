@@ -104,6 +104,8 @@ fn flags_convert_into_a_visor() {
         "/tmp/www",
         "--dmsg-server",
         &server.to_hex(),
+        "--dmsg-protocol",
+        "smux",
         "--http",
         "127.0.0.1:9000",
     ]))
@@ -116,6 +118,7 @@ fn flags_convert_into_a_visor() {
     assert_eq!(c.http_port, 80);
     assert_eq!(c.servers, vec![server]);
     assert_eq!(c.sessions, ::dmsg::defaults::DEFAULT_MIN_SESSIONS);
+    assert_eq!(c.protocol, ::dmsg::mux::Protocol::Smux);
     cfg.validate().expect("a visor with a DMSG client is valid");
 }
 

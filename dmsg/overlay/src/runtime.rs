@@ -37,6 +37,8 @@ pub struct ClientOptions {
     pub sessions: usize,
     /// Hold sessions with these servers only and open no others (`--server`).
     pub servers: Vec<keys::PubKey>,
+    /// The session multiplexer (`--dmsg-protocol`; default yamux).
+    pub protocol: dmsg::mux::Protocol,
 }
 
 /// A DMSG server publishing itself through the DHT.
@@ -114,6 +116,7 @@ pub fn start_client(
         cfg.min_sessions = opts.sessions;
     }
     cfg.servers = opts.servers;
+    cfg.mux = cfg.mux.with_protocol(opts.protocol);
     let client = Arc::new(Client::spawn(cfg));
     let republish = dmsg::AbortOnDrop(spawn_republisher(discovery.clone(), sk, CLIENT_REPUBLISH));
     let weak = Arc::downgrade(&client);

@@ -16,8 +16,11 @@ use super::{
 };
 use crate::mux::SessionConfig;
 
-/// Which multiplexer a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Which multiplexer a session runs (in config files: `"yamux"` or `"smux"`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// hashicorp yamux v0.1.1 (every DMSG version; the default).
     #[default]
