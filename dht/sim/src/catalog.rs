@@ -176,11 +176,7 @@ pub struct CatchUp {
 
 impl CatchUp {
     /// Tracks `target` versions from `since`; `held` gives the node's seq of an item.
-    pub fn new(
-        mut target: HashMap<u32, u64>,
-        since: Micros,
-        held: impl Fn(u32) -> u64,
-    ) -> CatchUp {
+    pub fn new(mut target: HashMap<u32, u64>, since: Micros, held: impl Fn(u32) -> u64) -> CatchUp {
         target.retain(|i, seq| held(*i) < *seq);
         let done = target.is_empty().then_some(since);
         CatchUp {

@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::Scenario;
-use crate::catalog::{CatchUp, Catalog};
+use crate::catalog::{Catalog, CatchUp};
 use crate::net::{Endpoint, Net};
 use crate::queue::{Micros, Queue, SEC};
 use crate::report::{Dist, Reads, Report, Traffic};
@@ -96,7 +96,9 @@ pub fn run(sc: &Scenario) -> Report {
     let mut w = World::new(sc.clone());
     w.start();
     let end = sc.end();
+    let mut progress = crate::Progress::new(sc, "Go design");
     while let Some((at, ev)) = w.q.pop(end) {
+        progress.at(at);
         w.now = at;
         w.handle(ev);
     }
@@ -292,7 +294,13 @@ impl World {
             self.cat.conv.published(i, item.seq, self.now, part);
         }
         let d = self.lookup_delay(self.nf + v as usize);
-        self.q.at(self.now + d, Ev::Land { i: i as u32, seq: item.seq });
+        self.q.at(
+            self.now + d,
+            Ev::Land {
+                i: i as u32,
+                seq: item.seq,
+            },
+        );
     }
 
     /// A lookup from node `n`: [`LOOKUP_ROUNDS`] rounds of α RPCs.
@@ -424,10 +432,13 @@ impl World {
         } else {
             took += RPC_TIMEOUT;
         }
-        self.q.at(took.max(self.now + 1), Ev::Exchange {
-            f: f as u16,
-            k: k + 1,
-        });
+        self.q.at(
+            took.max(self.now + 1),
+            Ev::Exchange {
+                f: f as u16,
+                k: k + 1,
+            },
+        );
     }
 
     fn on_read(&mut self, v: u32, e: u32) {

@@ -55,6 +55,8 @@ pub struct Scenario {
     pub tp_change_every_min: f64,
     /// Value bytes of a `dmsg` entry and a `tp` list.
     pub value_lens: [usize; 2],
+    /// Print the virtual minute to stderr every 5 minutes of virtual time.
+    pub progress: bool,
 }
 
 impl Scenario {
@@ -73,6 +75,7 @@ impl Scenario {
             read_every_min: 10.0,
             tp_change_every_min: 60.0,
             value_lens: [330, 220],
+            progress: false,
         }
     }
 
@@ -106,7 +109,46 @@ impl Scenario {
     }
 }
 
-/// Runs skymesh then the Go design on `sc`.
+/// Runs skymesh and the Go design on `sc`, each on its own thread (each run is
+/// single-threaded and deterministic).
 pub fn run_both(sc: &Scenario) -> [Report; 2] {
-    [sky::run(sc), godesign::run(sc)]
+    std::thread::scope(|s| {
+        let go = s.spawn(|| godesign::run(sc));
+        let sky = sky::run(sc);
+        [
+            sky,
+            go.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        ]
+    })
+}
+
+/// Prints progress every 5 virtual minutes (when asked to).
+pub(crate) struct Progress {
+    on: bool,
+    name: &'static str,
+    next: Micros,
+    wall: std::time::Instant,
+}
+
+impl Progress {
+    pub(crate) fn new(sc: &Scenario, name: &'static str) -> Progress {
+        Progress {
+            on: sc.progress,
+            name,
+            next: 0,
+            wall: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn at(&mut self, now: Micros) {
+        if self.on && now >= self.next {
+            eprintln!(
+                "{}: minute {} after {:.0} s",
+                self.name,
+                now / (60 * SEC),
+                self.wall.elapsed().as_secs_f64()
+            );
+            self.next = now - now % (5 * 60 * SEC) + 5 * 60 * SEC;
+        }
+    }
 }

@@ -78,7 +78,11 @@ impl Net {
     /// The latency of one message from `a` to `b` of `bytes` bytes.
     pub fn latency(&self, rng: &mut Rng, a: &Endpoint, b: &Endpoint, bytes: usize) -> Micros {
         let base = BASE_MS[usize::from(a.region)][usize::from(b.region)] * 1000.0;
-        let (lo, hi) = if a.id < b.id { (a.id, b.id) } else { (b.id, a.id) };
+        let (lo, hi) = if a.id < b.id {
+            (a.id, b.id)
+        } else {
+            (b.id, a.id)
+        };
         // A link's route is up to 30 % longer than the base.
         let route = (mix(self.seed ^ lo, hi) >> 11) as f64 / (1u64 << 53) as f64;
         let jitter = rng.exp(500.0);

@@ -127,9 +127,13 @@ pub fn table(reports: &[Report]) -> String {
     type Row = (&'static str, fn(&Report) -> String);
     let rows: &[Row] = &[
         ("writes tracked", |r| r.writes.to_string()),
-        ("converged on all full nodes", |r| pct(r.converged, r.writes)),
+        ("converged on all full nodes", |r| {
+            pct(r.converged, r.writes)
+        }),
         ("convergence p50/p99/max", |r| dist(&r.convergence)),
-        ("  writes during partition", |r| r.writes_partition.to_string()),
+        ("  writes during partition", |r| {
+            r.writes_partition.to_string()
+        }),
         ("  their convergence p50/p99/max", |r| {
             dist(&r.convergence_partition)
         }),
@@ -140,18 +144,29 @@ pub fn table(reports: &[Report]) -> String {
             let d = &r.reads.latency;
             format!("{:.0}/{:.0}/{:.0}/{:.0} ms", d.p50, d.p90, d.p99, d.max)
         }),
-        ("reads during partition", |r| r.reads_partition.n.to_string()),
-        ("  found", |r| pct(r.reads_partition.found, r.reads_partition.n)),
+        ("reads during partition", |r| {
+            r.reads_partition.n.to_string()
+        }),
+        ("  found", |r| {
+            pct(r.reads_partition.found, r.reads_partition.n)
+        }),
         ("  latest version", |r| {
             pct(r.reads_partition.current, r.reads_partition.n)
         }),
-        ("  latency p50/p99/max", |r| dist(&r.reads_partition.latency)),
+        ("  latency p50/p99/max", |r| {
+            dist(&r.reads_partition.latency)
+        }),
         ("bytes/full node/h: push", |r| mib(r.traffic.push)),
         ("  repair / reconcile", |r| mib(r.traffic.repair)),
-        ("  push + repair", |r| mib(r.traffic.push + r.traffic.repair)),
+        (
+            "  push + repair",
+            |r| mib(r.traffic.push + r.traffic.repair),
+        ),
         ("  puts from visors", |r| mib(r.traffic.puts)),
         ("  reads, lookups, adverts", |r| mib(r.traffic.reads)),
-        ("partitioned node caught up after heal", |r| secs(r.heal_secs)),
+        ("partitioned node caught up after heal", |r| {
+            secs(r.heal_secs)
+        }),
         ("new full node holds the dataset", |r| secs(r.join_secs)),
         ("  share held at the end", |r| {
             format!("{:.2} %", 100.0 * r.join_share)

@@ -7,10 +7,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dhtsim::{Scenario, godesign, sky, table};
+use dhtsim::{Scenario, godesign, run_both, sky, table};
 
 fn main() -> ExitCode {
     let mut sc = Scenario::internet(1);
+    sc.progress = true;
     let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
             "--minutes" => val().parse().map(|v| sc.minutes = v).is_ok(),
             "--loss" => val().parse().map(|v| sc.loss = v).is_ok(),
             "--small" => {
-                sc = Scenario { seed: sc.seed, ..Scenario::small(sc.seed) };
+                sc = Scenario {
+                    progress: true,
+                    ..Scenario::small(sc.seed)
+                };
                 true
             }
             "--only" => {
@@ -32,22 +36,20 @@ fn main() -> ExitCode {
             _ => false,
         };
         if !ok {
-            eprintln!("usage: dhtsim [--seed N] [--visors N] [--full-nodes N] [--minutes N] [--loss P] [--small] [--only sky|go]");
+            eprintln!(
+                "usage: dhtsim [--seed N] [--visors N] [--full-nodes N] [--minutes N] [--loss P] [--small] [--only sky|go]"
+            );
             return ExitCode::from(2);
         }
     }
     println!("{sc:?}");
-    let mut reports = Vec::new();
-    if only.as_deref() != Some("go") {
-        let t = Instant::now();
-        reports.push(sky::run(&sc));
-        println!("skymesh: {:.1} s wall", t.elapsed().as_secs_f64());
-    }
-    if only.as_deref() != Some("sky") {
-        let t = Instant::now();
-        reports.push(godesign::run(&sc));
-        println!("Go design: {:.1} s wall", t.elapsed().as_secs_f64());
-    }
+    let t = Instant::now();
+    let reports = match only.as_deref() {
+        Some("sky") => vec![sky::run(&sc)],
+        Some("go") => vec![godesign::run(&sc)],
+        _ => run_both(&sc).to_vec(),
+    };
+    println!("{:.1} s wall", t.elapsed().as_secs_f64());
     println!("{}", table(&reports));
     ExitCode::SUCCESS
 }

@@ -16,7 +16,7 @@ use itemsync::{PullConfig, Puller, SyncCursor};
 use libp2p::PeerId;
 
 use super::{Ev, World, micros};
-use crate::catalog::{CatchUp, Catalog};
+use crate::catalog::{Catalog, CatchUp};
 use crate::net::Endpoint;
 use crate::queue::{Micros, SEC};
 use crate::report::Traffic;
@@ -104,7 +104,11 @@ impl Full {
     /// to 1..=`MAX_PAGE_ITEMS`, cut by `wire::fitting`, a foreign epoch served from the start.
     fn page(&self, req: &GetItems) -> (Page, Vec<Arc<Item>>) {
         let limit = usize::from(req.limit.clamp(1, MAX_PAGE_ITEMS));
-        let start = if req.epoch == self.epoch { req.cursor } else { 0 };
+        let start = if req.epoch == self.epoch {
+            req.cursor
+        } else {
+            0
+        };
         let mut out: Vec<Arc<Item>> = Vec::new();
         let mut next = start;
         let mut has_more = false;
@@ -277,7 +281,10 @@ impl World {
         for item in &items {
             self.accept(to, item);
         }
-        let (a, b) = (self.fulls[usize::from(to)].ep, self.fulls[usize::from(from)].ep);
+        let (a, b) = (
+            self.fulls[usize::from(to)].ep,
+            self.fulls[usize::from(from)].ep,
+        );
         match self.send(a, b, OVERHEAD) {
             Some(at) => self.q.at(
                 at,
@@ -323,10 +330,8 @@ impl World {
     }
 
     pub(super) fn on_sync_tick(&mut self, f: u16) {
-        self.q.at(
-            self.now + micros(DEFAULT_SYNC_INTERVAL),
-            Ev::SyncTick { f },
-        );
+        self.q
+            .at(self.now + micros(DEFAULT_SYNC_INTERVAL), Ev::SyncTick { f });
         let now_ms = self.now_ms();
         let full = &mut self.fulls[usize::from(f)];
         if !full.up || full.session.is_some() {
@@ -415,7 +420,12 @@ impl World {
         }
     }
 
-    pub(super) fn on_page_answer(&mut self, f: u16, sess: u32, (page, arcs): (Page, Vec<Arc<Item>>)) {
+    pub(super) fn on_page_answer(
+        &mut self,
+        f: u16,
+        sess: u32,
+        (page, arcs): (Page, Vec<Arc<Item>>),
+    ) {
         let bytes = OVERHEAD + arcs.iter().map(|i| i.encoded_len()).sum::<usize>();
         let full = &mut self.fulls[usize::from(f)];
         full.traffic.repair += bytes as f64;
@@ -488,7 +498,14 @@ impl World {
             }
             let (a, b) = (self.fulls[usize::from(f)].ep, self.fulls[usize::from(g)].ep);
             if let Some(at) = self.send(a, b, ADVERT_BYTES) {
-                self.q.at(at, Ev::AdvertAt { to: g, from: f, seq_ms });
+                self.q.at(
+                    at,
+                    Ev::AdvertAt {
+                        to: g,
+                        from: f,
+                        seq_ms,
+                    },
+                );
             }
         }
     }
@@ -524,8 +541,12 @@ impl World {
 
     pub(super) fn on_heal(&mut self) {
         self.partitioned = None;
-        let held: Vec<u64> = (0..self.cat.latest.len()).map(|i| self.fulls[0].seq(i)).collect();
-        self.heal = Some(CatchUp::new(self.cat.snapshot(), self.now, |i| held[i as usize]));
+        let held: Vec<u64> = (0..self.cat.latest.len())
+            .map(|i| self.fulls[0].seq(i))
+            .collect();
+        self.heal = Some(CatchUp::new(self.cat.snapshot(), self.now, |i| {
+            held[i as usize]
+        }));
         self.q.at(self.now + SEC, Ev::Reconnected);
     }
 
@@ -589,10 +610,8 @@ impl World {
         let held = |_| 0;
         self.join = Some(CatchUp::new(self.cat.snapshot(), self.now, held));
         self.on_full_advert(f);
-        self.q.at(
-            self.now + micros(DEFAULT_SYNC_INTERVAL),
-            Ev::SyncTick { f },
-        );
+        self.q
+            .at(self.now + micros(DEFAULT_SYNC_INTERVAL), Ev::SyncTick { f });
         if let Some(g) = bootstrap.first() {
             self.start_session(f, *g, true);
         }

@@ -20,7 +20,7 @@ use itemsync::wire::{GetItems, Page};
 use libp2p::PeerId;
 
 use crate::Scenario;
-use crate::catalog::{CatchUp, Catalog};
+use crate::catalog::{Catalog, CatchUp};
 use crate::net::{Endpoint, Net};
 use crate::queue::{Micros, Queue, SEC};
 use crate::report::{Dist, Reads, Report, Traffic};
@@ -44,32 +44,113 @@ fn micros(d: Duration) -> Micros {
 
 /// The events of the skymesh world.
 pub(crate) enum Ev {
-    Dmsg { v: u32, e: u32 },
-    TpWake { v: u32, e: u32 },
-    TpChange { v: u32, e: u32 },
-    Read { v: u32, e: u32 },
-    Adverts { v: u32, e: u32 },
-    AdvertsAns { v: u32, e: u32, f: u16 },
-    Leave { v: u32 },
-    Join { v: u32 },
-    PutAt { op: u32, f: u16, item: Arc<Item> },
-    PutAck { op: u32, f: u16 },
-    PutTimeout { op: u32 },
-    Closest { op: u32 },
-    ReadAt { op: u32, f: u16 },
-    ReadAns { op: u32, copy: Option<Arc<Item>> },
-    ReadFail { op: u32, f: u16 },
-    Lookup { op: u32 },
-    FullAdvert { f: u16 },
-    AdvertAt { to: u16, from: u16, seq_ms: u64 },
-    PushAt { from: u16, to: u16, id: u64, sent: Micros, items: Vec<Arc<Item>> },
-    PushEnd { f: u16, id: u64, end: PushEnd },
-    PushTick { f: u16 },
-    SyncTick { f: u16 },
-    PageAt { f: u16, g: u16, sess: u32, sent: Micros, req: GetItems },
-    PageAns { f: u16, sess: u32, page: Box<(Page, Vec<Arc<Item>>)> },
-    PageFail { f: u16, sess: u32 },
-    PageNext { f: u16, sess: u32 },
+    Dmsg {
+        v: u32,
+        e: u32,
+    },
+    TpWake {
+        v: u32,
+        e: u32,
+    },
+    TpChange {
+        v: u32,
+        e: u32,
+    },
+    Read {
+        v: u32,
+        e: u32,
+    },
+    Adverts {
+        v: u32,
+        e: u32,
+    },
+    AdvertsAns {
+        v: u32,
+        e: u32,
+        f: u16,
+    },
+    Leave {
+        v: u32,
+    },
+    Join {
+        v: u32,
+    },
+    PutAt {
+        op: u32,
+        f: u16,
+        item: Arc<Item>,
+    },
+    PutAck {
+        op: u32,
+        f: u16,
+    },
+    PutTimeout {
+        op: u32,
+    },
+    Closest {
+        op: u32,
+    },
+    ReadAt {
+        op: u32,
+        f: u16,
+    },
+    ReadAns {
+        op: u32,
+        copy: Option<Arc<Item>>,
+    },
+    ReadFail {
+        op: u32,
+        f: u16,
+    },
+    Lookup {
+        op: u32,
+    },
+    FullAdvert {
+        f: u16,
+    },
+    AdvertAt {
+        to: u16,
+        from: u16,
+        seq_ms: u64,
+    },
+    PushAt {
+        from: u16,
+        to: u16,
+        id: u64,
+        sent: Micros,
+        items: Vec<Arc<Item>>,
+    },
+    PushEnd {
+        f: u16,
+        id: u64,
+        end: PushEnd,
+    },
+    PushTick {
+        f: u16,
+    },
+    SyncTick {
+        f: u16,
+    },
+    PageAt {
+        f: u16,
+        g: u16,
+        sess: u32,
+        sent: Micros,
+        req: GetItems,
+    },
+    PageAns {
+        f: u16,
+        sess: u32,
+        page: Box<(Page, Vec<Arc<Item>>)>,
+    },
+    PageFail {
+        f: u16,
+        sess: u32,
+    },
+    PageNext {
+        f: u16,
+        sess: u32,
+    },
     PartitionStart,
     PartitionNoticed,
     PartitionEnd,
@@ -128,7 +209,9 @@ pub fn run(sc: &Scenario) -> Report {
     let mut w = World::new(sc.clone());
     w.start();
     let end = sc.end();
+    let mut progress = crate::Progress::new(sc, "skymesh");
     while let Some((at, ev)) = w.q.pop(end) {
+        progress.at(at);
         w.now = at;
         w.handle(ev);
     }
@@ -156,7 +239,13 @@ impl World {
         let fulls = (0..nf)
             .map(|f| {
                 let ep = Net::endpoint(&mut rng, f as u64, 1.0);
-                Full::new(peers[f], ep, f < sc.full_nodes, 2 * sc.visors, rng.next_u64())
+                Full::new(
+                    peers[f],
+                    ep,
+                    f < sc.full_nodes,
+                    2 * sc.visors,
+                    rng.next_u64(),
+                )
             })
             .collect();
         World {

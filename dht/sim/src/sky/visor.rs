@@ -348,8 +348,9 @@ impl World {
         let Some(p) = self.puts.get_mut(&op) else {
             return;
         };
-        if let Some(PutAction::PutTo { leg, peers }) =
-            p.put.on_closest_peers(self.closest.clone(), self.visor_peer)
+        if let Some(PutAction::PutTo { leg, peers }) = p
+            .put
+            .on_closest_peers(self.closest.clone(), self.visor_peer)
         {
             p.put.on_leg_done(leg, peers.len() as u32, None);
         }
@@ -369,7 +370,8 @@ impl World {
         if p.kind == TP && self.live(p.v, p.e) {
             let at = self.inst_at(p.started);
             let vis = &mut self.visors[p.v as usize];
-            vis.tp.record(at, p.tp_value.unwrap_or_default(), report.acks > 0);
+            vis.tp
+                .record(at, p.tp_value.unwrap_or_default(), report.acks > 0);
             vis.tp_busy = false;
             self.tp_wake(p.v);
         }
@@ -404,8 +406,7 @@ impl World {
             inst,
         );
         let vis = &self.visors[v as usize];
-        let asked =
-            read.ask_full_nodes(vis.table.read_targets(inst, now_ms, DEFAULT_READ_FANOUT));
+        let asked = read.ask_full_nodes(vis.table.read_targets(inst, now_ms, DEFAULT_READ_FANOUT));
         let ep = vis.ep;
         let op = self.op_id();
         self.reads.insert(
@@ -466,7 +467,9 @@ impl World {
         };
         r.read.on_full_node_failure();
         let v = r.v as usize;
-        self.visors[v].table.back_off(&self.peers[usize::from(f)], inst);
+        self.visors[v]
+            .table
+            .back_off(&self.peers[usize::from(f)], inst);
         self.drive_read(op);
     }
 
@@ -481,7 +484,9 @@ impl World {
             && let Some(latest) = &self.cat.latest[r.i]
         {
             for _ in 0..DEFAULT_LOOKUP_QUORUM {
-                if r.read.on_lookup_record(Item::clone(latest), Some(KAD_ROUNDS as u32)) {
+                if r.read
+                    .on_lookup_record(Item::clone(latest), Some(KAD_ROUNDS as u32))
+                {
                     break;
                 }
             }
@@ -527,7 +532,11 @@ impl World {
         let vis = &self.visors[v as usize];
         let mut asked = vis.table.read_targets(inst, now_ms, DEFAULT_READ_FANOUT);
         if asked.is_empty() {
-            asked = vis.connected.iter().map(|g| self.peers[usize::from(*g)]).collect();
+            asked = vis
+                .connected
+                .iter()
+                .map(|g| self.peers[usize::from(*g)])
+                .collect();
         }
         let ep = vis.ep;
         for peer in asked {
@@ -555,4 +564,3 @@ impl World {
         }
     }
 }
-
