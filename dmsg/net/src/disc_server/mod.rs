@@ -173,7 +173,11 @@ async fn serve(inner: Arc<DiscApi>, listener: TcpListener) {
                     Ok::<_, Infallible>(inner.respond(Request::from_parts(parts, body)).await)
                 }
             });
+            // A client that does not finish its request headers within 10 s is cut (slowloris,
+            // tests/tests/chaos/slowloris.rs), as on the server's own HTTP and DMSG-HTTP.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
             let _ = tokio::time::timeout(Duration::from_secs(300), conn).await;
         });
