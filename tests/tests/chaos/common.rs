@@ -125,3 +125,63 @@ pub fn metric(port: u16, name: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// A full node (DMSG server, discovery API in test mode) started by the chaos scenarios.
+#[allow(dead_code)]
+pub struct Full {
+    /// The process.
+    pub proc: Proc,
+    /// Its key.
+    pub sk: SecKey,
+    /// Admin API port.
+    pub http: u16,
+    /// libp2p port.
+    pub p2p: u16,
+    /// DMSG port.
+    pub dmsg: u16,
+}
+
+/// Starts `skymesh node --role full` named `name` with data in `dir/NAME`, a DMSG server on a
+/// free port, no bootstrap peers unless `extra` names some; waits for `/health`.
+pub fn full_node(dir: &Path, name: &str, sk: SecKey, extra: &[&str]) -> Full {
+    let (http, p2p, dmsg) = (free_port(), free_port(), free_port());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap();
+    let deploy = dir.join(format!("{name}-deploy.json"));
+    std::fs::write(
+        &deploy,
+        serde_json::json!({"v": 1, "name": "chaos", "dht_bootstrap": []}).to_string(),
+    )
+    .unwrap();
+    let proc = Proc::spawn(
+        name,
+        Command::new(skymesh_bin())
+            .args(["node", "--role", "full"])
+            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+            .arg("--data")
+            .arg(dir.join(name))
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--dmsg-listen", &format!("127.0.0.1:{dmsg}")])
+            .arg("--disc-test-mode")
+            .arg("--deploy")
+            .arg(&deploy)
+            .args(extra)
+            .env("SKYMESH_SK", sk.to_hex())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .unwrap();
+    poll(&format!("{name} healthy"), START, || {
+        skymesh_tests::get_json(http, "/health")
+    });
+    Full {
+        proc,
+        sk,
+        http,
+        p2p,
+        dmsg,
+    }
+}

@@ -7,4 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod redis_faults;
+mod slowloris;
 mod storm;
