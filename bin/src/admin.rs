@@ -102,12 +102,11 @@ pub(crate) fn token_for(
         return Ok(None);
     }
     let (token, path) = load_or_create(data)?;
-    tracing::info!(path = %path.display(), "admin API requires the bearer token in this file");
-    eprintln!(
+    crate::telemetry::notice(format_args!(
         "admin API on {http} requires a bearer token: {} (skymesh … --data {} reads it)",
         path.display(),
         data.display()
-    );
+    ));
     Ok(Some(token))
 }
 

@@ -6,6 +6,7 @@
 //! writes one JSON object per line (`timestamp`, `level`, `target`, `fields`, span list) for
 //! log shippers.
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
@@ -21,8 +22,22 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// The format chosen at start-up (text until [`init`] ran).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// A start-up notice for the person at the terminal ("listening on …"): a plain stderr line
+/// with `--log-format text`, an `info` event with `json` (so stderr stays one JSON object per
+/// line).
+pub(crate) fn notice(args: std::fmt::Arguments<'_>) {
+    match FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => eprintln!("{args}"),
+        LogFormat::Json => tracing::info!("{args}"),
+    }
+}
+
 /// Installs the global tracing subscriber. `RUST_LOG` wins over `-v`/`-q`.
 pub(crate) fn init(args: &GlobalArgs) {
+    let _ = FORMAT.set(args.log_format);
     let default = if args.quiet {
         "error"
     } else {

@@ -302,10 +302,10 @@ async fn server(f: ServerFile) -> anyhow::Result<()> {
     let hl = tokio::net::TcpListener::bind(&health)
         .await
         .with_context(|| format!("binding health endpoint {health}"))?;
-    eprintln!(
+    crate::telemetry::notice(format_args!(
         "dmsg server {pk} listening on {} (health {health})",
         srv.local_addr()
-    );
+    ));
     let mut daemon = Daemon {
         dmsg_server: Some(DmsgServerRef::Plain(srv)),
         ..Daemon::default()
@@ -332,14 +332,17 @@ async fn discovery(a: DiscArgs) -> anyhow::Result<()> {
     cfg.whitelist = a.whitelist_keys;
     cfg.redis = a.redis;
     let d = DiscServer::spawn(cfg).await?;
-    eprintln!("dmsg discovery listening on {}", d.local_addr());
+    crate::telemetry::notice(format_args!(
+        "dmsg discovery listening on {}",
+        d.local_addr()
+    ));
     let mut observed = crate::daemon::TaskGroup::new("http");
     if let Some(addr) = &a.http {
         let (registry, refresh) = crate::observe::discovery_gauges(d.local_addr());
         let bound =
             crate::observe::serve(&listen_addr(addr), registry, Some(refresh), &mut observed)
                 .await?;
-        eprintln!("health and metrics on http://{bound}");
+        crate::telemetry::notice(format_args!("health and metrics on http://{bound}"));
     }
     shutdown_signal().await;
     observed.drain(crate::daemon::HTTP_GRACE).await;
@@ -390,9 +393,13 @@ async fn http(a: HttpArgs) -> anyhow::Result<()> {
         let bound =
             crate::observe::serve(&listen_addr(addr), registry, Some(refresh), &mut observed)
                 .await?;
-        eprintln!("health and metrics on http://{bound}");
+        crate::telemetry::notice(format_args!("health and metrics on http://{bound}"));
     }
-    eprintln!("serving {} on dmsg://{pk}:{}", a.dir.display(), a.port);
+    crate::telemetry::notice(format_args!(
+        "serving {} on dmsg://{pk}:{}",
+        a.dir.display(),
+        a.port
+    ));
     tokio::select! {
         _ = ::dmsg::http::serve_dir(listener, a.dir) => {}
         _ = shutdown_signal() => {}
