@@ -220,4 +220,12 @@ async fn smux_client_to_yamux_client_through_our_server() {
     roundtrip(&a, b.pk(), 80, 2 * 1024 * 1024 + 5).await;
     roundtrip(&b, a.pk(), 80, 2 * 1024 * 1024 + 7).await;
     assert_eq!(n.server.num_sessions(), 2);
+    // Each client pinged its server at once: an smux `00 00` stream, a yamux ping frame.
+    for c in [&a, &b] {
+        until(
+            "a ping RTT",
+            || matches!(c.server_rtts()[..], [(pk, Some(_))] if pk == n.server.pk()),
+        )
+        .await;
+    }
 }

@@ -10,6 +10,11 @@
 //!   [`ClientConfig::servers`] set). Then it runs the request / KK exchange.
 //! * With [`ClientConfig::servers`], the client holds sessions with exactly those servers and
 //!   opens no others (`--server PK`).
+//! * Every session is pinged at once and then every [`SESSION_PING_INTERVAL`] (yamux: a ping
+//!   frame; smux: a `00 00` stream); the last RTT per server is kept ([`Client::server_rtts`]),
+//!   and [`SESSION_PING_FAILURES`] failures in a row close the session (as skywire 2026). Which
+//!   servers to hold and which held session a dial tries first follow those RTTs and the
+//!   servers' load, near-ties at random ([`choose`]).
 //! * Incoming streams: a malformed one is dropped alone (the 2023 reference closed the whole
 //!   session, spec §4.8). No listener → a signed refusal with code 306.
 //! * Ports: listeners and ephemeral ports live in one table; every stream and listener holds a
@@ -19,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dmsg_proto::disc::Entry;
 use dmsg_proto::noise::DH_LEN;
 use keys::{PubKey, SecKey};
 use tokio::sync::{Notify, mpsc};
@@ -29,13 +33,16 @@ use crate::defaults::*;
 use crate::disc_client::DiscClient;
 use crate::discovery::Discovery;
 use crate::error::{DialError, DiscError};
-use crate::mux::{MuxConfig, Protocol};
+use crate::mux::MuxConfig;
 use crate::stream::{DmsgStream, PortGuard};
 use crate::transport::{self, Established};
 use crate::{AbortOnDrop, lock};
 
+pub mod choose;
+mod servers;
 mod streams;
 
+use servers::{announce_protocol, candidates, client_entry, ping_loop};
 use streams::{accept_stream, delegated_servers, dial_on, reset_by_server};
 
 /// Client settings.
@@ -120,6 +127,7 @@ impl PortTable {
 struct ClientSession {
     est: Established,
     _task: Mutex<Option<AbortOnDrop>>,
+    _pinger: Mutex<Option<AbortOnDrop>>,
 }
 
 struct Inner {
@@ -138,6 +146,8 @@ struct Inner {
     dialing: tokio::sync::Mutex<()>,
     /// Our entry says `"protocol":"smux"` (posted before the first smux session).
     announced: AtomicBool,
+    /// The last ping RTT per server (bounded: [`RTT_TABLE_MAX`], cleared when full).
+    rtts: Mutex<HashMap<PubKey, Duration>>,
 }
 
 /// Most cached target entries (bounded; cleared when full).
@@ -146,6 +156,14 @@ const ENTRY_CACHE_MAX: usize = 1024;
 const STATIC_DH_CACHE_MAX: usize = 1024;
 /// How long a looked-up target entry is reused.
 const ENTRY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How often a session is pinged (skywire 2026 `pingSessionsLoop`: at start, then every 60 s).
+pub const SESSION_PING_INTERVAL: Duration = Duration::from_secs(60);
+/// Ping failures in a row that close a session (skywire 2026: two).
+pub const SESSION_PING_FAILURES: u32 = 2;
+/// Deadline of one session ping (the reference's 5 s).
+pub const SESSION_PING_TIMEOUT: Duration = DEFAULT_SMUX_PING_TIMEOUT;
+/// Most servers whose last RTT is kept (cleared when full).
+pub(super) const RTT_TABLE_MAX: usize = 1024;
 
 /// A DMSG client. Dropping it closes every session and stops its tasks.
 pub struct Client {
@@ -198,6 +216,7 @@ impl Client {
             is_ready: AtomicBool::new(false),
             dialing: tokio::sync::Mutex::new(()),
             announced: AtomicBool::new(false),
+            rtts: Mutex::new(HashMap::new()),
         });
         let task = AbortOnDrop(tokio::spawn(maintain(inner.clone())));
         Client { inner, _task: task }
@@ -222,6 +241,18 @@ impl Client {
     /// Keys of the servers we hold sessions with.
     pub fn servers(&self) -> Vec<PubKey> {
         lock(&self.inner.sessions).keys().copied().collect()
+    }
+
+    /// The servers we hold sessions with and the last ping RTT of each (`None` before the
+    /// first answer), sorted by key.
+    pub fn server_rtts(&self) -> Vec<(PubKey, Option<Duration>)> {
+        let rtts = lock(&self.inner.rtts);
+        let mut v: Vec<_> = lock(&self.inner.sessions)
+            .keys()
+            .map(|k| (*k, rtts.get(k).copied()))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
     }
 
     /// Ports in use (listeners and open dialed streams).
@@ -270,17 +301,18 @@ impl Client {
         // 1. sessions with one of the target's servers; 2. any other session (mesh).
         let held: Vec<(PubKey, Arc<ClientSession>)> = {
             let map = lock(&inner.sessions);
-            let mut v: Vec<_> = servers
+            let rtts = lock(&inner.rtts);
+            let theirs: Vec<_> = servers
                 .iter()
                 .filter_map(|s| map.get(s).map(|c| (*s, c.clone())))
                 .collect();
-            let mut others: Vec<_> = map
+            let others: Vec<_> = map
                 .iter()
                 .filter(|(k, _)| !servers.contains(k))
                 .map(|(k, c)| (*k, c.clone()))
                 .collect();
-            others.sort_by_key(|(k, _)| *k);
-            v.extend(others);
+            let mut v = choose::order_sessions(theirs, &rtts, rand::random);
+            v.extend(choose::order_sessions(others, &rtts, rand::random));
             v
         };
         for (srv, sess) in held {
@@ -351,9 +383,8 @@ impl Client {
         }
         let others: Vec<(PubKey, Arc<ClientSession>)> = {
             let map = lock(&inner.sessions);
-            let mut v: Vec<_> = map.iter().map(|(k, s)| (*k, s.clone())).collect();
-            v.sort_by_key(|(k, _)| *k);
-            v
+            let v: Vec<_> = map.iter().map(|(k, s)| (*k, s.clone())).collect();
+            choose::order_sessions(v, &lock(&inner.rtts), rand::random)
         };
         let mut via = Vec::new();
         let mut last = None;
@@ -400,31 +431,6 @@ async fn open_session(inner: &Arc<Inner>, server: PubKey) -> Result<Arc<ClientSe
     connect_server(inner, server, &addr).await
 }
 
-/// Our client entry with the sessions held now (and our multiplexer, when it is smux).
-fn client_entry(inner: &Inner, servers: Vec<PubKey>) -> Entry {
-    let mut e = Entry::new_client(inner.pk, 0, crate::now_ns(), Some(servers));
-    e.protocol = inner.cfg.mux.protocol.entry_member().to_string();
-    e
-}
-
-/// A server learns that we speak smux from our discovery entry, right after the handshake:
-/// post it before the first smux session (yamux needs nothing: it is what servers assume).
-async fn announce_protocol(inner: &Arc<Inner>) -> Result<(), DialError> {
-    if inner.cfg.mux.protocol != Protocol::Smux || inner.announced.load(Ordering::Acquire) {
-        return Ok(());
-    }
-    let mut servers: Vec<PubKey> = lock(&inner.sessions).keys().copied().collect();
-    servers.sort();
-    let e = client_entry(inner, servers);
-    inner
-        .disc
-        .put_entry(inner.cfg.sk.clone(), e)
-        .await
-        .map_err(DialError::Disc)?;
-    inner.announced.store(true, Ordering::Release);
-    Ok(())
-}
-
 async fn connect_server(
     inner: &Arc<Inner>,
     server: PubKey,
@@ -440,7 +446,14 @@ async fn connect_server(
     let sess = Arc::new(ClientSession {
         est,
         _task: Mutex::new(None),
+        _pinger: Mutex::new(None),
     });
+    let pinger = tokio::spawn(ping_loop(
+        Arc::downgrade(inner),
+        server,
+        Arc::downgrade(&sess),
+    ));
+    *lock(&sess._pinger) = Some(AbortOnDrop(pinger));
     let task = {
         let inner = inner.clone();
         let sess2 = sess.clone();
@@ -461,35 +474,6 @@ async fn connect_server(
     inner.changed.notify_one();
     tracing::debug!(%server, addr, "client session up");
     Ok(sess)
-}
-
-/// Servers to hold sessions with, best first: `available_servers`, or with
-/// [`ClientConfig::servers`] exactly those (looked up by key when not listed).
-async fn candidates(inner: &Arc<Inner>) -> Result<Vec<(PubKey, String)>, DiscError> {
-    let pinned = &inner.cfg.servers;
-    let listed = inner.disc.available_servers().await;
-    let listed: Vec<(PubKey, String)> = match (listed, pinned.is_empty()) {
-        (Ok(l), _) => l
-            .into_iter()
-            .filter_map(|e| Some((e.static_pk, e.server?.address)))
-            .collect(),
-        (Err(e), true) => return Err(e),
-        (Err(_), false) => Vec::new(),
-    };
-    if pinned.is_empty() {
-        return Ok(listed);
-    }
-    let mut out = Vec::new();
-    for pk in pinned {
-        if let Some(found) = listed.iter().find(|(k, _)| k == pk) {
-            out.push(found.clone());
-        } else if let Ok(e) = inner.disc.entry(*pk).await
-            && let Some(s) = e.server
-        {
-            out.push((*pk, s.address));
-        }
-    }
-    Ok(out)
 }
 
 async fn maintain(inner: Arc<Inner>) {
