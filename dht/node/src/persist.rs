@@ -51,6 +51,7 @@ pub fn open(
     now: Timestamp,
 ) -> Result<(MemoryStore, Persister), dht::BackendError> {
     let disk = RedbStore::open(path, cfg.clone())?;
+    let reopen = (path.to_path_buf(), cfg.clone());
     let mut mem = MemoryStore::new(cfg);
     let mut cursor = Cursor::START;
     let mut loaded = 0usize;
@@ -71,7 +72,7 @@ pub fn open(
     let (tx, rx) = sync_channel(PERSIST_QUEUE);
     let thread = std::thread::Builder::new()
         .name("dht-store".into())
-        .spawn(move || run(disk, rx))
+        .spawn(move || run(disk, rx, reopen))
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start the store thread");
             e
@@ -152,7 +153,12 @@ impl Batch {
     }
 }
 
-fn run(mut disk: RedbStore, rx: Receiver<Op>) {
+/// The disk thread. After a failed write (e.g. the disk is full) redb refuses every later one
+/// until the database is reopened (`PreviousIo`), so the store is dropped and reopened before the
+/// next batch: once space returns, writes are persisted again (tests/tests/chaos/disk_full.rs).
+/// The failed batch stays served from memory only (persisted on its next refresh).
+fn run(disk: RedbStore, rx: Receiver<Op>, (path, cfg): (std::path::PathBuf, dht::Config)) {
+    let mut disk = Some(disk);
     while let Ok(first) = rx.recv() {
         let mut batch = Batch::default();
         let mut expire_at = None;
@@ -175,20 +181,39 @@ fn run(mut disk: RedbStore, rx: Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        if disk.is_none() {
+            disk = RedbStore::open(&path, cfg.clone())
+                .inspect_err(|e| tracing::error!(error = %e, "reopening the store failed"))
+                .ok();
+        }
+        let Some(store) = disk.as_mut() else {
+            tracing::error!(
+                writes = batch.len(),
+                "store unavailable; batch not persisted"
+            );
+            continue;
+        };
+        let mut failed = false;
         if !batch.items.is_empty()
-            && let Err(e) = disk.put_batch(batch.items, batch_now)
+            && let Err(e) = store.put_batch(batch.items, batch_now)
         {
             tracing::error!(error = %e, "store batch write failed");
+            failed = true;
         }
         if !batch.verified.is_empty()
-            && let Err(e) = disk.put_batch_verified(batch.verified, batch_now)
+            && let Err(e) = store.put_batch_verified(batch.verified, batch_now)
         {
             tracing::error!(error = %e, "store batch write failed");
+            failed = true;
         }
         if let Some(now) = expire_at
-            && let Err(e) = disk.expire(now)
+            && let Err(e) = store.expire(now)
         {
             tracing::error!(error = %e, "store expiry failed");
+            failed = true;
+        }
+        if failed {
+            disk = None;
         }
     }
 }
