@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod disk_full;
 mod redis_faults;
 mod slowloris;
 mod storm;
