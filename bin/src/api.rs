@@ -301,6 +301,9 @@ pub(crate) struct DmsgClientStatus {
     pub(crate) ports_in_use: usize,
     /// Servers it holds sessions with (hex keys).
     pub(crate) servers: Vec<String>,
+    /// Last ping RTT in milliseconds of each held server that has answered (hex key → ms).
+    #[serde(default)]
+    pub(crate) server_rtt_ms: std::collections::BTreeMap<String, f64>,
 }
 
 /// `GET /api/v1/dmsg/fetch?url=dmsg://PK:PORT/PATH`.

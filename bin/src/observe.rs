@@ -25,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::daemon::TaskGroup;
+use overlay::metrics::ServerLabel;
 
 /// Runs before each scrape to update gauges.
 pub(crate) type Refresh =
@@ -146,9 +147,24 @@ pub(crate) fn client_gauges(client: Arc<::dmsg::Client>) -> (Registry, Refresh) 
         "DMSG ports the client listens on",
         ports.clone(),
     );
+    let rtt = Family::<ServerLabel, Gauge<f64, AtomicU64>>::default();
+    r.register(
+        "skymesh_dmsg_client_server_rtt_seconds",
+        "Last ping RTT of each DMSG server the client holds a session with",
+        rtt.clone(),
+    );
     let refresh: Refresh = Arc::new(move || {
         sessions.set(i64::try_from(client.servers().len()).unwrap_or(i64::MAX));
         ports.set(i64::try_from(client.ports_in_use()).unwrap_or(i64::MAX));
+        rtt.clear();
+        for (pk, d) in client.server_rtts() {
+            if let Some(d) = d {
+                let label = ServerLabel {
+                    server: pk.to_hex(),
+                };
+                rtt.get_or_create(&label).set(d.as_secs_f64());
+            }
+        }
         Box::pin(async {})
     });
     (r, refresh)

@@ -12,6 +12,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Label: a DMSG server's key (hex).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabel {
+    /// The server's key.
+    pub server: String,
+}
+
 /// Overlay metrics (cheap to clone: shared handles). `Default` gives unregistered metrics.
 #[derive(Debug, Clone, Default)]
 pub struct OverlayMetrics {
@@ -25,6 +32,8 @@ pub struct OverlayMetrics {
     pub servers_reachable: Gauge,
     /// DMSG sessions the visor's client holds now.
     pub client_sessions: Gauge,
+    /// Last ping RTT of each server the visor's client holds a session with, seconds.
+    pub client_server_rtt: Family<ServerLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl OverlayMetrics {
@@ -56,6 +65,11 @@ impl OverlayMetrics {
             "client_sessions",
             "DMSG sessions the visor's client holds",
             m.client_sessions.clone(),
+        );
+        r.register(
+            "client_server_rtt_seconds",
+            "Last ping RTT of each DMSG server the visor's client holds a session with",
+            m.client_server_rtt.clone(),
         );
         m
     }

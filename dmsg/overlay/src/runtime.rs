@@ -126,6 +126,19 @@ pub fn start_client(
             tick.tick().await;
             let Some(c) = weak.upgrade() else { return };
             metrics.client_sessions.set(c.servers().len() as i64);
+            // Held servers only: a server whose session ended loses its series.
+            metrics.client_server_rtt.clear();
+            for (pk, rtt) in c.server_rtts() {
+                if let Some(rtt) = rtt {
+                    let label = crate::metrics::ServerLabel {
+                        server: pk.to_hex(),
+                    };
+                    metrics
+                        .client_server_rtt
+                        .get_or_create(&label)
+                        .set(rtt.as_secs_f64());
+                }
+            }
         }
     }));
     DhtClient {

@@ -74,6 +74,12 @@ async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
     let client = ctx.dmsg_client.as_ref().map(|c| api::DmsgClientStatus {
         pk: c.client.pk().to_hex(),
         servers: c.client.servers().iter().map(|k| k.to_hex()).collect(),
+        server_rtt_ms: c
+            .client
+            .server_rtts()
+            .into_iter()
+            .filter_map(|(k, rtt)| Some((k.to_hex(), rtt?.as_secs_f64() * 1000.0)))
+            .collect(),
         ports_in_use: c.client.ports_in_use(),
         discovery: "dht".into(),
     });
