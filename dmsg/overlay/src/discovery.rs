@@ -274,7 +274,16 @@ impl Discovery for DhtDiscovery {
             self.metrics
                 .servers_reachable
                 .set(cands.iter().filter(|c| c.rtt.is_some()).count() as i64);
-            Ok(rank(cands).into_iter().map(|c| c.entry).collect())
+            // The probe is a reachability check: servers that answered come first (the client
+            // orders them by its session pings and their load), the silent ones only when no
+            // server answered.
+            let ranked = rank(cands);
+            let any = ranked.iter().any(|c| c.rtt.is_some());
+            Ok(ranked
+                .into_iter()
+                .filter(|c| !any || c.rtt.is_some())
+                .map(|c| c.entry)
+                .collect())
         })
     }
 

@@ -1,5 +1,10 @@
 //! Choosing DMSG servers: measured round-trip time and load.
 //!
+//! This is discovery's first cut: servers that do not answer a TCP connect are dropped (when
+//! any does), and the rest come in this order. The DMSG client then orders them itself by the
+//! RTT of its session pings (`dmsg::client::choose`), their load, and random near-ties, which
+//! is what spreads visors starting together over the servers.
+//!
 //! A candidate is a live server entry, optionally with the server's `dmsg-server` item (which
 //! carries `max_sessions`). Its RTT is the time a TCP connect to its address takes (deadline
 //! [`PROBE_TIMEOUT`], cached [`RTT_CACHE_TTL`]); a server that does not answer is ranked after
