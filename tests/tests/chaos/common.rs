@@ -126,7 +126,7 @@ pub fn metric(port: u16, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// A full node (DMSG server, discovery API in test mode) started by the chaos scenarios.
+/// A node started by the chaos scenarios (full: a DMSG server, discovery API in test mode).
 #[allow(dead_code)]
 pub struct Full {
     /// The process.
@@ -144,7 +144,34 @@ pub struct Full {
 /// Starts `skymesh node --role full` named `name` with data in `dir/NAME`, a DMSG server on a
 /// free port, no bootstrap peers unless `extra` names some; waits for `/health`.
 pub fn full_node(dir: &Path, name: &str, sk: SecKey, extra: &[&str]) -> Full {
+    node(dir, name, "full", sk, extra)
+}
+
+/// Starts `skymesh node --role ROLE` like [`full_node`]; a regular node is public and has no
+/// DMSG server (`dmsg` is then an unused port).
+pub fn node(dir: &Path, name: &str, role: &str, sk: SecKey, extra: &[&str]) -> Full {
+    node_env(dir, name, role, sk, extra, &[])
+}
+
+/// [`node`] with extra environment variables.
+pub fn node_env(
+    dir: &Path,
+    name: &str,
+    role: &str,
+    sk: SecKey,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Full {
     let (http, p2p, dmsg) = (free_port(), free_port(), free_port());
+    let role_args: Vec<String> = if role == "full" {
+        vec![
+            "--dmsg-listen".into(),
+            format!("127.0.0.1:{dmsg}"),
+            "--disc-test-mode".into(),
+        ]
+    } else {
+        vec!["--reachability".into(), "public".into()]
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -159,17 +186,17 @@ pub fn full_node(dir: &Path, name: &str, sk: SecKey, extra: &[&str]) -> Full {
     let proc = Proc::spawn(
         name,
         Command::new(skymesh_bin())
-            .args(["node", "--role", "full"])
+            .args(["node", "--role", role])
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
             .arg("--data")
             .arg(dir.join(name))
             .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--dmsg-listen", &format!("127.0.0.1:{dmsg}")])
-            .arg("--disc-test-mode")
+            .args(&role_args)
             .arg("--deploy")
             .arg(&deploy)
             .args(extra)
             .env("SKYMESH_SK", sk.to_hex())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log),
     )
@@ -183,5 +210,17 @@ pub fn full_node(dir: &Path, name: &str, sk: SecKey, extra: &[&str]) -> Full {
         http,
         p2p,
         dmsg,
+    }
+}
+
+impl Full {
+    /// Its libp2p multiaddr with `/p2p/<peer id>`.
+    pub fn multiaddr(&self) -> String {
+        skymesh_tests::multiaddr(&self.sk, self.p2p)
+    }
+
+    /// Item counts by salt (`GET /api/v1/info`).
+    pub fn items(&self, salt: &str) -> Option<u64> {
+        skymesh_tests::get_json(self.http, "/api/v1/info")?["items"][salt].as_u64()
     }
 }

@@ -6,7 +6,9 @@
 //! Every loop here is bounded in count and in time (the deadlines are constants per module).
 #![allow(clippy::unwrap_used)]
 
+mod clock_skew;
 mod common;
+mod crash_sync;
 mod disk_full;
 mod redis_faults;
 mod slowloris;
