@@ -289,7 +289,7 @@ impl World {
         if changed {
             self.content[i] = item.seq;
         }
-        if changed || (kind == 0 && self.puts[i] % TRACK_EVERY == 0) {
+        if changed || (kind == 0 && self.puts[i].is_multiple_of(TRACK_EVERY)) {
             let part = self.partitioned.is_some();
             self.cat.conv.published(i, item.seq, self.now, part);
         }

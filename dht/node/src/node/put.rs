@@ -107,6 +107,7 @@ impl Put {
     }
 
     /// Done once no leg is outstanding (once).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> PutState {
         if self.outstanding > 0 || self.done {
             return PutState::Waiting;
