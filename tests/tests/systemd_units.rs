@@ -136,7 +136,7 @@ fn exec_args(unit: &str, state: &Path) -> Vec<String> {
     }
     exec.split_whitespace()
         .skip(1)
-        .filter(|w| !(w.starts_with('$') && !w.starts_with("${")))
+        .filter(|w| !w.starts_with('$') || w.starts_with("${"))
         .map(
             |w| match w.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
                 Some(var) => env
