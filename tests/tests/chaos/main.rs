@@ -6,6 +6,7 @@
 //! Every loop here is bounded in count and in time (the deadlines are constants per module).
 #![allow(clippy::unwrap_used)]
 
+mod churn;
 mod clock_skew;
 mod common;
 mod crash_sync;
