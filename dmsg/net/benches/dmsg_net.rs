@@ -1,8 +1,10 @@
 //! DMSG network benchmarks on loopback, printed next to the Go reference figures
 //! (`../shared/research/go-baselines.md`, 2-core machine):
 //!
-//! * single-stream relay throughput client → server → client;
-//! * stream dial latency (request, KK, accept) over established sessions, p50/p99;
+//! * single-stream relay throughput client → server → client, with yamux sessions and with
+//!   smux sessions (both clients on the same multiplexer), and the smux/yamux ratio;
+//! * stream dial latency (request, KK, accept) over established sessions, p50/p99, yamux and
+//!   smux;
 //! * new sessions per second accepted by one server (XK + yamux set-up);
 //! * server RSS per idle session (the server runs in a child process; the sessions are held by
 //!   this process).
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use dmsg::disc_server::{DiscServer, DiscServerConfig};
 use dmsg::metrics::ServerMetrics;
-use dmsg::mux::MuxConfig;
+use dmsg::mux::{MuxConfig, Protocol};
 use dmsg::{Client, ClientConfig, Server, ServerConfig};
 use keys::SecKey;
 use prometheus_client::registry::Registry;
@@ -45,8 +47,15 @@ fn main() {
     rt.block_on(async {
         let (disc, server) = setup().await;
         let url = format!("http://{}", disc.local_addr());
-        throughput(&url).await;
-        dial_latency(&url).await;
+        let ty = throughput(&url, Protocol::Yamux).await;
+        let ts = throughput(&url, Protocol::Smux).await;
+        let dy = dial_latency(&url, Protocol::Yamux).await;
+        let ds = dial_latency(&url, Protocol::Smux).await;
+        println!(
+            "smux / yamux (same run): relay throughput × {:.2}, dial p50 × {:.2}",
+            ts / ty,
+            ds / dy
+        );
         sessions_per_sec(&server).await;
         drop(server);
         drop(disc);
@@ -72,16 +81,21 @@ async fn setup() -> (DiscServer, Server) {
     (disc, server)
 }
 
-async fn clients(url: &str) -> (Client, Client) {
-    let a = Client::spawn(ClientConfig::new(SecKey::generate(), url));
-    let b = Client::spawn(ClientConfig::new(SecKey::generate(), url));
+async fn clients(url: &str, protocol: Protocol) -> (Client, Client) {
+    let client = || {
+        let mut cfg = ClientConfig::new(SecKey::generate(), url);
+        cfg.mux = cfg.mux.with_protocol(protocol);
+        Client::spawn(cfg)
+    };
+    let (a, b) = (client(), client());
     a.ready().await;
     b.ready().await;
     (a, b)
 }
 
-async fn throughput(url: &str) {
-    let (a, b) = clients(url).await;
+/// Relay throughput in MB/s.
+async fn throughput(url: &str, protocol: Protocol) -> f64 {
+    let (a, b) = clients(url, protocol).await;
     let mut l = b.listen(80).unwrap();
     let total = env_usize("DMSG_BENCH_MB", 512) * 1024 * 1024;
     let sink = tokio::spawn(async move {
@@ -110,17 +124,20 @@ async fn throughput(url: &str) {
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - c0;
     assert_eq!(got, total);
+    let mbs = total as f64 / secs / 1e6;
     println!(
-        "relay throughput, 1 stream A→server→B: {:.0} MB/s ({} MiB in {:.2} s; {:.2} CPU-s per GiB for A, server and B together)   Go ≈ 90 MB/s (≈ 18 CPU-s per GiB: 13.4 clients + 4.7 server), target ≥ 800 MB/s",
-        total as f64 / secs / 1e6,
+        "[{protocol}] relay throughput, 1 stream A→server→B: {:.0} MB/s ({} MiB in {:.2} s; {:.2} CPU-s per GiB for A, server and B together)   Go ≈ 90 MB/s (≈ 18 CPU-s per GiB: 13.4 clients + 4.7 server), target ≥ 800 MB/s",
+        mbs,
         total >> 20,
         secs,
         cpu / (total as f64 / (1u64 << 30) as f64)
     );
+    mbs
 }
 
-async fn dial_latency(url: &str) {
-    let (a, b) = clients(url).await;
+/// Dial latency p50 in ms.
+async fn dial_latency(url: &str, protocol: Protocol) -> f64 {
+    let (a, b) = clients(url, protocol).await;
     let mut l = b.listen(81).unwrap();
     let _acc = tokio::spawn(async move { while let Some(_s) = l.accept().await {} });
     // Warm the entry cache and the sessions.
@@ -138,10 +155,11 @@ async fn dial_latency(url: &str) {
     lat.sort();
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     println!(
-        "stream dial over established sessions ({n} dials): p50 {:.3} ms, p99 {:.3} ms ({cpu_ms:.2} CPU-ms per dial for A, server and B together)   Go p50 ≈ 17 ms (≈ 17 CPU-ms per dial); target p50 ≤ 1 ms, p99 ≤ 3 ms",
+        "[{protocol}] stream dial over established sessions ({n} dials): p50 {:.3} ms, p99 {:.3} ms ({cpu_ms:.2} CPU-ms per dial for A, server and B together)   Go p50 ≈ 17 ms (≈ 17 CPU-ms per dial); target p50 ≤ 1 ms, p99 ≤ 3 ms",
         p(0.50).as_secs_f64() * 1e3,
         p(0.99).as_secs_f64() * 1e3
     );
+    p(0.50).as_secs_f64() * 1e3
 }
 
 async fn sessions_per_sec(server: &Server) {
