@@ -269,3 +269,45 @@ fn status_page_asks_for_the_token_and_goes_live_with_it() {
     });
     assert_eq!(text_of(&dom, "public-key"), Some(a.pk()));
 }
+
+#[test]
+fn devnet_prints_each_nodes_status_page() {
+    use std::io::BufRead;
+    let mut cmd = Command::new(skymesh_tests::skymesh_bin());
+    cmd.args(["devnet", "--full", "2", "--visors", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut devnet = skymesh_tests::Proc::spawn("devnet", &mut cmd).unwrap();
+    let stdout = devnet.child.stdout.take().unwrap();
+    let mut urls = Vec::new();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Ctrl-C stops every node") {
+            break;
+        }
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://"))
+            && line.starts_with("    ")
+        {
+            urls.push(url.to_owned());
+        }
+    }
+    assert!(seen.contains("status pages"), "{seen}");
+    assert_eq!(urls.len(), 2, "one page per node: {seen}");
+    for url in urls {
+        let port: u16 = url
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|_| panic!("{url}"));
+        let (code, body) = skymesh_tests::http_request(port, "GET", "/", None).unwrap();
+        assert_eq!(code, 200, "{url}");
+        assert!(
+            body.contains("<title>skymesh node</title>"),
+            "{url}: {body}"
+        );
+    }
+    devnet.kill();
+}

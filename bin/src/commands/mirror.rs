@@ -52,8 +52,8 @@ struct PutArgs {
     #[arg(long)]
     value: String,
     /// Write for this key as a trusted writer (full nodes must list our key as trusted).
-    #[arg(long = "for")]
-    for_pk: Option<String>,
+    #[arg(long = "for", value_name = "PK")]
+    for_pk: Option<PubKey>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,10 +91,7 @@ fn start(common: &Common) -> anyhow::Result<RedisMirror> {
 async fn put(a: PutArgs) -> anyhow::Result<()> {
     let m = start(&a.common)?;
     let salt = Salt::new(a.salt.as_bytes().to_vec()).context("--salt")?;
-    let subject = match &a.for_pk {
-        Some(pk) => Some(PubKey::from_hex(pk).context("--for is not a public key")?),
-        None => None,
-    };
+    let subject = a.for_pk;
     let outcome = m.put(salt.clone(), a.value.into_bytes(), subject).await?;
     let change = match outcome {
         WriteOutcome::Written { change } => change,
