@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod http_serve;
 mod observe;
 mod status;
 mod telemetry;

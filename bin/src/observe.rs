@@ -96,10 +96,7 @@ pub(crate) async fn serve(
     let bound = listener.local_addr().context("listener address")?;
     group.spawn(|mut shutdown| async move {
         let stop = async move { shutdown.recv().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+        if let Err(e) = crate::http_serve::serve(listener, app, stop).await {
             tracing::error!(error = %e, "health/metrics listener failed");
         }
     });

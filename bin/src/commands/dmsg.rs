@@ -313,7 +313,7 @@ async fn server(f: ServerFile) -> anyhow::Result<()> {
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
     daemon.http.spawn(|mut shutdown| async move {
         let stop = async move { shutdown.recv().await };
-        if let Err(e) = axum::serve(hl, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = crate::http_serve::serve(hl, app, stop).await {
             let _ = failed_tx.send(e);
         }
     });

@@ -564,10 +564,7 @@ async fn start(
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
     daemon.http.spawn(|mut shutdown| async move {
         let stop = async move { shutdown.recv().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+        if let Err(e) = crate::http_serve::serve(listener, app, stop).await {
             let _ = failed_tx.send(e);
         }
     });
