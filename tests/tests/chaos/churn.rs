@@ -79,7 +79,7 @@ fn churn(duration: Duration, every: Duration, sample_every: Duration, warmup: us
         if visors.len() > 3
             && let Some(mut old) = visors.pop_front()
         {
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 old.proc.kill();
             } else {
                 let _ = Command::new("kill")
