@@ -143,17 +143,19 @@ impl DhtDiscovery {
             .filter_map(|p| dhtnode::identity::pubkey(p).ok())
             .take(MAX_FULL_NODES_ASKED)
             .collect();
-        let asks = full
-            .iter()
-            .filter(|pk| !found.contains_key(pk))
-            .map(|pk| self.get_entry(*pk));
+        // Asked even when a local copy exists: a server republishes when its free sessions
+        // change, and clients choose by load, so the newest entry wins.
+        let asks = full.iter().map(|pk| self.get_entry(*pk));
         for e in futures::future::join_all(asks)
             .await
             .into_iter()
             .flatten()
             .flatten()
         {
-            if is_live_server(&e, now, self.freshness) {
+            let newer = found
+                .get(&e.static_pk)
+                .is_none_or(|old| old.sequence < e.sequence);
+            if newer && is_live_server(&e, now, self.freshness) {
                 found.insert(e.static_pk, e);
             }
         }

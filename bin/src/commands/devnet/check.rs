@@ -194,10 +194,19 @@ pub(super) async fn check(http: &reqwest::Client, members: &[Member], timeout: D
         .flat_map(|a| (0..visors.len()).map(move |b| (a, b)))
         .filter(|(a, b)| a != b && servers_of[*a] != servers_of[*b])
         .count();
+    // A visor may open a session to reach a peer while the mesh cannot; it closes it when idle.
+    let r = until(
+        deadline.max(Instant::now() + Duration::from_secs(60)),
+        || async {
+            for v in &visors {
+                one_session(http, v).await?;
+            }
+            Ok(())
+        },
+    )
+    .await;
     let r = async {
-        for v in &visors {
-            one_session(http, v).await?;
-        }
+        r?;
         let fwd = forwarded(http, &fulls).await - forwarded_before;
         if cross > 0 && fwd == 0 {
             return Err("no stream was forwarded between servers".to_string());
@@ -349,4 +358,94 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// `Ok` when every visor holds a session with one of `live` and no server of `live` holds
+/// sessions of more than ⌈visors / servers⌉ + 1 visors (counted from the visors' side, so a
+/// server's own links do not count).
+async fn spread(
+    http: &reqwest::Client,
+    visors: &[&Member],
+    live: &[&Member],
+) -> Result<String, String> {
+    let bound = visors.len().div_ceil(live.len().max(1)) + 1;
+    let mut counts = vec![0usize; live.len()];
+    for v in visors {
+        let d: DmsgStatus = get_json(http, &format!("{}{}", v.http, api::DMSG))
+            .await
+            .ok_or(format!("{}: no dmsg status", v.name))?;
+        let servers = d.client.map(|c| c.servers).unwrap_or_default();
+        let mut any = false;
+        for (i, f) in live.iter().enumerate() {
+            if servers.contains(&f.pk) {
+                counts[i] += 1;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(format!("{} holds no session with a live server", v.name));
+        }
+    }
+    let shown = format!("{counts:?}");
+    for (f, n) in live.iter().zip(&counts) {
+        if *n > bound {
+            return Err(format!("{} holds {n} visors (> {bound}): {shown}", f.name));
+        }
+    }
+    Ok(format!("visors per server {shown} ≤ {bound}"))
+}
+
+/// Spread: visors that started together are spread over the DMSG servers (≤ ⌈visors /
+/// servers⌉ + 1 sessions each), and still are after one server is killed (the last full node,
+/// so this runs last).
+pub(super) async fn check_spread(
+    http: &reqwest::Client,
+    members: &mut [Member],
+    timeout: Duration,
+) -> bool {
+    let mut ok = true;
+    let fulls: Vec<String> = members
+        .iter()
+        .filter(|m| m.full)
+        .map(|m| m.name.clone())
+        .collect();
+    if fulls.is_empty() || members.iter().all(|m| m.full) {
+        return true;
+    }
+    ok &= spread_step(http, members, &fulls, "spread", timeout).await;
+    if fulls.len() < 2 {
+        return ok;
+    }
+    let victim = &fulls[fulls.len() - 1];
+    if let Some(m) = members.iter_mut().find(|m| &m.name == victim) {
+        let _ = m.child.kill();
+        let _ = m.child.wait();
+    }
+    let what = format!("spread after killing {victim}");
+    ok &= spread_step(http, members, &fulls[..fulls.len() - 1], &what, timeout).await;
+    ok
+}
+
+/// Waits until [`spread`] holds over the servers named `live`, and reports it.
+async fn spread_step(
+    http: &reqwest::Client,
+    members: &[Member],
+    live: &[String],
+    what: &str,
+    timeout: Duration,
+) -> bool {
+    let started = Instant::now();
+    let visors: Vec<&Member> = members.iter().filter(|m| !m.full).collect();
+    let live: Vec<&Member> = members.iter().filter(|m| live.contains(&m.name)).collect();
+    let r = until(started + timeout, || async {
+        spread(http, &visors, &live).await.map(|_| ())
+    })
+    .await;
+    let shown = match &r {
+        Ok(()) => spread(http, &visors, &live).await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let mut ok = true;
+    report(&mut ok, &format!("{what}: {shown}"), r, started);
+    ok
 }

@@ -258,12 +258,6 @@ pub(super) fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
             launch.args.push(s.into());
         }
         launch.args.push(www.into());
-        if !full_sks.is_empty() {
-            // Visor i holds one session, with server i mod full.
-            let server = &full_sks[i as usize % full_sks.len()];
-            launch.args.push("--dmsg-server".into());
-            launch.args.push(server.pubkey().to_hex().into());
-        }
         let child = launch.spawn().with_context(|| format!("starting {name}"))?;
         pending.push(member(name, false, &sk, launch, child));
     }

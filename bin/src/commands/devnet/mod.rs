@@ -7,9 +7,9 @@
 //! [`launch`]). No discovery URL anywhere: everything meets through the DHT. The nodes share a
 //! generated deployment file (`DATA/devnet.json`) naming the full nodes as DHT bootstrap peers
 //! and DMSG servers. The DMSG servers mesh with each other through the DHT (`--mesh-dht`,
-//! allowing only each other's keys), and visor *i* holds exactly one session, with server
-//! *i mod full* (`--dmsg-server`): visors on different servers reach each other through the
-//! mesh.
+//! allowing only each other's keys), and each visor holds one session with a server it chose
+//! itself (RTT, load, random near-ties: visors started together spread over the servers):
+//! visors on different servers reach each other through the mesh.
 //!
 //! Without `--check` it shows a live status table until Ctrl-C, then stops every node. With
 //! `--check` it runs DHT and relay round trips, prints what it verified and exits 0 or 1.
@@ -23,7 +23,7 @@ use crate::api;
 
 mod check;
 mod launch;
-use check::{check, check_mailbox};
+use check::{check, check_mailbox, check_spread};
 use launch::{Member, start};
 
 /// Salt of the item `--check` puts and reads back.
@@ -78,6 +78,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             let timeout = Duration::from_secs(args.timeout);
             let mut ok = check(&http, &members, timeout).await;
             ok &= check_mailbox(&http, &mut members, timeout).await;
+            ok &= check_spread(&http, &mut members, timeout).await;
             return if ok {
                 println!("devnet check passed");
                 Ok(())

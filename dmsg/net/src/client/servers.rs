@@ -1,8 +1,19 @@
 //! The client's servers: announcing our multiplexer before the first session, pinging every
-//! session (the last RTT per server), and the servers to hold sessions with
-//! ([`super::choose`] orders them).
+//! session (the last RTT per server), the servers to hold sessions with ([`super::choose`]
+//! orders them), and moving off a server that became much fuller than a near one.
+//!
+//! # Rebalancing
+//! Visors that start together see the same loads and spread only by chance. So a few seconds
+//! after start, and then every [`BALANCE_EVERY`] (± half, at random), a client holding just
+//! its `min_sessions` compares each held server's published free slots with the other servers
+//! near it in RTT ([`choose::near`]; unknown RTTs count as near): when one has at least
+//! [`BALANCE_MARGIN`] more free slots, the client moves there with probability ½ (so the
+//! clients of a crowded server do not all move at once), and only while the session carries
+//! no stream. Sessions beyond `min_sessions` (opened to reach a peer while the server mesh
+//! could not) are closed at such a check once idle, the nearest kept.
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use dmsg_proto::disc::Entry;
 use keys::PubKey;
@@ -116,4 +127,106 @@ pub(super) async fn candidates(inner: &Arc<Inner>) -> Result<Vec<(PubKey, String
         }
     }
     Ok(out)
+}
+
+/// Closes idle sessions beyond `want` (opened for a dial while the mesh could not reach the
+/// target), keeping the nearest; `true` when one was closed.
+fn trim(inner: &Arc<Inner>, held: Vec<(PubKey, Arc<ClientSession>)>, want: usize) -> bool {
+    let rtts = lock(&inner.rtts).clone();
+    let ordered = choose::order_sessions(held, &rtts, rand::random);
+    let mut closed = false;
+    for (pk, sess) in ordered.into_iter().skip(want) {
+        if sess.est.session.num_streams() > 0 {
+            continue;
+        }
+        tracing::debug!(server = %pk, "closing an idle session beyond min_sessions");
+        let mut map = lock(&inner.sessions);
+        if map.get(&pk).is_some_and(|s| Arc::ptr_eq(s, &sess)) {
+            map.remove(&pk);
+        }
+        drop(map);
+        sess.est.session.close();
+        closed = true;
+    }
+    if closed {
+        inner.changed.notify_one();
+    }
+    closed
+}
+
+/// First rebalancing check after start (× a random factor in 1..2).
+pub const BALANCE_FIRST: Duration = Duration::from_secs(3);
+/// Rebalancing checks after the first (× a random factor in 0.5..1.5).
+pub const BALANCE_EVERY: Duration = Duration::from_secs(30);
+/// Free-slot difference that makes a client move to another server.
+pub const BALANCE_MARGIN: i64 = 2;
+
+/// The delay to the next rebalancing check.
+pub(super) fn balance_delay(first: bool) -> Duration {
+    let r: f64 = rand::random();
+    if first {
+        BALANCE_FIRST.mul_f64(1.0 + r)
+    } else {
+        BALANCE_EVERY.mul_f64(0.5 + r)
+    }
+}
+
+/// One rebalancing check (see the module doc); `true` when the client moved or trimmed.
+pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
+    let held: Vec<(PubKey, Arc<ClientSession>)> = lock(&inner.sessions)
+        .iter()
+        .map(|(k, s)| (*k, s.clone()))
+        .collect();
+    if want == 0 {
+        return false;
+    }
+    if held.len() > want {
+        return trim(inner, held, want);
+    }
+    let Ok(list) = inner.disc.available_servers().await else {
+        return false;
+    };
+    let rtts = lock(&inner.rtts).clone();
+    let free = |pk: &PubKey| {
+        list.iter()
+            .find(|e| e.static_pk == *pk)
+            .and_then(|e| e.server.as_ref())
+            .map(|s| s.available_sessions)
+    };
+    for (from, sess) in held {
+        let Some(from_free) = free(&from) else {
+            continue;
+        };
+        if sess.est.session.num_streams() > 0 || !rand::random::<bool>() {
+            continue;
+        }
+        let near_from = |pk: &PubKey| match (rtts.get(&from), rtts.get(pk)) {
+            (Some(a), Some(b)) => choose::near(*a, *b),
+            _ => true,
+        };
+        let best = list
+            .iter()
+            .filter(|e| !lock(&inner.sessions).contains_key(&e.static_pk))
+            .filter(|e| near_from(&e.static_pk))
+            .filter_map(|e| Some((e.static_pk, e.server.as_ref()?)))
+            .filter(|(_, s)| s.available_sessions >= from_free + BALANCE_MARGIN)
+            .max_by_key(|(_, s)| s.available_sessions)
+            .map(|(pk, s)| (pk, s.address.clone()));
+        let Some((to, addr)) = best else {
+            continue;
+        };
+        let _g = inner.dialing.lock().await;
+        if super::connect_server(inner, to, &addr).await.is_ok() {
+            tracing::info!(%from, %to, from_free, "moving to a less loaded DMSG server");
+            let mut map = lock(&inner.sessions);
+            if map.get(&from).is_some_and(|s| Arc::ptr_eq(s, &sess)) {
+                map.remove(&from);
+            }
+            drop(map);
+            sess.est.session.close();
+            inner.changed.notify_one();
+            return true;
+        }
+    }
+    false
 }
