@@ -453,11 +453,9 @@ async fn get_url(a: GetArgs) -> anyhow::Result<()> {
             None => anyhow::bail!("--out or --stdout"),
         };
         let tmp = path.with_extension("part");
-        let mut f = tokio::fs::File::create(&tmp)
+        let n = ::dmsg::http::fetch_to_file(&client, &a.url, &tmp, progress)
             .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let n = ::dmsg::http::fetch(&client, &a.url, &mut f, progress).await?;
-        drop(f);
+            .with_context(|| format!("fetching {} into {}", a.url, tmp.display()))?;
         tokio::fs::rename(&tmp, &path).await?;
         (n, Some(path))
     };

@@ -1,15 +1,19 @@
 //! DMSG-HTTP: plain HTTP/1.1 over DMSG streams (spec §8), with hyper 1.
 //!
 //! * Client: [`fetch`] dials a new stream per request (as the reference transport does), sends
-//!   `GET` with `Host: <pk>:<port>` and streams the body into a writer.
+//!   `GET` with `Host: <pk>:<port>` and streams the body into a writer; [`fetch_to_file`]
+//!   hands the body's chunks to a blocking writer thread instead (no copy into a write buffer,
+//!   no blocking-pool hop per chunk).
 //! * Server: [`serve_dir`] serves the files of a directory on a [`Listener`]; paths are resolved
-//!   component by component, so `..` and absolute paths cannot leave the directory.
+//!   component by component, so `..` and absolute paths cannot leave the directory. A file is
+//!   read by a blocking task in [`FILE_CHUNK`] pieces, at most [`FILE_CHUNKS_AHEAD`] ahead of
+//!   the stream, so a response holds at most ~1 MiB of the file whatever its size.
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, Response, StatusCode};
 use keys::PubKey;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -89,14 +93,19 @@ impl DmsgUrl {
     }
 }
 
-/// Fetches `url` through `client` and writes the body to `out`; returns the body length.
-/// `progress` is called with (bytes so far, content length if known).
-pub async fn fetch<W: AsyncWrite + Unpin>(
+/// Bytes of a file read per chunk when serving it.
+pub const FILE_CHUNK: usize = 256 * 1024;
+/// Chunks a response reads ahead of what the stream has taken.
+pub const FILE_CHUNKS_AHEAD: usize = 4;
+/// Body chunks [`fetch_to_file`] queues for its writer thread.
+const WRITE_QUEUE: usize = 16;
+
+/// Sends `GET url` and returns the successful response, its content length when known, and the
+/// task driving the connection (stopped when dropped).
+async fn request(
     client: &Client,
     url: &str,
-    out: &mut W,
-    mut progress: impl FnMut(u64, Option<u64>),
-) -> Result<u64, HttpError> {
+) -> Result<(hyper::body::Incoming, Option<u64>, crate::AbortOnDrop), HttpError> {
     let u = DmsgUrl::parse(url)?;
     let stream = client.dial(u.pk, u.port).await.map_err(HttpError::Dial)?;
     let (mut sender, conn) =
@@ -123,7 +132,18 @@ pub async fn fetch<W: AsyncWrite + Unpin>(
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut body = resp.into_body();
+    Ok((resp.into_body(), total, conn_task))
+}
+
+/// Fetches `url` through `client` and writes the body to `out`; returns the body length.
+/// `progress` is called with (bytes so far, content length if known).
+pub async fn fetch<W: AsyncWrite + Unpin>(
+    client: &Client,
+    url: &str,
+    out: &mut W,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<u64, HttpError> {
+    let (mut body, total, conn_task) = request(client, url).await?;
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(HttpError::Http)?;
@@ -134,6 +154,51 @@ pub async fn fetch<W: AsyncWrite + Unpin>(
         }
     }
     out.flush().await.map_err(HttpError::Write)?;
+    drop(conn_task);
+    Ok(n)
+}
+
+/// Fetches `url` into the file `path` (created or truncated): the body's chunks go, as they
+/// are, to a writer thread through a queue of [`WRITE_QUEUE`] chunks. Returns the body length.
+pub async fn fetch_to_file(
+    client: &Client,
+    url: &str,
+    path: &Path,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<u64, HttpError> {
+    use std::io::Write;
+    let (mut body, total, conn_task) = request(client, url).await?;
+    let file = std::fs::File::create(path).map_err(HttpError::Write)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.flush()
+    });
+    let mut n = 0u64;
+    let received = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(HttpError::Http)?;
+            if let Ok(data) = frame.into_data() {
+                n += data.len() as u64;
+                if tx.send(data).await.is_err() {
+                    // The writer stopped: its error is reported below.
+                    break;
+                }
+                progress(n, total);
+            }
+        }
+        Ok::<_, HttpError>(())
+    }
+    .await;
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| HttpError::Write(std::io::Error::other(e)))?;
+    received?;
+    written.map_err(HttpError::Write)?;
     drop(conn_task);
     Ok(n)
 }
@@ -171,9 +236,100 @@ fn resolve(dir: &Path, url_path: &str) -> Option<PathBuf> {
     Some(p)
 }
 
-async fn serve_file(dir: &Path, url_path: &str) -> Response<Full<Bytes>> {
+/// A response body: a short message, or a file read in chunks by a blocking task.
+pub struct FileBody {
+    inner: BodyInner,
+}
+
+enum BodyInner {
+    Once(Option<Bytes>),
+    File {
+        rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+        left: u64,
+    },
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        match &mut self.get_mut().inner {
+            BodyInner::Once(b) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            BodyInner::File { rx, left } => match rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    *left = left.saturating_sub(chunk.len() as u64);
+                    Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) if *left > 0 => Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being served",
+                )))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            BodyInner::Once(b) => b.is_none(),
+            BodyInner::File { left, .. } => *left == 0,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.inner {
+            BodyInner::Once(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            BodyInner::File { left, .. } => hyper::body::SizeHint::with_exact(*left),
+        }
+    }
+}
+
+/// Streams the first `len` bytes of `file`: a blocking task reads [`FILE_CHUNK`]s, at most
+/// [`FILE_CHUNKS_AHEAD`] ahead, and stops when the body is dropped.
+fn file_body(mut file: std::fs::File, len: u64) -> FileBody {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel(FILE_CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
+            let mut buf = vec![0u8; want];
+            let got = match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            buf.truncate(got);
+            left -= got as u64;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+    });
+    FileBody {
+        inner: BodyInner::File { rx, left: len },
+    }
+}
+
+async fn serve_file(dir: &Path, url_path: &str) -> Response<FileBody> {
     let status = |s: StatusCode| {
-        let mut r = Response::new(Full::new(Bytes::from(format!("{s}\n"))));
+        let body = FileBody {
+            inner: BodyInner::Once(Some(Bytes::from(format!("{s}\n")))),
+        };
+        let mut r = Response::new(body);
         *r.status_mut() = s;
         r
     };
@@ -183,15 +339,25 @@ async fn serve_file(dir: &Path, url_path: &str) -> Response<Full<Bytes>> {
     if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir()) {
         p.push("index.html");
     }
-    match tokio::fs::read(&p).await {
-        Ok(data) => {
-            let mut r = Response::new(Full::new(Bytes::from(data)));
+    let opened = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&p)?;
+        let m = f.metadata()?;
+        if m.is_file() {
+            Ok((f, m.len()))
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    })
+    .await;
+    match opened {
+        Ok(Ok((file, len))) => {
+            let mut r = Response::new(file_body(file, len));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/octet-stream"),
             );
             r
         }
-        Err(_) => status(StatusCode::NOT_FOUND),
+        _ => status(StatusCode::NOT_FOUND),
     }
 }

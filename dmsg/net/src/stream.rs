@@ -386,6 +386,25 @@ impl AsyncWrite for DmsgStream {
         Poll::Ready(Ok(n))
     }
 
+    /// Seals from the first non-empty slice only (a short write is allowed). Saying that
+    /// vectored writes are supported makes hyper queue body chunks as they are instead of
+    /// copying them into one contiguous buffer first.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let buf = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.poll_write(cx, buf)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_drain(cx)
     }

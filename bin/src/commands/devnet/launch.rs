@@ -223,15 +223,13 @@ pub(super) fn start(args: &Args, dir: &Path) -> anyhow::Result<Vec<Member>> {
         write_deploy(&deploy_path, &members)?;
         let name = format!("full-{i}");
         let mut launch = new_launch(&name, true, sk)?;
-        for s in [
-            "--dmsg-listen",
-            "127.0.0.1:0",
-            "--disc-test-mode",
-            "--mesh-dht",
-            "--mesh-refresh-ms",
-            MESH_REFRESH_MS,
-        ] {
+        for s in ["--dmsg-listen", "127.0.0.1:0", "--disc-test-mode"] {
             launch.args.push(s.into());
+        }
+        if full_sks.len() > 1 {
+            for s in ["--mesh-dht", "--mesh-refresh-ms", MESH_REFRESH_MS] {
+                launch.args.push(s.into());
+            }
         }
         for other in full_sks.iter().filter(|o| o.pubkey() != sk.pubkey()) {
             launch.args.push("--mesh-allow".into());
