@@ -184,6 +184,8 @@ pub struct Config {
     pub max_sync_requests_per_peer: u32,
     /// See [`DEFAULT_PUSH_QUEUE`].
     pub push_queue: usize,
+    /// Threads verifying a pulled sync page's signatures; 0 (default): one per core.
+    pub verify_threads: usize,
 }
 
 impl Config {
@@ -221,6 +223,7 @@ impl Config {
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
             max_sync_requests_per_peer: DEFAULT_MAX_SYNC_REQUESTS_PER_PEER,
             push_queue: DEFAULT_PUSH_QUEUE,
+            verify_threads: 0,
         }
     }
 }
