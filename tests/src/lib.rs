@@ -223,16 +223,16 @@ pub fn spawn_member(
     full: bool,
     extra: &[&std::ffi::OsStr],
 ) -> Member {
-    let http = free_port();
     let data = dir.join(name);
     std::fs::create_dir_all(&data).expect("data dir");
+    let _ = std::fs::remove_file(data.join(NODE_ADDRS));
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     let mut cmd = Command::new(skymesh_bin());
     cmd.args(["node", "--role", if full { "full" } else { "regular" }])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
         .arg("--data")
         .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--http", "127.0.0.1:0"])
         .arg("--deploy")
         .arg(deploy)
         .env("SKYMESH_SK", sk.to_hex())
@@ -245,7 +245,12 @@ pub fn spawn_member(
         cmd.args(["--reachability", "public", "--dmsg"]);
     }
     cmd.args(extra);
-    let proc = Proc::spawn(name, &mut cmd).expect("spawn skymesh node");
+    let mut proc = Proc::spawn(name, &mut cmd).expect("spawn skymesh node");
+    let http = node_addrs(&mut proc, &data)["http"]
+        .as_str()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .expect("the node's address file names its HTTP listener")
+        .port();
     Member {
         name: name.to_string(),
         sk,
@@ -253,6 +258,31 @@ pub fn spawn_member(
         p2p,
         proc,
     }
+}
+
+/// File in a node's data directory naming the addresses it bound (written once its listeners
+/// are up; see `bin/src/commands/node/addrs.rs`).
+pub const NODE_ADDRS: &str = "node.addrs.json";
+
+/// Waits (up to 60 s) until the `skymesh node` in `proc`, with data directory `data`, has
+/// written its address file, and returns it (`pid`, `http`, `p2p`, `dmsg`, `dmsg_public`).
+/// Panics if the node exits first. Nodes given port 0 report the ports they got here, so a
+/// test never pre-picks a port that another process could take first.
+pub fn node_addrs(proc: &mut Proc, data: &std::path::Path) -> serde_json::Value {
+    let pid = proc.child.id();
+    let name = proc.name.clone();
+    poll(
+        &format!("{name} to write {NODE_ADDRS}"),
+        std::time::Duration::from_secs(60),
+        || {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("{name} exited ({status}) before binding its listeners");
+            }
+            let text = std::fs::read_to_string(data.join(NODE_ADDRS)).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (v["pid"] == pid).then_some(v)
+        },
+    )
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
