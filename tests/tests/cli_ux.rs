@@ -167,6 +167,53 @@ fn one_spelling_per_idea_with_reference_aliases() {
 }
 
 #[test]
+fn public_key_flags_share_one_parser() {
+    // node --trusted-writer, mirror put --for, item sign --for and item verify --trusted-writer
+    // are typed by one value parser: the same refusal, naming the flag and the value.
+    let cases: [&[&str]; 4] = [
+        &[
+            "node",
+            "--role",
+            "full",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/1",
+            "--data",
+            "/tmp/x",
+            "--trusted-writer",
+            "xyz",
+        ],
+        &[
+            "mirror",
+            "put",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--sk",
+            "00",
+            "--salt",
+            "svc",
+            "--value",
+            "v",
+            "--for",
+            "xyz",
+        ],
+        &[
+            "item", "sign", "--salt", "svc", "--value", "v", "--for", "xyz",
+        ],
+        &["item", "verify", "--trusted-writer", "xyz"],
+    ];
+    for args in cases {
+        let e = err(&run_skymesh(args, None));
+        let flag = args[args.len() - 2];
+        assert!(
+            e.contains(&format!(
+                "invalid value 'xyz' for '{flag} <PK>': not a public key (66 hex digits)"
+            )),
+            "{args:?}: {e}"
+        );
+    }
+}
+
+#[test]
 fn commands_that_print_data_take_json() {
     for args in [
         &["keygen", "--help"][..],

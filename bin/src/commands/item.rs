@@ -61,7 +61,7 @@ struct SignArgs {
     #[arg(long)]
     seq: Option<u64>,
     /// Write for this subject key as a trusted writer instead of for the signer's own key.
-    #[arg(long = "for", value_name = "PK")]
+    #[arg(long = "for", value_name = "PK", value_parser = crate::config::public_key)]
     for_pk: Option<PubKey>,
 }
 
@@ -71,7 +71,7 @@ struct VerifyArgs {
     #[arg(long)]
     file: Option<std::path::PathBuf>,
     /// A writer to trust for delegated items (repeatable).
-    #[arg(long = "trusted-writer", value_name = "PK")]
+    #[arg(long = "trusted-writer", value_name = "PK", value_parser = crate::config::public_key)]
     trusted_writers: Vec<PubKey>,
     /// Largest value accepted, bytes.
     #[arg(long, default_value_t = dht::config::DEFAULT_MAX_VALUE_LEN)]

@@ -52,7 +52,7 @@ struct PutArgs {
     #[arg(long)]
     value: String,
     /// Write for this key as a trusted writer (full nodes must list our key as trusted).
-    #[arg(long = "for", value_name = "PK")]
+    #[arg(long = "for", value_name = "PK", value_parser = crate::config::public_key)]
     for_pk: Option<PubKey>,
 }
 

@@ -31,6 +31,14 @@ pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:7801";
 /// Environment variable naming the Redis mirror a full node follows (`--redis`).
 pub(crate) const REDIS_ENV: &str = "SKYMESH_REDIS";
 
+/// The one value parser of every public-key flag (`node --trusted-writer`, `mirror put --for`,
+/// `item sign --for`, `item verify --trusted-writer`): 66 hex digits of a compressed secp256k1
+/// key. clap puts the flag and the value in front of the message, e.g. "invalid value 'xyz'
+/// for '--trusted-writer <PK>': not a public key …".
+pub(crate) fn public_key(s: &str) -> Result<PubKey, String> {
+    PubKey::from_hex(s.trim()).map_err(|e| format!("not a public key (66 hex digits): {e}"))
+}
+
 /// Reachability of a regular node.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -257,21 +265,13 @@ pub(crate) struct NodeConfig {
 
 impl NodeConfig {
     /// The flags of `skymesh node`, converted. Fails on a `--mesh-allow` that is neither a key
-    /// nor `any`, and on a `--trusted-writer` that is not a key.
+    /// nor `any` (`--trusted-writer` is typed by clap: [`public_key`]).
     pub(crate) fn from_args(a: crate::commands::node::Args) -> anyhow::Result<NodeConfig> {
         let key = match (a.sk, a.key) {
             (Some(hex), _) => KeySource::Hex(hex),
             (None, Some(file)) => KeySource::File(file),
             (None, None) => KeySource::DataDir,
         };
-        let trusted_writers = a
-            .trusted_writers
-            .iter()
-            .map(|pk| {
-                PubKey::from_hex(pk)
-                    .with_context(|| format!("--trusted-writer {pk} is not a public key"))
-            })
-            .collect::<anyhow::Result<_>>()?;
         let mesh_dht = if !a.mesh_dht {
             None
         } else if a.mesh_allow.iter().any(|x| x == "any") {
@@ -312,7 +312,7 @@ impl NodeConfig {
             admin_auth: a.admin_auth,
             reachability: a.reachability,
             redis: a.redis,
-            trusted_writers,
+            trusted_writers: a.trusted_writers,
             dmsg_server,
             dmsg_client,
             deploy: a.deploy,

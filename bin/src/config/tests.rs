@@ -139,7 +139,9 @@ fn flags_refuse_bad_keys_and_role_mismatches() {
     ]))
     .unwrap_err();
     assert!(format!("{e:#}").contains("--mesh-allow nope"), "{e:#}");
-    let e = NodeConfig::from_args(args(&[
+    // --trusted-writer is typed by clap (config::public_key), like mirror put --for.
+    let e = NodeCli::try_parse_from([
+        "skymesh-node",
         "--role",
         "full",
         "--listen",
@@ -148,9 +150,27 @@ fn flags_refuse_bad_keys_and_role_mismatches() {
         "d",
         "--trusted-writer",
         "xyz",
+    ])
+    .err()
+    .expect("a bad key is refused")
+    .to_string();
+    assert!(
+        e.contains("invalid value 'xyz' for '--trusted-writer <PK>': not a public key"),
+        "{e}"
+    );
+    let writer = sk("writer").pubkey();
+    let cfg = NodeConfig::from_args(args(&[
+        "--role",
+        "full",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/1",
+        "--data",
+        "d",
+        "--trusted-writer",
+        &writer.to_hex(),
     ]))
-    .unwrap_err();
-    assert!(format!("{e:#}").contains("--trusted-writer xyz"), "{e:#}");
+    .expect("converts");
+    assert_eq!(cfg.trusted_writers, vec![writer]);
     let cfg = NodeConfig::from_args(args(&[
         "--role",
         "regular",

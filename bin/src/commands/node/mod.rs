@@ -106,8 +106,8 @@ pub(crate) struct Args {
     pub(crate) redis: Option<String>,
     /// Accept items written *for* other keys by this writer key (a mirror service such as a
     /// transport discovery). Repeatable.
-    #[arg(long = "trusted-writer", value_name = "PK")]
-    pub(crate) trusted_writers: Vec<String>,
+    #[arg(long = "trusted-writer", value_name = "PK", value_parser = crate::config::public_key)]
+    pub(crate) trusted_writers: Vec<keys::PubKey>,
     /// Run a DMSG relay server on this TCP address (full nodes); it publishes itself in the
     /// DHT and the node serves the reference discovery API at /dmsg-discovery.
     #[arg(long, value_name = "HOST:PORT")]
@@ -147,7 +147,7 @@ pub(crate) struct Args {
     pub(crate) dmsg_http_dir: Option<PathBuf>,
     /// Hold DMSG sessions with this server only (repeatable; --dmsg): peers on other servers
     /// are reached through the server mesh.
-    #[arg(long = "dmsg-server", value_name = "PK", requires = "dmsg", value_parser = parse_pk)]
+    #[arg(long = "dmsg-server", value_name = "PK", requires = "dmsg", value_parser = crate::config::public_key)]
     pub(crate) dmsg_servers: Vec<keys::PubKey>,
     /// Session multiplexer towards DMSG servers (--dmsg): yamux (every server) or smux
     /// (skywire 2026; announced in our discovery entry).
@@ -183,10 +183,6 @@ pub(crate) struct Args {
 fn parse_proxy_mode(s: &str) -> Result<::dmsg::proxy::ProxyMode, String> {
     serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
         .map_err(|_| format!("{s:?}: expected optional, required or off"))
-}
-
-fn parse_pk(s: &str) -> Result<keys::PubKey, String> {
-    keys::PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
