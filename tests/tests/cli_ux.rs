@@ -86,7 +86,7 @@ fn man_pages_cover_every_subcommand() {
 
 #[test]
 fn one_spelling_per_idea_with_reference_aliases() {
-    // A full node to join through is --bootstrap everywhere; dmsg get/http still take --dht.
+    // A full node's multiaddr is --bootstrap everywhere; dmsg get/http still take --dht.
     for old in ["--dht", "--bootstrap"] {
         let e = err(&run_skymesh(
             &[
@@ -104,6 +104,19 @@ fn one_spelling_per_idea_with_reference_aliases() {
             "{old}: {e}"
         );
     }
+    // dht sync's full node to pull from is --bootstrap too, with its former --from.
+    for old in ["--from", "--bootstrap"] {
+        let e = err(&run_skymesh(
+            &["dht", "sync", "--node", "http://127.0.0.1:1", old, "nope"],
+            None,
+        ));
+        assert!(
+            e.contains("invalid value 'nope' for '--bootstrap <MULTIADDR>'"),
+            "{old}: {e}"
+        );
+    }
+    let help = ok(&run_skymesh(&["dht", "sync", "--help"], None));
+    assert!(help.contains("--bootstrap <MULTIADDR>"), "{help}");
     // The discovery URL is --disc, with dmsgget's -d/--dmsg-disc and dmsghttp's -D.
     for spelling in [
         &["-d", "http://x"][..],

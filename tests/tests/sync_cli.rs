@@ -81,12 +81,13 @@ fn dht_sync_pulls_a_full_nodes_items() {
         );
     }
 
-    // b knows no full node yet: without --from there is nobody to sync from.
+    // b knows no full node yet: without --bootstrap there is nobody to sync from.
     let out = run_skymesh(&["dht", "sync", "--node", &url(http_b)], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no full node"));
 
-    // Pull from a: the summary counts every item (a's items + its advert).
+    // Pull from a (through --from, the former spelling of --bootstrap, still accepted): the
+    // summary counts every item (a's items + its advert).
     let out = run_skymesh(
         &["dht", "sync", "--node", &url(http_b), "--from", &addr_a],
         None,
@@ -111,7 +112,7 @@ fn dht_sync_pulls_a_full_nodes_items() {
             "sync",
             "--node",
             &url(http_b),
-            "--from",
+            "--bootstrap",
             &addr_a,
             "--json",
         ],
@@ -129,7 +130,7 @@ fn dht_sync_pulls_a_full_nodes_items() {
             "sync",
             "--node",
             &url(http_b),
-            "--from",
+            "--bootstrap",
             &addr_a,
             "--salt",
             "sync-test-3",
@@ -150,7 +151,7 @@ fn dht_sync_pulls_a_full_nodes_items() {
             "sync",
             "--node",
             &url(http_b),
-            "--from",
+            "--bootstrap",
             "/ip4/127.0.0.1/tcp/1",
         ],
         None,
@@ -166,7 +167,7 @@ fn dht_sync_pulls_a_full_nodes_items() {
         info_c["peer_id"].as_str().unwrap()
     );
     let out = run_skymesh(
-        &["dht", "sync", "--node", &url(http_b), "--from", &dead],
+        &["dht", "sync", "--node", &url(http_b), "--bootstrap", &dead],
         None,
     );
     assert_eq!(

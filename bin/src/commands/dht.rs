@@ -7,8 +7,9 @@
 //!   found.
 //! - `dht info --node URL [--json]`: role, peer id, listen addresses, peers, full nodes known,
 //!   items by salt, last bootstrap.
-//! - `dht sync --node URL [--from MULTIADDR] [--salt S] [--from-start] [--json]`: asks the node
-//!   to pull (GetItems, `/skymesh/sync/1`) from a full node (default: one it knows), resuming
+//! - `dht sync --node URL [--bootstrap MULTIADDR] [--salt S] [--from-start] [--json]`: asks the
+//!   node to pull (GetItems, `/skymesh/sync/1`) from a full node (default: one it knows; the
+//!   flag is spelled like `node --bootstrap`, the former `--from` is an alias), resuming
 //!   from the cursor it saved for that node; shows a progress bar on a terminal and prints a
 //!   summary (items received, accepted, unchanged, refused, bytes, time). Exit 1 when the sync
 //!   failed. Ctrl-C cancels the session on the node (its cursor stays saved).
@@ -55,9 +56,9 @@ enum DhtCommand {
     /// Pull items from a full node into the node (bulk sync; every item is checked).
     Sync {
         /// The full node to pull from, a multiaddr ending in /p2p/<peer id> (default: a full
-        /// node the node knows).
-        #[arg(long, value_name = "MULTIADDR")]
-        from: Option<String>,
+        /// node the node knows). Spelled like `node --bootstrap`; `--from` is still accepted.
+        #[arg(long = "bootstrap", alias = "from", value_name = "MULTIADDR")]
+        from: Option<libp2p::Multiaddr>,
         /// Only items with this salt.
         #[arg(long)]
         salt: Option<String>,
@@ -213,7 +214,7 @@ const SYNC_POLL: Duration = Duration::from_millis(200);
 async fn sync(
     client: &reqwest::Client,
     node: &str,
-    from: Option<String>,
+    from: Option<libp2p::Multiaddr>,
     salt: Option<String>,
     from_start: bool,
     json: bool,
@@ -221,7 +222,7 @@ async fn sync(
     let req = client
         .post(format!("{}{}", base(node), api::SYNC))
         .json(&api::SyncRequest {
-            from,
+            from: from.map(|a| a.to_string()),
             salt,
             from_start,
             page_limit: None,
