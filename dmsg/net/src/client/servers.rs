@@ -8,8 +8,8 @@
 //! its `min_sessions` compares each held server's published free slots with the other servers
 //! near it in RTT ([`choose::near`]; unknown RTTs count as near): when one has at least
 //! [`BALANCE_MARGIN`] more free slots, the client moves there with probability ½ (so the
-//! clients of a crowded server do not all move at once), and only while the session carries
-//! no stream. Sessions beyond `min_sessions` (opened to reach a peer while the server mesh
+//! clients of a crowded server do not all move at once); the old session keeps its streams for
+//! at most [`DRAIN_GRACE`], new dials use the new one. Sessions beyond `min_sessions` (opened to reach a peer while the server mesh
 //! could not) are closed at such a check once idle, the nearest kept.
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -157,7 +157,9 @@ fn trim(inner: &Arc<Inner>, held: Vec<(PubKey, Arc<ClientSession>)>, want: usize
 /// First rebalancing check after start (× a random factor in 1..2).
 pub const BALANCE_FIRST: Duration = Duration::from_secs(3);
 /// Rebalancing checks after the first (× a random factor in 0.5..1.5).
-pub const BALANCE_EVERY: Duration = Duration::from_secs(30);
+pub const BALANCE_EVERY: Duration = Duration::from_secs(20);
+/// How long the streams of a session we moved off may go on before it is closed.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// Free-slot difference that makes a client move to another server.
 pub const BALANCE_MARGIN: i64 = 2;
 
@@ -197,7 +199,7 @@ pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
         let Some(from_free) = free(&from) else {
             continue;
         };
-        if sess.est.session.num_streams() > 0 || !rand::random::<bool>() {
+        if !rand::random::<bool>() {
             continue;
         }
         let near_from = |pk: &PubKey| match (rtts.get(&from), rtts.get(pk)) {
@@ -223,8 +225,15 @@ pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
                 map.remove(&from);
             }
             drop(map);
-            sess.est.session.close();
             inner.changed.notify_one();
+            // New dials use the new session; streams on the old one get DRAIN_GRACE to end.
+            tokio::spawn(async move {
+                let t0 = std::time::Instant::now();
+                while sess.est.session.num_streams() > 0 && t0.elapsed() < DRAIN_GRACE {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                sess.est.session.close();
+            });
             return true;
         }
     }
