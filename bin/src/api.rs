@@ -251,6 +251,9 @@ pub(crate) struct DmsgStatus<P> {
 pub(crate) struct DmsgServerStatus<P> {
     /// Bound address.
     pub(crate) address: String,
+    /// Its mailbox for offline visors (absent from older nodes).
+    #[serde(default)]
+    pub(crate) mailbox: Option<MailboxStoreStatus>,
     /// Payload bytes relayed.
     pub(crate) bytes_relayed: u64,
     /// The server mesh.
@@ -263,6 +266,19 @@ pub(crate) struct DmsgServerStatus<P> {
     pub(crate) streams_active: i64,
     /// Streams relayed so far.
     pub(crate) streams_total: u64,
+}
+
+/// The mailbox part of [`DmsgServerStatus`]: what the server holds for offline visors now.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MailboxStoreStatus {
+    /// Messages waiting for their recipients.
+    pub(crate) messages: usize,
+    /// Their bytes.
+    pub(crate) bytes: usize,
+    /// Recipients with messages waiting.
+    pub(crate) recipients: usize,
+    /// Bytes the server holds at most (`Limits::total_bytes`).
+    pub(crate) capacity_bytes: usize,
 }
 
 /// The mesh part of [`DmsgServerStatus`].

@@ -63,6 +63,14 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
     Some(body[..close].trim().to_owned())
 }
 
+/// The RTT cell ("N.N ms") of the row of server `pk` in the DMSG client's servers table.
+fn rtt_cell(servers: &str, pk: &str) -> Option<String> {
+    let row = servers.split("<tr>").find(|r| r.contains(pk))?;
+    let cell = row.split("<td>").nth(2)?;
+    let text = &cell[..cell.find("</td>")?];
+    text.ends_with(" ms").then(|| text.to_owned())
+}
+
 /// The `<tbody>` of the table with `id`.
 fn tbody_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let start = dom
@@ -195,21 +203,55 @@ fn status_page_shows_live_peers_items_and_dmsg_in_chromium() {
         "last bootstrap: {boot}"
     );
 
-    // The visor's page shows its DMSG client with the server it holds a session with.
+    // The visor's page shows its DMSG client with the server it holds a session with and that
+    // server's session-ping RTT.
     let vurl = format!("http://127.0.0.1:{}/", v.http);
-    poll(
-        "the visor's page to show its DMSG servers",
+    let rtt = poll(
+        "the visor's page to show its DMSG servers with their RTT",
         DEADLINE,
         || {
             let dom = render(&vurl, &profile, 5_000, None);
             let servers = tbody_of(&dom, "dmsg-servers");
+            let rtt = [a.pk(), b.pk()]
+                .iter()
+                .find_map(|pk| rtt_cell(servers, pk))?;
             (dom.contains("data-state=\"live\"")
                 && text_of(&dom, "role").as_deref() == Some("regular")
-                && (servers.contains(&a.pk()) || servers.contains(&b.pk()))
                 && !dom.contains("id=\"mailbox\" hidden"))
-            .then_some(())
+            .then_some(rtt)
         },
     );
+    // Loopback: a positive time well under a second, printed as "N.N ms".
+    let ms: f64 = rtt.strip_suffix(" ms").unwrap().parse().unwrap();
+    assert!(ms > 0.0 && ms < 1_000.0, "RTT {rtt}");
+
+    // A message for a visor that is offline waits in both servers' mailboxes (the recipient's
+    // two closest servers); full-a's page counts it.
+    let offline = SecKey::generate().pubkey().to_hex();
+    poll("the visor to store a message", DEADLINE, || {
+        let out = run_skymesh(
+            &[
+                "msg",
+                "send",
+                "--node",
+                &v.url(),
+                "--to",
+                &offline,
+                "--text",
+                "later",
+            ],
+            None,
+        );
+        out.status.success().then_some(())
+    });
+    let mailbox = poll("full-a's page to count its mailbox", DEADLINE, || {
+        let dom = render(&url, &profile, 5_000, None);
+        text_of(&dom, "srv-mailbox").filter(|t| t.starts_with("1 messages for 1 recipients"))
+    });
+    assert!(mailbox.ends_with(" of 1.0 GiB"), "{mailbox}");
+    let api = get_json(a.http, "/api/v1/dmsg").unwrap();
+    assert_eq!(api["server"]["mailbox"]["messages"], 1, "{api}");
+    assert_eq!(api["server"]["mailbox"]["recipients"], 1, "{api}");
 
     let shot = dir.join("status-page.png");
     render(&url, &profile, 5_000, Some(&shot));

@@ -105,11 +105,19 @@ function renderDmsg(d) {
       ? s.mesh.peers.filter((p) => p.up).length + "/" + s.mesh.peers.length + " links up, " +
         s.mesh.forwarded_streams + " streams forwarded (" + bytes(s.mesh.forwarded_bytes) + ")"
       : "off");
+    // The mailbox it keeps for offline visors (docs/mailbox.md).
+    const mb = s.mailbox;
+    set("srv-mailbox", mb
+      ? mb.messages + " messages for " + mb.recipients + " recipients, " +
+        bytes(mb.bytes) + " of " + bytes(mb.capacity_bytes)
+      : "–");
   }
   show("dmsg-client", !!d.client);
   if (d.client) {
     set("cli-ports", d.client.ports_in_use);
-    rows("dmsg-servers", d.client.servers, (k) => [k]);
+    // RTT: the last session ping of each held server (blank until it has answered one).
+    const rtt = d.client.server_rtt_ms || {};
+    rows("dmsg-servers", d.client.servers, (k) => [k, k in rtt ? rtt[k].toFixed(1) + " ms" : ""]);
   }
 }
 

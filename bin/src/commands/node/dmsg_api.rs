@@ -57,6 +57,15 @@ async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
         api::DmsgServerStatus {
             pk: s.server.pk().to_hex(),
             address: s.server.local_addr().to_string(),
+            mailbox: ctx.server_mailbox.as_ref().map(|mb| {
+                let (st, limits) = (mb.store().stats(), mb.store().limits());
+                api::MailboxStoreStatus {
+                    messages: st.messages,
+                    bytes: st.bytes,
+                    recipients: st.recipients,
+                    capacity_bytes: limits.total_bytes,
+                }
+            }),
             sessions: s.server.num_sessions(),
             streams_active: m.streams_active.get(),
             streams_total: m.streams.get(),

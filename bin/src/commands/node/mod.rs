@@ -332,6 +332,8 @@ pub(crate) struct NodeCtx {
     pub(crate) data: PathBuf,
     /// The store-and-forward agent (visors with `--dmsg`).
     pub(crate) mailbox: Option<Arc<::dmsg::mailbox::MailboxAgent>>,
+    /// The DMSG server's mailbox for offline visors (full nodes with `--dmsg-listen`).
+    pub(crate) server_mailbox: Option<Arc<::dmsg::mailbox::MailboxService>>,
 }
 
 async fn serve(cfg: NodeConfig, sk: SecKey) -> anyhow::Result<()> {
@@ -414,6 +416,7 @@ async fn start(
     } else {
         overlay::OverlayMetrics::default()
     };
+    let mut server_mailbox = None;
     let dmsg_server = match &cfg.dmsg_server {
         Some(s) => {
             // Every DMSG server keeps a mailbox for offline visors (docs/mailbox.md).
@@ -429,6 +432,7 @@ async fn start(
                 ::dmsg::metrics::MailboxMetrics::new(&mut registry),
             );
             let purger = mailbox.spawn_purger(::dmsg::mailbox::service::PURGE_INTERVAL);
+            server_mailbox = Some(mailbox.clone());
             daemon.transports.hold(purger);
             let opts = overlay::ServerOptions {
                 listen: s.listen.clone(),
@@ -503,6 +507,7 @@ async fn start(
         disc_test_mode: cfg.dmsg_server.as_ref().is_some_and(|s| s.disc_test_mode),
         data: cfg.data.clone(),
         mailbox,
+        server_mailbox,
     });
     let (data, saver_node, saver_ctx) = (cfg.data.clone(), node.clone(), ctx.clone());
     daemon
