@@ -253,3 +253,87 @@ fn log_format_is_text_or_json() {
     let e = err(&run_skymesh(&["--log-format", "xml", "keygen"], None));
     assert!(e.contains("possible values: text, json"), "{e}");
 }
+
+#[test]
+fn devnet_json_prints_the_network_state_as_json_lines() {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(skymesh_tests::skymesh_bin());
+    cmd.args(["devnet", "--full", "2", "--visors", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut devnet = skymesh_tests::Proc::spawn("devnet", &mut cmd).unwrap();
+    let stdout = devnet.child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // One document every 2 s: wait (≤ 60 documents) for the network to be up, the servers
+    // meshed and the visor holding a session.
+    let mut last = String::new();
+    let doc = (0..60)
+        .find_map(|_| {
+            last = lines.next()?.unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&last)
+                .unwrap_or_else(|e| panic!("not one JSON document per line ({e}): {last}"));
+            let nodes = doc["nodes"].as_array().unwrap();
+            let ready = nodes.iter().all(|n| n["up"] == true)
+                && nodes
+                    .iter()
+                    .filter(|n| n["role"] == "full")
+                    .all(|n| n["dmsg"]["server"]["mesh"]["peers"][0]["up"] == true)
+                && nodes.iter().filter(|n| n["role"] == "visor").all(|n| {
+                    n["dmsg"]["client"]["servers"]
+                        .as_array()
+                        .is_some_and(|s| !s.is_empty())
+                });
+            ready.then_some(doc)
+        })
+        .unwrap_or_else(|| panic!("the network never came up; last document: {last}"));
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{doc}");
+    assert!(
+        doc["data"].as_str().unwrap().contains("skymesh-devnet-"),
+        "{doc}"
+    );
+    let fulls: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["role"] == "full").collect();
+    assert_eq!(fulls.len(), 2, "{doc}");
+    for n in nodes {
+        // The node's own API answers, unchanged: its key matches the devnet's view of it.
+        assert_eq!(n["info"]["public_key"], n["public_key"], "{n}");
+        assert!(n["p2p"].as_str().unwrap().contains("/p2p/"), "{n}");
+        // The status page URL serves the page.
+        let port: u16 = n["status_page"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let (status, body) = skymesh_tests::http_request(port, "GET", "/", None).unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("skymesh"), "{body}");
+    }
+    for f in &fulls {
+        assert!(f["dmsg_address"].is_string(), "{f}");
+        assert_eq!(f["info"]["role"], "full", "{f}");
+    }
+    let visor = nodes.iter().find(|n| n["role"] == "visor").unwrap();
+    assert!(visor["dmsg_address"].is_null(), "{visor}");
+    let held = visor["dmsg"]["client"]["servers"][0].as_str().unwrap();
+    assert!(fulls.iter().any(|f| f["public_key"] == held), "{doc}");
+
+    // Ctrl-C stops it cleanly.
+    let pid = devnet.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = devnet.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn devnet_json_and_check_exclude_each_other() {
+    let e = err(&run_skymesh(&["devnet", "--json", "--check"], None));
+    assert!(e.contains("cannot be used with"), "{e}");
+}

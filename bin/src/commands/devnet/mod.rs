@@ -11,7 +11,8 @@
 //! itself (RTT, load, random near-ties: visors started together spread over the servers):
 //! visors on different servers reach each other through the mesh.
 //!
-//! Without `--check` it shows a live status table until Ctrl-C, then stops every node. With
+//! Without `--check` it shows a live status table until Ctrl-C, then stops every node
+//! (`--json`: one JSON document of the network per line instead, see [`json`]). With
 //! `--check` it runs DHT and relay round trips, prints what it verified and exits 0 or 1.
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use anyhow::{Context, bail};
 use crate::api;
 
 mod check;
+mod json;
 mod launch;
 use check::{check, check_mailbox, check_spread};
 use launch::{Member, start};
@@ -44,6 +46,10 @@ pub(crate) struct Args {
     /// Verify the network (DHT and DMSG round trips), print the result and exit 0/1.
     #[arg(long)]
     check: bool,
+    /// Print the network's state as one JSON document per line every 2 s instead of the live
+    /// table (nodes with their keys, addresses, status page URLs and their own API answers).
+    #[arg(long, conflicts_with = "check")]
+    json: bool,
     /// How long --check waits for the network to converge.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     timeout: u64,
@@ -88,6 +94,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     dir.join("logs").display()
                 )
             };
+        }
+        if args.json {
+            json::live_json(&http, &members, &dir).await;
+            return Ok(());
         }
         print_usage(&members, &dir);
         live_table(&http, &members).await;
