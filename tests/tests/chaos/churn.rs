@@ -113,6 +113,12 @@ fn churn(duration: Duration, every: Duration, sample_every: Duration, warmup: us
         }
     }
     let samples = sampler.stop();
+    // Items held, to tell store growth (departed visors' items live until their 2 h expiry)
+    // from a leak when RSS rises.
+    for (i, f) in fulls.iter().enumerate() {
+        let items = skymesh_tests::get_json(f.http, "/api/v1/info").map(|v| v["items"].clone());
+        eprintln!("churn: full-{i} holds items by salt {items:?}");
+    }
     eprintln!(
         "churn: {:?}, {joined} visors joined, {puts_ok}/{puts} puts ok, {gets_ok}/{gets} DMSG gets ok",
         start.elapsed()
