@@ -238,7 +238,7 @@ fn print_usage_inline(out: &mut String, members: &[Member]) {
         members.iter().find(|m| !m.full),
     ) {
         out.push_str(&format!(
-            "skymesh devnet — Ctrl-C to stop\n  skymesh dht info --node {}\n  skymesh dmsg get --dht {} --stdout dmsg://{}:80/index.html\n\n",
+            "skymesh devnet — Ctrl-C to stop\n  skymesh dht info --node {}\n  skymesh dmsg get --bootstrap {} --stdout dmsg://{}:80/index.html\n\n",
             f.http, f.p2p, v.pk
         ));
     }
