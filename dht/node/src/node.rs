@@ -42,7 +42,8 @@
 //!   when the receiver's filter drops the record, so this counts *deliveries*, not stores).
 //! - **get**: the known full nodes (up to [`Config::read_fanout`]) are asked directly over
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
-//!   the highest valid seq wins. If no full node has a valid copy, an iterative kad `get_record`
+//!   the first valid copy answers the read (the local copy wins with a higher seq). If no full
+//!   node has a valid copy, an iterative kad `get_record`
 //!   runs; records it returns are checked the same way and the query stops after
 //!   [`Config::lookup_quorum`] valid remote copies.
 //! - **inbound PutRecord** (`StoreInserts::FilterBoth`): per-peer request and item limits, then
@@ -232,7 +233,12 @@ impl Actor {
             request_limiter: PeerLimiter::new(cfg.max_requests_per_peer, cfg.limit_window),
             item_limiter: PeerLimiter::new(cfg.max_items_per_peer, cfg.limit_window),
             sync_limiter: PeerLimiter::new(cfg.max_sync_requests_per_peer, cfg.limit_window),
-            sync: syncing::SyncState::new(syncing::new_epoch(), cfg.store.clone(), cfg.push_queue),
+            sync: syncing::SyncState::new(
+                syncing::new_epoch(),
+                cfg.store.clone(),
+                cfg.push_queue,
+                cfg.verify_threads,
+            ),
             full_nodes: FullNodeTable::new(local_peer, cfg.advert_fresh),
             cfg,
             sk,

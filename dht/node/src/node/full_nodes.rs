@@ -107,21 +107,29 @@ impl FullNodeTable {
 
     /// Full nodes known at `now_ms` (Unix ms): fresh adverts and identified peers, sorted.
     pub fn known(&self, now_ms: u64) -> Vec<PeerId> {
-        let fresh = self.fresh_ms;
         let mut out: Vec<PeerId> = self
             .nodes
             .iter()
-            .filter(|(p, f)| {
-                **p != self.local
-                    && (f.identified
-                        || f.advert_seq.is_some_and(|s| {
-                            s.saturating_add(fresh) >= now_ms && s <= now_ms + fresh
-                        }))
-            })
+            .filter(|(p, f)| self.counts(p, f, now_ms))
             .map(|(p, _)| *p)
             .collect();
         out.sort();
         out
+    }
+
+    /// Whether `peer` is in [`FullNodeTable::known`] at `now_ms`.
+    pub fn knows(&self, peer: &PeerId, now_ms: u64) -> bool {
+        self.nodes
+            .get(peer)
+            .is_some_and(|f| self.counts(peer, f, now_ms))
+    }
+
+    fn counts(&self, peer: &PeerId, f: &FullNode, now_ms: u64) -> bool {
+        let fresh = self.fresh_ms;
+        *peer != self.local
+            && (f.identified
+                || f.advert_seq
+                    .is_some_and(|s| s.saturating_add(fresh) >= now_ms && s <= now_ms + fresh))
     }
 
     /// [`FullNodeTable::known`] without those in their backoff after a failed request.

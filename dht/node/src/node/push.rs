@@ -11,12 +11,43 @@
 //!   limit was reached) is put back in front and retried after [`PUSH_RETRY`]; a failed one
 //!   (unreachable, timed out, connection lost) is dropped and the peer waits
 //!   [`PUSH_FAILURE_BACKOFF`].
+//! - A write from a non-full peer (a visor's put, which already went to every full node the
+//!   visor reaches) is pushed only by the [`FORWARDERS`] full nodes closest to its target
+//!   ([`is_forwarder`]): each write costs about `FORWARDERS × (full nodes − 1)` pushed copies,
+//!   not `full nodes × (full nodes − 1)` (quadratic: 9,900 copies per write at 100 full nodes,
+//!   see `docs/scale.md`). Our own writes are pushed by us to every full node.
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use dht::Item;
 use itemsync::wire;
 use libp2p::PeerId;
+use libp2p::kad::KBucketKey;
+
+/// How many full nodes push a write received from a non-full peer: the closest to its target
+/// (by kad's XOR distance) among the full nodes each one knows. A visor's put misses all of
+/// them only if its copies to each are lost (~10⁻⁶ at 1 % loss); the periodic pull repairs that.
+pub const FORWARDERS: usize = 3;
+
+/// Whether a full node with `known_closer` known full nodes closer to a write's target than
+/// itself (counting may stop at [`FORWARDERS`]) pushes that write from a non-full peer.
+pub fn forwards(known_closer: usize) -> bool {
+    known_closer < FORWARDERS
+}
+
+/// Whether `local` pushes a write of record key `key` received from a non-full peer: fewer than
+/// [`FORWARDERS`] of the `known` full nodes are closer to `key` than `local`.
+pub fn is_forwarder(key: &[u8], local: &PeerId, known: &[PeerId]) -> bool {
+    let target = KBucketKey::new(key.to_vec());
+    let own = KBucketKey::from(*local).distance(&target);
+    let closer = known
+        .iter()
+        .filter(|p| *p != local && KBucketKey::from(**p).distance(&target) < own)
+        .take(FORWARDERS)
+        .count();
+    forwards(closer)
+}
 
 /// How often queued pushes waiting for a retry are looked at.
 pub const PUSH_TICK: Duration = Duration::from_millis(50);
@@ -62,30 +93,31 @@ impl PushItem for std::sync::Arc<Item> {
 
 /// A batch to send.
 #[derive(Debug)]
-pub struct Batch<I = Item> {
+pub struct Batch<I = Item, P = PeerId> {
     /// Our id of this push.
     pub id: PushId,
     /// The full node it goes to.
-    pub peer: PeerId,
+    pub peer: P,
     /// The items, in queue order.
     pub items: Vec<I>,
 }
 
-/// Push queues and the pushes in flight.
+/// Push queues and the pushes in flight, per peer `P` (a `PeerId`; the simulator numbers its
+/// full nodes).
 #[derive(Debug)]
-pub struct Pusher<I = Item> {
+pub struct Pusher<I = Item, P = PeerId> {
     /// Items queued per peer at most.
     bound: usize,
     next_id: PushId,
-    queues: HashMap<PeerId, VecDeque<I>>,
-    in_flight: HashMap<PushId, (PeerId, Vec<I>)>,
-    busy: HashSet<PeerId>,
-    retry_at: HashMap<PeerId, Instant>,
+    queues: HashMap<P, VecDeque<I>>,
+    in_flight: HashMap<PushId, (P, Vec<I>)>,
+    busy: HashSet<P>,
+    retry_at: HashMap<P, Instant>,
 }
 
-impl<I: PushItem> Pusher<I> {
+impl<I: PushItem, P: Copy + Eq + Hash> Pusher<I, P> {
     /// Queues hold at most `bound` items per peer (at least 1).
-    pub fn new(bound: usize) -> Pusher<I> {
+    pub fn new(bound: usize) -> Pusher<I, P> {
         Pusher {
             bound: bound.max(1),
             next_id: 0,
@@ -97,7 +129,7 @@ impl<I: PushItem> Pusher<I> {
     }
 
     /// Queues `item` for `peer`; `false` when its queue is full (the item is dropped).
-    pub fn queue(&mut self, peer: PeerId, item: I) -> bool {
+    pub fn queue(&mut self, peer: P, item: I) -> bool {
         let q = self.queues.entry(peer).or_default();
         if q.len() >= self.bound {
             return false;
@@ -108,7 +140,7 @@ impl<I: PushItem> Pusher<I> {
 
     /// The next batch for `peer` at `now`, unless a push to it is in flight or waiting for a
     /// retry, or nothing is queued.
-    pub fn poll_batch(&mut self, peer: PeerId, now: Instant) -> Option<Batch<I>> {
+    pub fn poll_batch(&mut self, peer: P, now: Instant) -> Option<Batch<I, P>> {
         if self.busy.contains(&peer) || self.retry_at.get(&peer).is_some_and(|t| *t > now) {
             return None;
         }
@@ -141,9 +173,9 @@ impl<I: PushItem> Pusher<I> {
         &mut self,
         id: PushId,
         end: PushEnd,
-        penalised: impl FnOnce(&PeerId) -> bool,
+        penalised: impl FnOnce(&P) -> bool,
         now: Instant,
-    ) -> Option<(PeerId, u64)> {
+    ) -> Option<(P, u64)> {
         let (peer, batch) = self.in_flight.remove(&id)?;
         self.busy.remove(&peer);
         let mut dropped = 0;
@@ -166,7 +198,7 @@ impl<I: PushItem> Pusher<I> {
     }
 
     /// Peers whose retry pause is over at `now`.
-    pub fn due(&self, now: Instant) -> Vec<PeerId> {
+    pub fn due(&self, now: Instant) -> Vec<P> {
         self.retry_at
             .iter()
             .filter(|(_, t)| **t <= now)
@@ -175,7 +207,7 @@ impl<I: PushItem> Pusher<I> {
     }
 
     /// Drops what is queued for `peer` (penalised).
-    pub fn forget(&mut self, peer: &PeerId) {
+    pub fn forget(&mut self, peer: &P) {
         self.queues.remove(peer);
     }
 }
@@ -257,6 +289,22 @@ mod tests {
             p.poll_batch(peer, later).unwrap().items,
             vec![it[1].clone()]
         );
+    }
+
+    #[test]
+    fn three_forwarders_per_target() {
+        let peers: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        let key = b"some record key";
+        let forwarders: Vec<&PeerId> = peers
+            .iter()
+            .filter(|p| is_forwarder(key, p, &peers))
+            .collect();
+        assert_eq!(forwarders.len(), FORWARDERS);
+        // A node that knows fewer full nodes forwards more readily; alone it always does.
+        let me = peers[0];
+        assert!(is_forwarder(key, &me, &[]));
+        assert!(is_forwarder(key, &me, &peers[..3]));
+        assert!(forwards(2) && !forwards(3));
     }
 
     #[test]

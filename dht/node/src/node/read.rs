@@ -6,8 +6,10 @@
 //! 1. [`Read::ask_full_nodes`]: the full nodes to send `Get(target)` to over `/skymesh/get/1`
 //!    (modes [`ReadMode::Auto`] and [`ReadMode::FullNodesOnly`]).
 //! 2. Each answer or failure ([`Read::on_full_node_answer`], [`Read::on_full_node_failure`]);
-//!    once all are in, [`Read::next`] says [`ReadState::StartLookup`] if no full node had a valid
-//!    copy (modes `Auto` and `LookupOnly`), else [`ReadState::Finished`].
+//!    the first valid copy finishes the read ([`ReadState::Finished`]: full nodes hold a write
+//!    one push round trip after it, and waiting for every answer made one lost request cost the
+//!    whole request timeout); once all are in without one, [`Read::next`] says
+//!    [`ReadState::StartLookup`] (modes `Auto` and `LookupOnly`), else `Finished`.
 //! 3. Each valid record the lookup finds ([`Read::on_lookup_record`]) counts toward the quorum;
 //!    the hop of the copy that completes it (or of the last one before) is the read's hop
 //!    count. `true` back means "quorum reached: finish the kad query".
@@ -157,7 +159,9 @@ impl Read {
     /// What to do next at `now`.
     pub fn next(&mut self, now: Instant) -> ReadState {
         match self.phase {
-            Phase::FullNodes { outstanding } if outstanding > 0 => ReadState::Waiting,
+            Phase::FullNodes { outstanding } if outstanding > 0 && self.best.is_none() => {
+                ReadState::Waiting
+            }
             Phase::FullNodes { .. }
                 if self.best.is_none()
                     && matches!(self.mode, ReadMode::Auto | ReadMode::LookupOnly) =>
@@ -229,9 +233,11 @@ mod tests {
         let mut r = read(ReadMode::Auto, None, t0);
         let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         assert_eq!(r.ask_full_nodes(peers.clone()), peers);
-        r.on_full_node_answer(Some(item(5)));
-        assert!(matches!(r.next(t0), ReadState::Waiting));
+        // A miss and a failure leave the read waiting for the third answer...
+        r.on_full_node_answer(None);
         r.on_full_node_failure();
+        assert!(matches!(r.next(t0), ReadState::Waiting));
+        // ...which, valid, finishes it.
         r.on_full_node_answer(Some(item(7)));
         let o = finished(r.next(t0 + Duration::from_micros(330)));
         assert_eq!(o.item.unwrap().seq, 7);
@@ -240,6 +246,23 @@ mod tests {
         assert_eq!(o.lookup_hops, None);
         assert_eq!(o.elapsed, Duration::from_micros(330));
         assert!(matches!(r.next(t0), ReadState::Waiting), "finished once");
+        // Late answers after the end change nothing.
+        r.on_full_node_answer(Some(item(9)));
+        assert!(matches!(r.next(t0), ReadState::Waiting));
+    }
+
+    #[test]
+    fn the_first_valid_copy_finishes_without_waiting_for_the_others() {
+        let t0 = Instant::now();
+        let mut r = read(ReadMode::Auto, None, t0);
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        r.ask_full_nodes(peers);
+        assert!(matches!(r.next(t0), ReadState::Waiting));
+        r.on_full_node_answer(Some(item(5)));
+        // Two requests outstanding (one may be lost): the read does not wait for them.
+        let o = finished(r.next(t0 + Duration::from_millis(40)));
+        assert_eq!((o.path, o.item.unwrap().seq), (ReadPath::FullNode, 5));
+        assert_eq!(o.elapsed, Duration::from_millis(40));
     }
 
     #[test]

@@ -57,7 +57,7 @@ use tokio::sync::mpsc;
 use super::Actor;
 use super::penalties::Penalties;
 use super::pull::{Counts, Ingested, Kind, Pulls, Step, Verified};
-use super::push::{PushEnd, PushId, Pusher};
+use super::push::{self, PushEnd, PushId, Pusher};
 use super::verify::{Checked, VERIFIED_QUEUE, VerifiedPage, verify_page};
 use crate::error::SyncError;
 use crate::role::Role;
@@ -86,13 +86,20 @@ pub(super) struct SyncState {
     pub(super) penalties: Penalties,
     /// The store's acceptance configuration, for the verification stage.
     pub(super) verify_cfg: Arc<dht::Config>,
+    /// Verifier threads per page (`Config::verify_threads`; 0: one per core).
+    pub(super) verify_threads: usize,
     /// Where the verification stage sends pages back (bounded: [`VERIFIED_QUEUE`]).
     pub(super) verified_tx: mpsc::Sender<VerifiedPage>,
     pub(super) verified_rx: mpsc::Receiver<VerifiedPage>,
 }
 
 impl SyncState {
-    pub(super) fn new(epoch: u64, store_cfg: dht::Config, push_queue: usize) -> SyncState {
+    pub(super) fn new(
+        epoch: u64,
+        store_cfg: dht::Config,
+        push_queue: usize,
+        verify_threads: usize,
+    ) -> SyncState {
         let (verified_tx, verified_rx) = mpsc::channel(VERIFIED_QUEUE);
         SyncState {
             epoch,
@@ -102,6 +109,7 @@ impl SyncState {
             push_requests: HashMap::new(),
             penalties: Penalties::default(),
             verify_cfg: Arc::new(store_cfg),
+            verify_threads,
             verified_tx,
             verified_rx,
         }
@@ -310,10 +318,12 @@ impl Actor {
             .collect();
         let cfg = Arc::clone(&self.sync.verify_cfg);
         let tx = self.sync.verified_tx.clone();
+        let threads = self.sync.verify_threads;
         tokio::task::spawn_blocking(move || {
-            let items =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_page(&cfg, items)))
-                    .ok();
+            let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                verify_page(&cfg, items, threads)
+            }))
+            .ok();
             // Fails only when the actor is gone; nothing left to deliver to then.
             let _ = tx.blocking_send(VerifiedPage {
                 session: id,
@@ -453,13 +463,22 @@ impl Actor {
     }
 
     /// Queues an accepted write for every other known full node (full nodes only). `source` is
-    /// the peer it came from, if any (never sent back to it).
+    /// the non-full peer it came from, if any (never sent back to it): such a write is pushed
+    /// only if this node is one of its [`push::FORWARDERS`] (the putter sent it to every full
+    /// node it reaches already).
     pub(super) fn forward(&mut self, item: &Item, source: Option<PeerId>) {
         if self.cfg.role != Role::Full {
             return;
         }
         let now = self.now.mono;
-        for peer in self.find_full_nodes() {
+        let full = self.find_full_nodes();
+        if source.is_some() {
+            let key = crate::store::record_key(&item.target());
+            if !push::is_forwarder(key.as_ref(), &self.local_peer, &full) {
+                return;
+            }
+        }
+        for peer in full {
             if Some(peer) == source || self.sync.is_penalised(&peer, now) {
                 continue;
             }

@@ -45,11 +45,18 @@ fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
 }
 
 /// Verifies `items` (each paired with "identical to the stored item", which skips it) with
-/// [`dht::rules::verify`] on all cores: one scoped thread per chunk of
-/// `len / available_parallelism`, the calling thread taking the first chunk. Results keep the
-/// page order. Blocking: run it off the actor (`spawn_blocking`).
-pub(super) fn verify_page(cfg: &dht::Config, items: Vec<(Item, bool)>) -> Vec<Checked> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// [`dht::rules::verify`] on `threads` threads (0: one per core): one scoped thread per chunk
+/// of `len / threads`, the calling thread taking the first chunk. Results keep the page order.
+/// Blocking: run it off the actor (`spawn_blocking`).
+pub(super) fn verify_page(
+    cfg: &dht::Config,
+    items: Vec<(Item, bool)>,
+    threads: usize,
+) -> Vec<Checked> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     // Below ~64 items per thread, spawning costs more than it saves.
     let chunks = threads.min(items.len() / 64).max(1);
     let check_all = |part: Vec<(Item, bool)>| -> Vec<Checked> {
@@ -97,7 +104,15 @@ mod tests {
     #[test]
     fn verify_page_keeps_order_and_catches_forgeries() {
         let cfg = dht::Config::default();
-        for n in [0usize, 1, 63, 64, 130, 1000] {
+        for (n, threads) in [
+            (0usize, 0),
+            (1, 0),
+            (63, 2),
+            (64, 0),
+            (130, 3),
+            (1000, 0),
+            (1000, 1),
+        ] {
             let mut items = crate::testing::signed_items("verify-page", n, 1, 16);
             let forged: Vec<usize> = [0, n / 2, n.saturating_sub(1)]
                 .into_iter()
@@ -112,7 +127,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, item)| (item.clone(), i % 7 == 3))
                 .collect();
-            let out = verify_page(&cfg, input);
+            let out = verify_page(&cfg, input, threads);
             assert_eq!(out.len(), n);
             for (i, (r, item)) in out.iter().zip(&items).enumerate() {
                 match r {
