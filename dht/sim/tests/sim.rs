@@ -31,12 +31,13 @@ fn skymesh_converges_reads_and_catches_up() {
         assert!(r.convergence_partition.max < heal_ms + 4.0 * 60e3, "{r:?}");
         let heal = r.heal_secs.unwrap();
         assert!(heal < 180.0, "{r:?}");
-        // Reads: every online visor's item is found; a read waits for its slowest full node,
-        // so a lost message costs the 5 s request timeout.
+        // Reads: every online visor's item is found; the first valid copy answers, so a lost
+        // message costs the 5 s request timeout only when every asked full node's is lost.
         assert!(r.reads.n > 5_000);
         assert_eq!(r.reads.found, r.reads.n, "{r:?}");
         assert!(r.reads.current as f64 >= 0.999 * r.reads.n as f64, "{r:?}");
         assert!(r.reads.latency.p50 < 300.0, "{r:?}");
+        assert!(r.reads.latency.p99 < 1_000.0, "{r:?}");
         assert!(r.reads.latency.max <= 6_000.0, "{r:?}");
         assert_eq!(r.reads_partition.found, r.reads_partition.n);
         // The joining full node pulls everything.

@@ -1,5 +1,5 @@
 //! Full nodes: store (a change log per node, cut into pages like `itemsync::serve::page`),
-//! push through the real `Pusher`, repair and join through the real `itemsync::Puller`, adverts,
+//! repair and join through the real `itemsync::Puller`, adverts,
 //! the partition and a joining node.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use dhtnode::config::{
     DEFAULT_SYNC_TIMEOUT,
 };
 use dhtnode::node::full_nodes::FullNodeTable;
-use dhtnode::node::push::{PUSH_FAILURE_BACKOFF, PUSH_RETRY, PushEnd, Pusher};
+use dhtnode::node::push::Pusher;
 use itemsync::wire::{self, GetItems, MAX_PAGE_ITEMS, Page};
 use itemsync::{PullConfig, Puller, SyncCursor};
 use libp2p::PeerId;
@@ -26,7 +26,7 @@ use crate::report::Traffic;
 const VERIFY_PER_SEC: f64 = 40_000.0;
 
 /// Framing and header bytes of one request or response (length, tag, ids).
-const OVERHEAD: usize = 32;
+pub(super) const OVERHEAD: usize = 32;
 
 /// Bytes of one advert item (key, seq, signature, listen addresses).
 const ADVERT_BYTES: usize = 250;
@@ -43,7 +43,7 @@ struct Session {
 
 /// One full node.
 pub(crate) struct Full {
-    peer: PeerId,
+    pub(super) peer: PeerId,
     pub(super) ep: Endpoint,
     /// Online (a joining node is not until it joins).
     pub(super) up: bool,
@@ -57,7 +57,7 @@ pub(crate) struct Full {
     change_of: Vec<u32>,
     epoch: u64,
     pub(super) table: FullNodeTable,
-    pusher: Pusher<Arc<Item>>,
+    pub(super) pusher: Pusher<Arc<Item>, u16>,
     repair_next: usize,
     cursors: HashMap<u16, SyncCursor>,
     session: Option<Session>,
@@ -206,126 +206,6 @@ impl World {
             }
             Ok(Decision::Unchanged) => Took::Unchanged,
             Err(_) => Took::Refused,
-        }
-    }
-
-    /// A write accepted from a visor: queued for every other known full node.
-    pub(super) fn forward(&mut self, f: u16, item: &Arc<Item>) {
-        let now_ms = self.now_ms();
-        let known = self.fulls[usize::from(f)].table.known(now_ms);
-        for peer in known {
-            let g = self.index[&peer];
-            if !self.fulls[usize::from(f)].pusher.queue(peer, item.clone()) {
-                self.push_dropped += 1;
-                continue;
-            }
-            self.flush(f, g);
-        }
-    }
-
-    fn flush(&mut self, f: u16, g: u16) {
-        let inst = self.inst();
-        let peer = self.peers[usize::from(g)];
-        let Some(batch) = self.fulls[usize::from(f)].pusher.poll_batch(peer, inst) else {
-            return;
-        };
-        let bytes: usize = OVERHEAD + batch.items.iter().map(|i| i.encoded_len()).sum::<usize>();
-        self.fulls[usize::from(f)].traffic.push += bytes as f64;
-        let (a, b) = (self.fulls[usize::from(f)].ep, self.fulls[usize::from(g)].ep);
-        let arrive = if self.reach(f) && self.reach(g) {
-            self.send(a, b, bytes)
-        } else {
-            None
-        };
-        match arrive {
-            Some(at) => self.q.at(
-                at,
-                Ev::PushAt {
-                    from: f,
-                    to: g,
-                    id: batch.id,
-                    sent: self.now,
-                    items: batch.items,
-                },
-            ),
-            None => self.q.at(
-                self.now + micros(DEFAULT_SYNC_TIMEOUT),
-                Ev::PushEnd {
-                    f,
-                    id: batch.id,
-                    end: PushEnd::Failed,
-                },
-            ),
-        }
-    }
-
-    pub(super) fn on_push_at(
-        &mut self,
-        from: u16,
-        to: u16,
-        id: u64,
-        sent: Micros,
-        items: Vec<Arc<Item>>,
-    ) {
-        let fail = Ev::PushEnd {
-            f: from,
-            id,
-            end: PushEnd::Failed,
-        };
-        if !self.reach(to) || !self.reach(from) {
-            self.q.at(sent + micros(DEFAULT_SYNC_TIMEOUT), fail);
-            return;
-        }
-        let bytes: usize = OVERHEAD + items.iter().map(|i| i.encoded_len()).sum::<usize>();
-        self.fulls[usize::from(to)].traffic.push += (bytes + OVERHEAD) as f64;
-        for item in &items {
-            self.accept(to, item);
-        }
-        let (a, b) = (
-            self.fulls[usize::from(to)].ep,
-            self.fulls[usize::from(from)].ep,
-        );
-        match self.send(a, b, OVERHEAD) {
-            Some(at) => self.q.at(
-                at,
-                Ev::PushEnd {
-                    f: from,
-                    id,
-                    end: PushEnd::Done,
-                },
-            ),
-            None => self.q.at(sent + micros(DEFAULT_SYNC_TIMEOUT), fail),
-        }
-    }
-
-    pub(super) fn on_push_end(&mut self, f: u16, id: u64, end: PushEnd) {
-        let inst = self.inst();
-        let full = &mut self.fulls[usize::from(f)];
-        let Some((peer, dropped)) = full.pusher.on_done(id, end, |_| false, inst) else {
-            return;
-        };
-        self.push_dropped += dropped;
-        let g = self.index[&peer];
-        self.flush(f, g);
-        let pause = match end {
-            PushEnd::Done => return,
-            PushEnd::Refused => PUSH_RETRY,
-            PushEnd::Failed => PUSH_FAILURE_BACKOFF,
-        };
-        self.q.at(self.now + micros(pause) + 1, Ev::PushTick { f });
-    }
-
-    pub(super) fn on_push_tick(&mut self, f: u16) {
-        let inst = self.inst();
-        let mut due: Vec<u16> = self.fulls[usize::from(f)]
-            .pusher
-            .due(inst)
-            .iter()
-            .map(|p| self.index[p])
-            .collect();
-        due.sort_unstable();
-        for g in due {
-            self.flush(f, g);
         }
     }
 

@@ -6,7 +6,7 @@
 //! | visor read | `dhtnode::node::read::Read` (fanout 3, connected full nodes first, every answer awaited) | the fallback kad lookup: three round trips, finds the latest version while its publisher is online |
 //! | full-node table | `dhtnode::node::full_nodes::FullNodeTable` on every visor and full node (adverts, identify, 60 s backoff) | adverts are delivered as messages every 5 min; a visor fetches them from 3 full nodes every 5 min |
 //! | acceptance | `dht::rules::decide` (the seq rule) on every copy received | signatures are not checked (honest nodes); their cost is a delay on pulled pages |
-//! | push | `dhtnode::node::push::Pusher` (queues, batches, one in flight per peer, retry and failure backoff) | — |
+//! | push | `dhtnode::node::push::Pusher` (queues, batches, one in flight per peer, retry and failure backoff) and the forwarder rule (`push::forwards`: a visor's write is pushed by the 3 full nodes closest to its target) | — |
 //! | repair, join | `itemsync::Puller` (paging, cursors); pages cut like `itemsync::serve::page` from a per-node change log | verification: 40,000 new items/s (2 cores) delays the next page |
 //! | `tp` publishing | `tp::publish::PublishPolicy` (90 min refresh, 200 ms coalescing) | transport changes: exponential, mean [`crate::Scenario::tp_change_every_min`] |
 //! | `dmsg` publishing | — | every 30 min (`overlay::entries::CLIENT_REPUBLISH`) and at every (re)start |
@@ -27,6 +27,7 @@ use crate::report::{Dist, Reads, Report, Traffic};
 use crate::rng::Rng;
 
 mod full;
+mod push;
 mod visor;
 
 use full::Full;
@@ -193,6 +194,8 @@ pub(crate) struct World {
     puts: HashMap<u32, VPut>,
     reads: HashMap<u32, VRead>,
     next_op: u32,
+    /// Per item, the full nodes closest to its target ([`push::closeness`]).
+    order: Vec<[u16; push::ORDER_LEN]>,
     /// Stand-ins for the k closest peers the modelled kad query returns.
     closest: Vec<PeerId>,
     /// The local `PeerId` of every visor's table (a visor is never a full node).
@@ -262,6 +265,7 @@ impl World {
             puts: HashMap::new(),
             reads: HashMap::new(),
             next_op: 0,
+            order: Vec::new(),
             closest: (0..20).map(|i| peer_of(sc.seed, "closest", i)).collect(),
             visor_peer: peer_of(sc.seed, "visor", 0),
             partitioned: None,
@@ -316,6 +320,7 @@ impl World {
                 self.fulls[f].preload(i, &item);
             }
         }
+        self.order = push::closeness(&self.peers, &self.cat.latest);
         self.cat.conv.track_until = self.sc.track_until();
         for f in 0..self.sc.full_nodes {
             self.start_full(f as u16);
