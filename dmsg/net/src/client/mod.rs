@@ -480,6 +480,7 @@ async fn maintain(inner: Arc<Inner>) {
     let mut backoff = Backoff::new(DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX);
     let mut posted: Option<Vec<PubKey>> = None;
     let mut seq: u64 = 0;
+    let mut next_balance = Instant::now() + servers::balance_delay(true);
     loop {
         let pinned = &inner.cfg.servers;
         let want = if pinned.is_empty() {
@@ -544,6 +545,15 @@ async fn maintain(inner: Arc<Inner>) {
             continue;
         }
         backoff.reset();
-        let _ = tokio::time::timeout(Duration::from_secs(30), inner.changed.notified()).await;
+        if pinned.is_empty() && Instant::now() >= next_balance {
+            next_balance = Instant::now() + servers::balance_delay(false);
+            if servers::rebalance(&inner, want).await {
+                continue;
+            }
+        }
+        let wait = next_balance
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(30));
+        let _ = tokio::time::timeout(wait, inner.changed.notified()).await;
     }
 }
