@@ -13,7 +13,9 @@
 //!    latter), and the rate at which a node's own store admits items (`Node::store_local`, the same acceptance rules a
 //!    sync applies);
 //! 2. full sync of `SYNC_BENCH_ITEMS` (default 1 000 000) items from a full node to a fresh node,
-//!    as a fraction of the machine's bound (cores × one-thread signature checks; target ≥ 85 %);
+//!    with 1 verifier thread and with one per core (`Config::verify_threads`), each as a
+//!    fraction of the machine's bound (cores × one-thread signature checks; target ≥ 85 %) and
+//!    of its own (threads × one-thread checks);
 //! 3. incremental sync of 1000 changes among them (target ≤ 100 ms);
 //! 4. convergence across 10 full nodes: time from a write accepted by one until all ten hold
 //!    it, p50/p99 over `SYNC_BENCH_WRITES` (default 200) writes (target p99 ≤ 1 s).
@@ -104,28 +106,41 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    // ---- full sync ------------------------------------------------------------------------
+    // ---- full sync, with 1 verifier thread and with one per core ---------------------------
     // A regular node: it does not join on its own, so the only session is the one timed here.
-    let (b, _tb) = Node::spawn(big(config(Role::Regular, vec![])))
-        .await
-        .unwrap();
     let mut req = SyncRequest::default();
     req.from = Some(a.listen_addrs()[0].clone());
-    let t = Instant::now();
-    let id = b.sync(req.clone()).await.unwrap();
-    let st = wait_done(&b, id).await;
-    let full = t.elapsed();
-    assert_eq!(st.state, "done", "{st:?}");
-    let full_rate = rate(st.items_received as f64, full);
-    println!(
-        "full sync: {} items ({} MiB) in {:.2} s = {full_rate:.0} items/s = {:.1} % of the bound (target >= 85 %); {:.2}x the local-admission baseline, {:.2}x one-core verify",
-        st.items_received,
-        st.bytes >> 20,
-        full.as_secs_f64(),
-        100.0 * full_rate / bound,
-        full_rate / local_rate,
-        full_rate / verify_rate,
-    );
+    let mut threads_runs: Vec<usize> = vec![1];
+    if cores > 1 {
+        threads_runs.push(cores);
+    }
+    let mut b = None;
+    for threads in threads_runs {
+        let mut cfg = big(config(Role::Regular, vec![]));
+        cfg.verify_threads = threads;
+        let (node, _tb) = Node::spawn(cfg).await.unwrap();
+        let t = Instant::now();
+        let id = node.sync(req.clone()).await.unwrap();
+        let st = wait_done(&node, id).await;
+        let full = t.elapsed();
+        assert_eq!(st.state, "done", "{st:?}");
+        let full_rate = rate(st.items_received as f64, full);
+        let own_bound = threads as f64 * sig_rate;
+        println!(
+            "full sync, {threads} verifier thread(s): {} items ({} MiB) in {:.2} s = {full_rate:.0} items/s = {:.1} % of the machine's bound (target >= 85 %), {:.1} % of {threads} x one-thread checks; {:.2}x the local-admission baseline, {:.2}x one-core verify",
+            st.items_received,
+            st.bytes >> 20,
+            full.as_secs_f64(),
+            100.0 * full_rate / bound,
+            100.0 * full_rate / own_bound,
+            full_rate / local_rate,
+            full_rate / verify_rate,
+        );
+        if let Some(old) = b.replace(node) {
+            Node::shutdown(&old).await;
+        }
+    }
+    let b = b.unwrap();
 
     // ---- incremental sync of 1000 changes -------------------------------------------------
     let mut changes: Vec<Item> = signed_items("bench", 500.min(n), 2, 64);
