@@ -103,12 +103,7 @@ const RULES: &[Rule] = &[
         doc_name: "dhtsim",
         package: "skymesh-dhtsim",
         sockets: false,
-        forbidden: &[
-            "tokio",
-            "skymesh-dmsg",
-            "skymesh-mirror",
-            "skymesh-overlay",
-        ],
+        forbidden: &["tokio", "skymesh-dmsg", "skymesh-mirror", "skymesh-overlay"],
     },
     Rule {
         doc_name: "overlay",
