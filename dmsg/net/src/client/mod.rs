@@ -32,16 +32,19 @@ use crate::backoff::Backoff;
 use crate::defaults::*;
 use crate::disc_client::DiscClient;
 use crate::discovery::Discovery;
-use crate::error::{DialError, DiscError};
+use crate::error::DialError;
 use crate::mux::MuxConfig;
 use crate::stream::{DmsgStream, PortGuard};
 use crate::transport::{self, Established};
 use crate::{AbortOnDrop, lock};
 
 pub mod choose;
+mod own_key;
 mod servers;
 mod streams;
 
+pub use own_key::NewSession;
+use own_key::open_session;
 use servers::{announce_protocol, candidates, client_entry, ping_loop};
 use streams::{accept_stream, delegated_servers, dial_on, reset_by_server};
 
@@ -126,6 +129,9 @@ impl PortTable {
 
 struct ClientSession {
     est: Established,
+    /// Opened for one dial (the target's server, or a server's own services) rather than held
+    /// as one of our `min_sessions`: used last by [`Client::dial_server`], closed first when idle.
+    on_demand: bool,
     _task: Mutex<Option<AbortOnDrop>>,
     _pinger: Mutex<Option<AbortOnDrop>>,
 }
@@ -370,71 +376,13 @@ impl Client {
         let sess = sess.ok_or(DialError::NoSession { pk })?;
         dial_on(&self.inner, &sess, pk, port).await
     }
-
-    /// Dials a service on `server`'s own key (`dmsg://SERVER_PK:port`, e.g. its `/health` on
-    /// 80 or its mailbox on 44): through our session with it; else through any session we hold
-    /// (the server mesh forwards requests for a peer server's own key); else, unless
-    /// [`ClientConfig::servers`] pins us, through a new session with it.
-    pub async fn dial_server(&self, server: PubKey, port: u16) -> Result<DmsgStream, DialError> {
-        let inner = &self.inner;
-        let held = lock(&inner.sessions).get(&server).cloned();
-        if let Some(sess) = held {
-            return dial_on(inner, &sess, server, port).await;
-        }
-        let others: Vec<(PubKey, Arc<ClientSession>)> = {
-            let map = lock(&inner.sessions);
-            let v: Vec<_> = map.iter().map(|(k, s)| (*k, s.clone())).collect();
-            choose::order_sessions(v, &lock(&inner.rtts), rand::random)
-        };
-        let mut via = Vec::new();
-        let mut last = None;
-        for (srv, sess) in others {
-            match dial_on(inner, &sess, server, port).await {
-                Ok(s) => return Ok(s),
-                Err(e) => {
-                    via.push(srv);
-                    if !reset_by_server(&e) {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        let pinned = !inner.cfg.servers.is_empty();
-        if pinned {
-            return Err(DialError::Unreachable {
-                pk: server,
-                via,
-                pinned,
-            });
-        }
-        let sess = open_session(inner, server)
-            .await
-            .map_err(|e| last.unwrap_or(e))?;
-        dial_on(inner, &sess, server, port).await
-    }
-}
-
-async fn open_session(inner: &Arc<Inner>, server: PubKey) -> Result<Arc<ClientSession>, DialError> {
-    let _g = inner.dialing.lock().await;
-    if let Some(s) = lock(&inner.sessions).get(&server) {
-        return Ok(s.clone());
-    }
-    if lock(&inner.sessions).len() >= inner.cfg.max_sessions {
-        return Err(DialError::NoSession { pk: server });
-    }
-    let e = inner.disc.entry(server).await.map_err(DialError::Disc)?;
-    let addr = e
-        .server
-        .map(|s| s.address)
-        .ok_or(DialError::Disc(DiscError::NotFound { pk: server }))?;
-    connect_server(inner, server, &addr).await
 }
 
 async fn connect_server(
     inner: &Arc<Inner>,
     server: PubKey,
     addr: &str,
+    on_demand: bool,
 ) -> Result<Arc<ClientSession>, DialError> {
     announce_protocol(inner).await?;
     let est = transport::connect(addr, &inner.cfg.sk, server, inner.cfg.mux)
@@ -445,6 +393,7 @@ async fn connect_server(
         })?;
     let sess = Arc::new(ClientSession {
         est,
+        on_demand,
         _task: Mutex::new(None),
         _pinger: Mutex::new(None),
     });
@@ -501,7 +450,7 @@ async fn maintain(inner: Arc<Inner>) {
                             continue;
                         }
                         let _g = inner.dialing.lock().await;
-                        if connect_server(&inner, pk, &address).await.is_err() {
+                        if connect_server(&inner, pk, &address, false).await.is_err() {
                             failed = true;
                         }
                     }

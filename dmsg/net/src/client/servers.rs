@@ -130,10 +130,12 @@ pub(super) async fn candidates(inner: &Arc<Inner>) -> Result<Vec<(PubKey, String
 }
 
 /// Closes idle sessions beyond `want` (opened for a dial while the mesh could not reach the
-/// target), keeping the nearest; `true` when one was closed.
+/// target), keeping those we hold anyway, then the nearest; `true` when one was closed.
 fn trim(inner: &Arc<Inner>, held: Vec<(PubKey, Arc<ClientSession>)>, want: usize) -> bool {
     let rtts = lock(&inner.rtts).clone();
-    let ordered = choose::order_sessions(held, &rtts, rand::random);
+    let mut ordered = choose::order_sessions(held, &rtts, rand::random);
+    // Sessions we hold anyway first (kept), then those opened on demand; each kind by RTT.
+    ordered.sort_by_key(|(_, s)| s.on_demand);
     let mut closed = false;
     for (pk, sess) in ordered.into_iter().skip(want) {
         if sess.est.session.num_streams() > 0 {
@@ -218,7 +220,7 @@ pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
             continue;
         };
         let _g = inner.dialing.lock().await;
-        if super::connect_server(inner, to, &addr).await.is_ok() {
+        if super::connect_server(inner, to, &addr, false).await.is_ok() {
             tracing::info!(%from, %to, from_free, "moving to a less loaded DMSG server");
             let mut map = lock(&inner.sessions);
             if map.get(&from).is_some_and(|s| Arc::ptr_eq(s, &sess)) {

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use super::client::{MailboxConn, MailboxError};
 use super::envelope::{DEFAULT_TTL_SECS, Draft, Envelope, FLAG_RECEIPT, MsgId};
 use super::wire::mailbox_servers;
-use crate::client::Client;
+use crate::client::{Client, NewSession};
 use crate::discovery::Discovery;
 use crate::{AbortOnDrop, lock};
 
@@ -36,6 +36,9 @@ pub const MAILBOX_COPIES: usize = 2;
 pub const SUBSCRIBE_COPIES: usize = MAILBOX_COPIES + 1;
 /// How often subscriptions are renewed and the server set recomputed.
 pub const RESUBSCRIBE: Duration = Duration::from_secs(60);
+/// Failed subscription attempts through held sessions (the mesh) before one opens a session
+/// with the mailbox server itself (with the pauses between, about 4 s).
+pub const MESH_TRIES: u32 = 3;
 /// How long the list of published servers is reused between sends.
 pub const SERVER_LIST_TTL: Duration = Duration::from_secs(10);
 /// Sent messages remembered in memory (oldest dropped beyond it).
@@ -383,18 +386,36 @@ async fn maintain(inner: Arc<Inner>) {
 async fn subscribe(inner: Arc<Inner>, server: PubKey) {
     let mut backoff =
         dmsg_proto::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut failures = 0;
     loop {
-        match run_subscription(&inner, server).await {
-            Ok(()) => backoff.reset(),
-            Err(e) => tracing::debug!(%server, error = %e, "mailbox subscription ended"),
+        // Through the sessions we hold (and the server mesh) first: a session of its own with
+        // the server only after MESH_TRIES failures, e.g. when the servers are not meshed.
+        let new = if failures < MESH_TRIES {
+            NewSession::Never
+        } else {
+            NewSession::Allow
+        };
+        match run_subscription(&inner, server, new).await {
+            Ok(()) => {
+                failures = 0;
+                backoff.reset();
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(%server, error = %e, "mailbox subscription ended");
+            }
         }
         tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
     }
 }
 
-async fn run_subscription(inner: &Arc<Inner>, server: PubKey) -> Result<(), MailboxError> {
+async fn run_subscription(
+    inner: &Arc<Inner>,
+    server: PubKey,
+    new: NewSession,
+) -> Result<(), MailboxError> {
     let me = inner.sk.pubkey();
-    let mut c = MailboxConn::open(&inner.client, server).await?;
+    let mut c = MailboxConn::open_with(&inner.client, server, new).await?;
     c.subscribe().await?;
     while let Some(e) = c.next().await? {
         if e.recipient != me {

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::envelope::{Envelope, EnvelopeError, MsgId};
 use super::wire::{Frame, MAILBOX_PORT, Reason, Receipt, WireError};
-use crate::client::Client;
+use crate::client::{Client, NewSession};
 use crate::error::DialError;
 use crate::stream::DmsgStream;
 
@@ -77,8 +77,17 @@ pub struct MailboxConn {
 impl MailboxConn {
     /// Opens a stream to `server`'s mailbox.
     pub async fn open(client: &Client, server: PubKey) -> Result<MailboxConn, MailboxError> {
+        Self::open_with(client, server, NewSession::Allow).await
+    }
+
+    /// Opens a stream to `server`'s mailbox, opening a session with it only when `new` allows.
+    pub async fn open_with(
+        client: &Client,
+        server: PubKey,
+        new: NewSession,
+    ) -> Result<MailboxConn, MailboxError> {
         let stream = client
-            .dial_server(server, MAILBOX_PORT)
+            .dial_server_with(server, MAILBOX_PORT, new)
             .await
             .map_err(|source| MailboxError::Dial { server, source })?;
         Ok(MailboxConn {
