@@ -386,3 +386,62 @@ async fn a_forwarded_request_reaches_the_destination_byte_for_byte() {
         "the signed object changed on the way"
     );
 }
+
+async fn health(
+    c: &Client,
+    server: PubKey,
+    new: dmsg::client::NewSession,
+) -> Result<(), DialError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(T, c.dial_server_with(server, 80, new))
+        .await
+        .unwrap()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(T, s.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    Ok(())
+}
+
+/// A server's own key is reached through the session with it, else through the mesh, and only
+/// then through a session opened on demand, which is closed once idle while the session the
+/// client holds anyway is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_own_key_goes_through_the_mesh_before_a_session_on_demand() {
+    use dmsg::client::NewSession::{Allow, Never};
+    let (_d, url) = disc().await;
+    let (ka, kb) = (SecKey::generate(), SecKey::generate());
+    let p = ports(2);
+    let a = server(ka.clone(), &p[0], &url, vec![(kb.pubkey(), p[1].clone())]).await;
+    let b = server(kb, &p[1], &url, vec![(ka.pubkey(), p[0].clone())]).await;
+    until("A–B link", || link_up(&a, b.pk()) && link_up(&b, a.pk())).await;
+    let x = Client::spawn(ClientConfig::new(SecKey::generate(), &url));
+    tokio::time::timeout(T, x.ready()).await.unwrap();
+    let held = x.servers();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let other = if held[0] == a.pk() { b.pk() } else { a.pk() };
+    // 1 and 2: the held server itself, and its mesh peer through it; no new session.
+    health(&x, held[0], Never).await.unwrap();
+    health(&x, other, Never).await.unwrap();
+    assert_eq!(x.servers(), held);
+    // A server outside the mesh: not without a session of its own, then with one on demand.
+    let c = server(SecKey::generate(), "127.0.0.1:0", &url, Vec::new()).await;
+    let e = health(&x, c.pk(), Never).await.unwrap_err();
+    assert!(matches!(e, DialError::Unreachable { .. }), "{e:?}");
+    health(&x, c.pk(), Allow).await.unwrap();
+    assert_eq!(x.servers().len(), 2);
+    // Idle, the on-demand session is closed at a rebalancing check; the held one stays.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while x.servers().len() > 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(x.servers(), held);
+}
