@@ -320,6 +320,13 @@ pub(crate) struct DmsgClientStatus {
     /// Last ping RTT in milliseconds of each held server that has answered (hex key → ms).
     #[serde(default)]
     pub(crate) server_rtt_ms: std::collections::BTreeMap<String, f64>,
+    /// Held servers whose session was opened on demand (for one dial: the target's server or a
+    /// server's own service, while the mesh could not reach it); closed once idle.
+    #[serde(default)]
+    pub(crate) on_demand: Vec<String>,
+    /// Streams each held session carries (hex key → streams).
+    #[serde(default)]
+    pub(crate) session_streams: std::collections::BTreeMap<String, usize>,
 }
 
 /// `GET /api/v1/dmsg/fetch?url=dmsg://PK:PORT/PATH`.

@@ -11,9 +11,15 @@ async fn one_session(http: &reqwest::Client, v: &Member) -> Result<(), String> {
     let d: DmsgStatus = get_json(http, &format!("{}{}", v.http, api::DMSG))
         .await
         .ok_or(format!("{}: no dmsg status", v.name))?;
-    match d.client.map_or(0, |c| c.servers.len()) {
+    let Some(c) = d.client else {
+        return Err(format!("{} has no DMSG client", v.name));
+    };
+    match c.servers.len() {
         1 => Ok(()),
-        n => Err(format!("{} holds {n} DMSG sessions (want 1)", v.name)),
+        n => Err(format!(
+            "{} holds {n} DMSG sessions (want 1; on demand: {:?}; streams: {:?})",
+            v.name, c.on_demand, c.session_streams
+        )),
     }
 }
 

@@ -89,6 +89,19 @@ async fn status(State(ctx): State<Arc<NodeCtx>>) -> Response {
             .into_iter()
             .filter_map(|(k, rtt)| Some((k.to_hex(), rtt?.as_secs_f64() * 1000.0)))
             .collect(),
+        on_demand: c
+            .client
+            .session_info()
+            .iter()
+            .filter(|i| i.on_demand)
+            .map(|i| i.server.to_hex())
+            .collect(),
+        session_streams: c
+            .client
+            .session_info()
+            .iter()
+            .map(|i| (i.server.to_hex(), i.streams))
+            .collect(),
         ports_in_use: c.client.ports_in_use(),
         discovery: "dht".into(),
     });

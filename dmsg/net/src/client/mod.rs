@@ -127,6 +127,17 @@ impl PortTable {
     }
 }
 
+/// A held session as [`Client::session_info`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The server.
+    pub server: PubKey,
+    /// Opened for one dial rather than held as one of `min_sessions`; closed when idle.
+    pub on_demand: bool,
+    /// Streams it carries now.
+    pub streams: usize,
+}
+
 struct ClientSession {
     est: Established,
     /// Opened for one dial (the target's server, or a server's own services) rather than held
@@ -258,6 +269,21 @@ impl Client {
             .map(|k| (*k, rtts.get(k).copied()))
             .collect();
         v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// The servers we hold sessions with, sorted by key: whether each was opened on demand
+    /// (for one dial, not one of our `min_sessions`) and how many streams it carries.
+    pub fn session_info(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = lock(&self.inner.sessions)
+            .iter()
+            .map(|(k, s)| SessionInfo {
+                server: *k,
+                on_demand: s.on_demand,
+                streams: s.est.session.num_streams(),
+            })
+            .collect();
+        v.sort_by_key(|i| i.server);
         v
     }
 

@@ -37,8 +37,12 @@ pub const SUBSCRIBE_COPIES: usize = MAILBOX_COPIES + 1;
 /// How often subscriptions are renewed and the server set recomputed.
 pub const RESUBSCRIBE: Duration = Duration::from_secs(60);
 /// Failed subscription attempts through held sessions (the mesh) before one opens a session
-/// with the mailbox server itself (with the pauses between, about 4 s).
-pub const MESH_TRIES: u32 = 3;
+/// with the mailbox server itself (with the pauses between, about 8 s).
+pub const MESH_TRIES: u32 = 4;
+/// How long a subscription on a session of its own (the fallback) lasts before the mesh is
+/// tried again, so that session is not held once the mesh is up (unacknowledged messages are
+/// delivered again on the next subscription and deduplicated).
+pub const FALLBACK_RENEW: Duration = Duration::from_secs(20);
 /// How long the list of published servers is reused between sends.
 pub const SERVER_LIST_TTL: Duration = Duration::from_secs(10);
 /// Sent messages remembered in memory (oldest dropped beyond it).
@@ -395,7 +399,20 @@ async fn subscribe(inner: Arc<Inner>, server: PubKey) {
         } else {
             NewSession::Allow
         };
-        match run_subscription(&inner, server, new).await {
+        let run = run_subscription(&inner, server, new);
+        let ended = match new {
+            NewSession::Never => run.await,
+            // A session of its own is a fallback: back to the mesh after a while.
+            _ => match tokio::time::timeout(FALLBACK_RENEW, run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    failures = 0;
+                    backoff.reset();
+                    continue;
+                }
+            },
+        };
+        match ended {
             Ok(()) => {
                 failures = 0;
                 backoff.reset();
