@@ -10,6 +10,7 @@
 //! | [`node`] | [`Node`] handle and the actor owning the `Swarm` (kad, identify, ping, `/skymesh/get/1`, `/skymesh/sync/1`): a thin driver that reads the clock once per loop turn and turns the actions of pure per-operation state machines (read, put, full-node table, republish, sync pull, push, penalties) into swarm calls; see its module doc for the files |
 //! | [`store`] | [`ItemStore`]: the kad `RecordStore` over a dht [`dht::Store`]; where a record is checked and admitted |
 //! | [`persist`] | write-behind thread owning the redb file (the swarm loop never touches the disk) |
+//! | [`cursor_file`] | the sync cursors saved next to the store, written by the disk thread once the items before them are committed |
 //! | [`codec`] | libp2p codec of the one-round-trip read protocol `/skymesh/get/1` (byte layout in [`itemsync::get`]) |
 //! | [`sync_codec`] | libp2p codec of the bulk sync and push protocol `/skymesh/sync/1` (layout in [`itemsync::wire`]) |
 //! | [`framing`] | the one async framing both codecs use: read to EOF with a hard limit, write and close |
@@ -37,6 +38,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod cursor_file;
 pub mod error;
 pub mod framing;
 pub mod hops;

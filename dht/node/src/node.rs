@@ -119,6 +119,9 @@ pub use pull::{MAX_ACTIVE_SESSIONS, MAX_FINISHED_SESSIONS};
 /// Most pending reads and puts at once; further commands wait in the command channel.
 const MAX_PENDING_OPS: usize = 1024;
 
+/// How long ingestion waits before looking again when the store's disk queue has no room.
+const INGEST_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Most fullnode adverts kept and served (see [`codec::MAX_ITEMS_PER_RESPONSE`]).
 const MAX_ADVERTS: usize = codec::MAX_ITEMS_PER_RESPONSE;
 
@@ -186,6 +189,8 @@ enum Input {
     Republish,
     Verified(verify::VerifiedPage),
     Ingest,
+    /// Ingestion waited for room in the store's disk queue; look again.
+    IngestWait,
     SyncTimer,
     PushTimer,
     Metrics,
@@ -277,6 +282,7 @@ impl Actor {
         let _enter = span.enter();
         tracing::info!(addrs = ?self.listen_addrs, "dht node started");
         self.signed_items_from_store();
+        self.restore_cursors();
         self.do_bootstrap();
         let mut next_bootstrap = tokio::time::Instant::now() + self.cfg.bootstrap_retry;
         let mut advert = tokio::time::interval(self.cfg.advert_interval);
@@ -302,6 +308,7 @@ impl Actor {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
+            let (ingest_now, ingest_wait) = self.ingest_state();
             let input = tokio::select! {
                 cmd = rx.recv(), if self.puts.len() + self.reads.len() < MAX_PENDING_OPS => {
                     Input::Command(cmd)
@@ -311,7 +318,8 @@ impl Actor {
                 _ = advert.tick() => Input::Advert,
                 _ = republish.tick() => Input::Republish,
                 Some(page) = self.sync.next_verified() => Input::Verified(page),
-                _ = std::future::ready(()), if self.ingest_pending() => Input::Ingest,
+                _ = std::future::ready(()), if ingest_now => Input::Ingest,
+                _ = tokio::time::sleep(INGEST_WAIT), if ingest_wait => Input::IngestWait,
                 _ = sync_timer.tick() => Input::SyncTimer,
                 _ = push_timer.tick() => Input::PushTimer,
                 _ = metrics.tick() => Input::Metrics,
@@ -339,6 +347,7 @@ impl Actor {
                 Input::Republish => self.republish(),
                 Input::Verified(page) => self.page_verified(page),
                 Input::Ingest => self.ingest_tick(),
+                Input::IngestWait => {}
                 Input::SyncTimer => self.sync_tick(),
                 Input::PushTimer => self.push_tick(),
                 Input::Metrics => self.refresh_metrics(),

@@ -26,6 +26,7 @@ use dht::{
 };
 use keys::PubKey;
 
+use crate::cursor_file::SavedCursor;
 use crate::persist::Persister;
 use libp2p::kad::store::{self, RecordStore};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
@@ -79,6 +80,8 @@ pub struct ItemStore {
     /// Items found at open that were signed by the key given to [`ItemStore::open`] (own and
     /// delegated ones), for the node to keep republishing; taken once.
     signed_at_open: Vec<Item>,
+    /// Sync cursors saved next to the store file, for the node to resume from; taken once.
+    cursors_at_open: Vec<SavedCursor>,
 }
 
 /// Most items signed by the node's own key that [`ItemStore::open`] reports (a node owns a
@@ -119,10 +122,12 @@ impl ItemStore {
         cfg: dht::Config,
         signer: &PubKey,
     ) -> Result<ItemStore, dht::BackendError> {
+        let mut cursors = Vec::new();
         let (inner, persist) = match dir {
             None => (MemoryStore::new(cfg), None),
             Some(dir) => {
-                let (mem, p) = crate::persist::open(&dir.join(STORE_FILE), cfg, now())?;
+                let (mem, p, c) = crate::persist::open(&dir.join(STORE_FILE), cfg, now())?;
+                cursors = c;
                 (mem, Some(p))
             }
         };
@@ -131,6 +136,7 @@ impl ItemStore {
             persist,
             counts: BTreeMap::new(),
             signed_at_open: Vec::new(),
+            cursors_at_open: cursors,
         };
         (store.counts, store.signed_at_open) = store.scan(signer);
         Ok(store)
@@ -140,6 +146,26 @@ impl ItemStore {
     /// (at most [`MAX_SIGNED_AT_OPEN`]); empty after the first call.
     pub fn take_signed_at_open(&mut self) -> Vec<Item> {
         std::mem::take(&mut self.signed_at_open)
+    }
+
+    /// The sync cursors saved next to the store when it was opened; empty after the first call
+    /// (and always for a memory store).
+    pub fn take_cursors_at_open(&mut self) -> Vec<SavedCursor> {
+        std::mem::take(&mut self.cursors_at_open)
+    }
+
+    /// Saves every sync cursor once the items inserted before are on disk (see
+    /// [`crate::persist`]); nothing for a memory store.
+    pub fn save_cursors(&mut self, cursors: Vec<SavedCursor>) {
+        if let Some(p) = &mut self.persist {
+            p.save_cursors(cursors);
+        }
+    }
+
+    /// Writes the store takes now without skipping any on the way to disk (unbounded for a
+    /// memory store).
+    pub fn room(&self) -> usize {
+        self.persist.as_ref().map_or(usize::MAX, Persister::room)
     }
 
     /// The store's acceptance configuration.

@@ -366,6 +366,18 @@ impl Pulls {
         self.cursors.insert(key, cursor);
     }
 
+    /// Every saved cursor: (peer, salt filter) → cursor.
+    pub fn cursors(&self) -> impl Iterator<Item = (&(PeerId, Option<Salt>), &SyncCursor)> {
+        self.cursors.iter()
+    }
+
+    /// Restores a cursor saved by an earlier run (at most [`MAX_CURSORS`]).
+    pub fn restore_cursor(&mut self, peer: PeerId, salt: Option<Salt>, cursor: SyncCursor) {
+        if self.cursors.len() < MAX_CURSORS {
+            self.cursors.insert((peer, salt), cursor);
+        }
+    }
+
     /// Whether a full node should join now (no join completed and none running).
     pub fn wants_join(&self) -> bool {
         !self.joined

@@ -59,6 +59,7 @@ use super::penalties::Penalties;
 use super::pull::{Counts, Ingested, Kind, Pulls, Step, Verified};
 use super::push::{self, PushEnd, PushId, Pusher};
 use super::verify::{Checked, VERIFIED_QUEUE, VerifiedPage, verify_page};
+use crate::cursor_file::SavedCursor;
 use crate::error::SyncError;
 use crate::role::Role;
 
@@ -241,9 +242,33 @@ impl Actor {
         true
     }
 
+    /// Saves a cursor in the pull table and, with a data directory, on disk once the items
+    /// before it are (see [`crate::cursor_file`]).
     fn save_cursor(&mut self, save: super::pull::SaveCursor) {
         let (table, now_ms) = (&self.full_nodes, self.now.unix_ms());
         self.sync.pulls.save_cursor(save, || table.known(now_ms));
+        let all = self
+            .sync
+            .pulls
+            .cursors()
+            .map(|((peer, salt), c)| SavedCursor::new(peer, salt.as_ref(), *c))
+            .collect();
+        self.store().save_cursors(all);
+    }
+
+    /// Resumes from the cursors the last run saved (a restart does not pull everything again).
+    pub(super) fn restore_cursors(&mut self) {
+        let saved = self.store().take_cursors_at_open();
+        let mut bad = 0;
+        for s in saved {
+            match s.parse() {
+                Some((peer, salt, cursor)) => self.sync.pulls.restore_cursor(peer, salt, cursor),
+                None => bad += 1,
+            }
+        }
+        if bad > 0 {
+            tracing::warn!(bad, "saved sync cursors that do not parse were ignored");
+        }
     }
 
     /// A full node we just identified: pull everything from it if we never completed a join.
@@ -350,9 +375,17 @@ impl Actor {
         }
     }
 
-    /// True when some session has received items waiting for the acceptance rules.
-    pub(super) fn ingest_pending(&self) -> bool {
-        self.sync.pulls.ingest_pending()
+    /// Whether to ingest this turn, and whether received items wait for room in the store's
+    /// disk queue (a turn ingests up to [`super::pull::INGEST_CHUNK`] items of each session, so
+    /// it needs that much room per session: a sync's writes are never skipped on their way to
+    /// disk, which its saved cursor relies on).
+    pub(super) fn ingest_state(&mut self) -> (bool, bool) {
+        if !self.sync.pulls.ingest_pending() {
+            return (false, false);
+        }
+        let need = super::pull::INGEST_CHUNK * super::pull::MAX_ACTIVE_SESSIONS;
+        let room = self.store().room() >= need;
+        (room, !room)
     }
 
     /// One turn of ingestion: up to [`super::pull::INGEST_CHUNK`] backlog items of each session
