@@ -119,7 +119,7 @@ struct HttpArgs {
     #[arg(long = "bootstrap", alias = "dht", value_name = "MULTIADDR")]
     dht: Vec<libp2p::Multiaddr>,
     /// Hold sessions with this DMSG server only (repeatable); open no others.
-    #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
+    #[arg(long = "server", value_name = "PK", value_parser = crate::config::public_key)]
     servers: Vec<PubKey>,
     /// Session multiplexer: yamux (every server) or smux (skywire 2026; announced in our
     /// discovery entry).
@@ -165,7 +165,7 @@ struct GetArgs {
     #[arg(short = 'n', long)]
     stdout: bool,
     /// Hold sessions with this DMSG server only (repeatable); open no others.
-    #[arg(long = "server", value_name = "PK", value_parser = parse_pk)]
+    #[arg(long = "server", value_name = "PK", value_parser = crate::config::public_key)]
     servers: Vec<PubKey>,
     /// Session multiplexer: yamux (every server) or smux (skywire 2026; announced in our
     /// discovery entry).
@@ -173,10 +173,6 @@ struct GetArgs {
     protocol: Protocol,
     /// The URL, dmsg://PK:PORT/PATH.
     url: String,
-}
-
-fn parse_pk(s: &str) -> Result<PubKey, String> {
-    PubKey::from_hex(s.trim()).map_err(|e| format!("server key: {e}"))
 }
 
 /// `--dmsg-protocol`: `yamux` or `smux`.
