@@ -134,7 +134,7 @@ mod tests {
     fn c(i: u64) -> SavedCursor {
         SavedCursor {
             peer: format!("peer{i}"),
-            salt: (i % 2 == 0).then(|| "646d7367".into()),
+            salt: i.is_multiple_of(2).then(|| "646d7367".into()),
             epoch: 7,
             change: i * 100,
         }
