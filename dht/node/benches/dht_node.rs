@@ -9,7 +9,10 @@
 //! Run: `cargo bench -p skymesh-dht-node --bench dht_node` (env `SKYMESH_BENCH_NODES=N` sets the
 //! size of the lookup network, `SKYMESH_BENCH_QUORUM=N` the lookup quorum (default 2),
 //! `SKYMESH_BENCH_READERS=N` how many random nodes read each of the 100 items (default 5),
-//! `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part).
+//! `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part, `SKYMESH_BENCH_TRANSPORT=memory` runs the
+//! lookup network over libp2p's in-process memory transport instead of loopback TCP, so it
+//! can grow to thousands of nodes without file descriptors; the lookup part prints the
+//! process's RSS growth per node).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -129,8 +132,30 @@ async fn bench_read() {
     );
 }
 
+/// Resident set size of this process in KiB (Linux `/proc/self/status`).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 async fn bench_lookup(n: usize) {
-    println!("lookup network: spawning {n} nodes (all regular, server mode) ...");
+    let memory = std::env::var("SKYMESH_BENCH_TRANSPORT").is_ok_and(|t| t == "memory");
+    println!(
+        "lookup network: spawning {n} nodes (all regular, server mode) over {} ...",
+        if memory {
+            "the memory transport"
+        } else {
+            "loopback TCP"
+        }
+    );
+    let rss_before = rss_kib();
     let t0 = Instant::now();
     let mut nodes: Vec<(SecKey, Node)> = Vec::with_capacity(n);
     let mut rng = rand::rng();
@@ -145,6 +170,10 @@ async fn bench_lookup(n: usize) {
                 .collect()
         };
         let (sk, mut c) = cfg(Role::Regular, boot);
+        if memory {
+            c.transport = dhtnode::config::Transport::Memory;
+            c.listen = vec!["/memory/0".parse().unwrap()];
+        }
         // Short-lived connections keep the process under its fd limit (both ends of every
         // connection live in this process); lookups then include dialing, as on a real network.
         c.idle_connection_timeout = Duration::from_secs(2);
@@ -209,6 +238,12 @@ async fn bench_lookup(n: usize) {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     println!("network ready after {:.1}s", t0.elapsed().as_secs_f64());
+    let rss = rss_kib();
+    println!(
+        "memory: process RSS {:.1} MiB for {n} nodes = {:.0} KiB per node (RSS growth from before the first node, warm tables)",
+        rss as f64 / 1024.0,
+        rss.saturating_sub(rss_before) as f64 / n as f64
+    );
 
     // 100 items put from random nodes, each read by random other nodes with a lookup only.
     let items = 100;

@@ -120,6 +120,8 @@ pub struct Config {
     pub reachability: Reachability,
     /// Addresses to listen on. Default: `/ip4/127.0.0.1/tcp/0`.
     pub listen: Vec<Multiaddr>,
+    /// The transport under Noise + yamux. Default [`Transport::Tcp`].
+    pub transport: Transport,
     /// Bootstrap peers, each ending in `/p2p/<peer id>`. Default none.
     pub bootstrap: Vec<Multiaddr>,
     /// Find peers on the local network by mDNS (`_p2p._udp.local` multicast on every
@@ -198,6 +200,7 @@ impl Config {
             listen: vec![loopback_any_port()],
             bootstrap: Vec::new(),
             mdns: false,
+            transport: Transport::Tcp,
             data_dir: None,
             store: dht::Config::default(),
             metrics: Metrics::default(),
@@ -226,6 +229,18 @@ impl Config {
             verify_threads: 0,
         }
     }
+}
+
+/// The transport a node's swarm runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// TCP (with DNS): the production transport.
+    #[default]
+    Tcp,
+    /// libp2p's in-process memory transport (`/memory/N` addresses, `/memory/0` picks one):
+    /// for networks of thousands of nodes in one process (benchmarks); no sockets.
+    Memory,
 }
 
 fn loopback_any_port() -> Multiaddr {

@@ -527,3 +527,50 @@ async fn lookup_hops_are_measured_when_asked_for() {
         t.await.unwrap();
     }
 }
+
+/// The memory transport (for in-process networks of thousands of nodes, see the `dht_node`
+/// bench) carries the same protocols: a regular node finds a full node, puts, and reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_the_memory_transport_put_and_read() {
+    init_tracing();
+    let memory = |mut c: dhtnode::Config| {
+        c.transport = dhtnode::config::Transport::Memory;
+        c.listen = vec!["/memory/0".parse().unwrap()];
+        c
+    };
+    let sk0 = SecKey::generate();
+    let (full, t0) = Node::spawn(memory(node_config(
+        &sk0,
+        Role::Full,
+        Reachability::Public,
+        vec![],
+    )))
+    .await
+    .unwrap();
+    let addr = full.listen_addrs()[0].clone();
+    assert!(addr.to_string().starts_with("/memory/"), "{addr}");
+    let sk1 = SecKey::generate();
+    let (reg, t1) = Node::spawn(memory(node_config(
+        &sk1,
+        Role::Regular,
+        Reachability::Auto,
+        vec![addr],
+    )))
+    .await
+    .unwrap();
+    wait_until(POLL, "the regular node to find the full node", || async {
+        reg.find_full_nodes().await == vec![full.peer_id()]
+    })
+    .await;
+    reg.put(salt(), b"over memory".to_vec()).await.unwrap();
+    let got = full
+        .get(&sk1.pubkey(), &salt())
+        .await
+        .unwrap()
+        .map(|i| i.value);
+    assert_eq!(got.as_deref(), Some(&b"over memory"[..]));
+    for (n, t) in [(reg, t1), (full, t0)] {
+        n.shutdown().await;
+        t.await.unwrap();
+    }
+}

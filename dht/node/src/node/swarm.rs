@@ -1,4 +1,5 @@
-//! Building the libp2p `Swarm` (TCP + Noise + yamux; kad, identify, ping, `/skymesh/get/1`,
+//! Building the libp2p `Swarm` (TCP + Noise + yamux, or the in-process memory transport for
+//! benchmarks; kad, identify, ping, `/skymesh/get/1`,
 //! `/skymesh/sync/1`) and binding its listeners. The only place the node's network stack is
 //! configured; the actor drives the swarm it returns.
 use std::num::NonZeroUsize;
@@ -13,7 +14,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 
 use crate::codec::{self, GetCodec};
-use crate::config::{Config, KAD_PROTOCOL};
+use crate::config::{Config, KAD_PROTOCOL, Transport};
 use crate::error::SpawnError;
 use crate::limits::PeerLimiter;
 use crate::role;
@@ -33,6 +34,75 @@ pub(super) struct Behaviour {
     pub(super) sync: request_response::Behaviour<SyncCodec>,
     /// Local-network discovery (only with [`Config::mdns`]).
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What [`behaviour`] is built from.
+struct Parts {
+    store: ItemStore,
+    kcfg: kad::Config,
+    mode: Option<kad::Mode>,
+    role: crate::Role,
+    req_timeout: Duration,
+    sync_timeout: Duration,
+    kad_max: u32,
+    limit_window: Duration,
+    kad_limited: prometheus_client::metrics::counter::Counter,
+    measure_hops: bool,
+    want_mdns: bool,
+}
+
+/// The node's behaviours over its store, whatever the transport.
+fn behaviour(key: &libp2p::identity::Keypair, p: Parts) -> Behaviour {
+    let peer = key.public().to_peer_id();
+    let mut kad = kad::Behaviour::with_config(peer, p.store, p.kcfg);
+    kad.set_mode(p.mode);
+    let mut kad = crate::kad_limit::PeerLimited::new(
+        kad,
+        crate::kad_limit::is_kad_inbound_request,
+        PeerLimiter::new(p.kad_max, p.limit_window),
+        p.kad_limited,
+    );
+    if p.measure_hops {
+        kad.measure_hops(
+            crate::kad_limit::is_kad_lookup_request,
+            crate::kad_limit::is_kad_lookup_answer,
+        );
+    }
+    let mdns = p
+        .want_mdns
+        .then(
+            || match mdns::tokio::Behaviour::new(mdns::Config::default(), peer) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS unavailable; finding LAN peers is off");
+                    None
+                }
+            },
+        )
+        .flatten();
+    Behaviour {
+        kad,
+        mdns: Toggle::from(mdns),
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(role::agent_version(p.role)),
+        ),
+        ping: ping::Behaviour::default(),
+        get: request_response::Behaviour::with_codec(
+            GetCodec,
+            [(codec::PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(p.req_timeout)
+                .with_max_concurrent_streams(crate::config::DEFAULT_MAX_CONCURRENT_STREAMS),
+        ),
+        sync: request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(sync_codec::PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(p.sync_timeout)
+                .with_max_concurrent_streams(sync_codec::MAX_CONCURRENT_STREAMS),
+        ),
+    }
 }
 
 fn transport_err(e: impl std::fmt::Display) -> SpawnError {
@@ -73,68 +143,50 @@ pub(super) async fn build(
     let measure_hops = cfg.measure_lookup_hops;
     let want_mdns = cfg.mdns;
 
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(transport_err)?
-        .with_dns()
-        .map_err(transport_err)?
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(peer, store, kcfg);
-            kad.set_mode(mode);
-            let mut kad = crate::kad_limit::PeerLimited::new(
-                kad,
-                crate::kad_limit::is_kad_inbound_request,
-                PeerLimiter::new(kad_max, limit_window),
-                kad_limited,
-            );
-            if measure_hops {
-                kad.measure_hops(
-                    crate::kad_limit::is_kad_lookup_request,
-                    crate::kad_limit::is_kad_lookup_answer,
-                );
-            }
-            let mdns = want_mdns
-                .then(|| match mdns::tokio::Behaviour::new(mdns::Config::default(), peer) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "mDNS unavailable; finding LAN peers is off");
-                        None
-                    }
-                })
-                .flatten();
-            Behaviour {
-                kad,
-                mdns: Toggle::from(mdns),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                        .with_agent_version(role::agent_version(role)),
-                ),
-                ping: ping::Behaviour::default(),
-                get: request_response::Behaviour::with_codec(
-                    GetCodec,
-                    [(codec::PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(req_timeout)
-                        .with_max_concurrent_streams(crate::config::DEFAULT_MAX_CONCURRENT_STREAMS),
-                ),
-                sync: request_response::Behaviour::with_codec(
-                    SyncCodec,
-                    [(sync_codec::PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(sync_timeout)
-                        .with_max_concurrent_streams(sync_codec::MAX_CONCURRENT_STREAMS),
-                ),
-            }
-        })
-        .map_err(transport_err)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
+    let parts = Parts {
+        store,
+        kcfg,
+        mode,
+        role,
+        req_timeout,
+        sync_timeout,
+        kad_max,
+        limit_window,
+        kad_limited,
+        measure_hops,
+        want_mdns,
+    };
+    let memory_noise = noise::Config::new(&keypair).map_err(transport_err)?;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let mut swarm = match cfg.transport {
+        Transport::Tcp => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(transport_err)?
+            .with_dns()
+            .map_err(transport_err)?
+            .with_behaviour(|key| behaviour(key, parts))
+            .map_err(transport_err)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        Transport::Memory => builder
+            .with_other_transport(move |_| {
+                use libp2p::Transport as _;
+                libp2p::core::transport::MemoryTransport::default()
+                    .upgrade(libp2p::core::upgrade::Version::V1)
+                    .authenticate(memory_noise)
+                    .multiplex(yamux::Config::default())
+                    .boxed()
+            })
+            .map_err(transport_err)?
+            .with_behaviour(|key| behaviour(key, parts))
+            .map_err(transport_err)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
 
     for addr in &cfg.listen {
         swarm
