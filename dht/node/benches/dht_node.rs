@@ -145,6 +145,26 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// RSS per node of `n` nodes that know nobody (memory transport): the fixed cost of a node
+/// (actor, swarm, behaviours, channels), without routing tables or connections.
+async fn bench_idle_rss(n: usize) {
+    let before = rss_kib();
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (_, mut c) = cfg(Role::Regular, Vec::new());
+        c.transport = dhtnode::config::Transport::Memory;
+        c.listen = vec!["/memory/0".parse().unwrap()];
+        nodes.push(Node::spawn(c).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    println!(
+        "idle nodes: {n} nodes that know nobody: RSS {:.1} MiB, {:.0} KiB per node",
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / n as f64
+    );
+}
+
 async fn bench_lookup(n: usize) {
     let memory = std::env::var("SKYMESH_BENCH_TRANSPORT").is_ok_and(|t| t == "memory");
     println!(
@@ -455,6 +475,9 @@ fn main() {
         }
         if only.is_empty() || only == "lookup" {
             bench_lookup(n).await;
+        }
+        if only == "rss" {
+            bench_idle_rss(n).await;
         }
     });
 }
