@@ -19,7 +19,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const FAILOVER: Duration = Duration::from_secs(10);
 
 /// Full nodes and visors sharing one generated deployment file (the full nodes are its
-/// bootstrap peers); visors serve `index.html` naming themselves over DMSG-HTTP.
+/// bootstrap peers); visors serve `index.html` naming themselves over DMSG-HTTP, odd-numbered
+/// visors over smux sessions, the others over yamux.
 fn start_network(dir: &Path, fulls: usize, visors: usize) -> (Vec<Member>, Vec<Member>) {
     let plan = |prefix: &str, n: usize| -> Vec<(String, SecKey, u16)> {
         (0..n)
@@ -45,6 +46,10 @@ fn start_network(dir: &Path, fulls: usize, visors: usize) -> (Vec<Member>, Vec<M
         let www = dir.join(&name).join("www");
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("index.html"), format!("visor {}\n", sk.pubkey())).unwrap();
+        // Every other visor speaks smux (a 2026 client), the rest yamux: both kinds share the
+        // servers and reach each other (issue 16).
+        let odd = name.ends_with(['1', '3', '5', '7', '9']);
+        let protocol = if odd { "smux" } else { "yamux" };
         spawn_member(
             dir,
             &deploy,
@@ -52,7 +57,12 @@ fn start_network(dir: &Path, fulls: usize, visors: usize) -> (Vec<Member>, Vec<M
             sk,
             p2p,
             false,
-            &["--dmsg-http-dir".as_ref(), www.as_os_str()],
+            &[
+                "--dmsg-http-dir".as_ref(),
+                www.as_os_str(),
+                "--dmsg-protocol".as_ref(),
+                protocol.as_ref(),
+            ],
         )
     };
     let fulls: Vec<Member> = full_plan.into_iter().map(|p| spawn(p, true)).collect();
@@ -97,7 +107,20 @@ fn three_full_nodes_ten_visors_fetch_each_other_and_survive_a_server_kill() {
             || (!servers_of(v).is_empty()).then_some(()),
         );
     }
-    // Every visor fetches from every other visor over DMSG (90 fetches).
+    // The smux visors say so in their entries (the servers read it to pick the multiplexer).
+    for v in &visors {
+        let want = if v.name.ends_with(['1', '3', '5', '7', '9']) {
+            Some("smux")
+        } else {
+            None
+        };
+        let path = format!("/dmsg-discovery/entry/{}", v.pk());
+        let entry = poll(&format!("{}'s entry", v.name), DEADLINE, || {
+            get_json(fulls[0].http, &path)
+        });
+        assert_eq!(entry["protocol"].as_str(), want, "{}: {entry}", v.name);
+    }
+    // Every visor fetches from every other visor over DMSG (90 fetches), smux and yamux mixed.
     for a in &visors {
         for b in &visors {
             if a.name != b.name {

@@ -445,3 +445,35 @@ async fn a_servers_own_key_goes_through_the_mesh_before_a_session_on_demand() {
     .unwrap();
     assert_eq!(x.servers(), held);
 }
+
+/// smux clients on two meshed servers reach each other (the mesh link itself is yamux).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smux_clients_on_two_servers_reach_each_other_through_the_mesh() {
+    use dmsg::mux::Protocol;
+    let (_d, url) = disc().await;
+    let (ka, kb) = (SecKey::generate(), SecKey::generate());
+    let p = ports(2);
+    let a = server(ka.clone(), &p[0], &url, vec![(kb.pubkey(), p[1].clone())]).await;
+    let b = server(kb, &p[1], &url, vec![(ka.pubkey(), p[0].clone())]).await;
+    until("A–B link", || link_up(&a, b.pk()) && link_up(&b, a.pk())).await;
+    let on = |srv: PubKey, protocol: Protocol| {
+        let mut cc = ClientConfig::new(SecKey::generate(), &url);
+        cc.servers = vec![srv];
+        cc.mux = cc.mux.with_protocol(protocol);
+        Client::spawn(cc)
+    };
+    for (px, py) in [
+        (Protocol::Smux, Protocol::Smux),
+        (Protocol::Smux, Protocol::Yamux),
+        (Protocol::Yamux, Protocol::Smux),
+    ] {
+        let x = on(a.pk(), px);
+        let y = on(b.pk(), py);
+        tokio::time::timeout(T, x.ready()).await.unwrap();
+        tokio::time::timeout(T, y.ready()).await.unwrap();
+        let _ex = echo(&x, 80);
+        let _ey = echo(&y, 80);
+        roundtrip(&x, y.pk(), 1000).await;
+        roundtrip(&y, x.pk(), 100_000).await;
+    }
+}

@@ -229,3 +229,16 @@ async fn smux_client_to_yamux_client_through_our_server() {
         .await;
     }
 }
+
+/// Two smux clients on one server: streams cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smux_client_to_smux_client_through_our_server() {
+    let n = net().await;
+    let a = client(&n, Protocol::Smux).await;
+    let b = client(&n, Protocol::Smux).await;
+    let _ea = echo(&a, 80);
+    let _eb = echo(&b, 80);
+    roundtrip(&a, b.pk(), 80, 1).await;
+    roundtrip(&b, a.pk(), 80, 2 * 1024 * 1024 + 7).await;
+    roundtrip(&a, b.pk(), 80, 2 * 1024 * 1024 + 5).await;
+}

@@ -129,10 +129,20 @@ pub(super) async fn check(http: &reqwest::Client, members: &[Member], timeout: D
         started,
     );
 
-    // 3. Every visor holds exactly one DMSG session, and the servers' mesh links are up.
+    // 3. Every visor holds exactly one DMSG session, and the servers' mesh links are up. With
+    // several servers, visors that picked the same one are spread by rebalancing (a few seconds
+    // after start): wait for that, so that the fetches below cross servers.
     let r = until(deadline, || async {
+        let mut held = std::collections::BTreeSet::new();
         for v in &visors {
             one_session(http, v).await?;
+            if let Some(d) = get_json::<DmsgStatus>(http, &format!("{}{}", v.http, api::DMSG)).await
+            {
+                held.extend(d.client.map(|c| c.servers).unwrap_or_default());
+            }
+        }
+        if fulls.len() > 1 && visors.len() > 1 && held.len() < 2 {
+            return Err("every visor is on the same server (waiting for rebalancing)".into());
         }
         for f in &fulls {
             let d: DmsgStatus = get_json(http, &format!("{}{}", f.http, api::DMSG))

@@ -20,12 +20,14 @@ use crate::stream::{DmsgStream, PortGuard, read_object, write_object};
 use super::{ClientSession, ENTRY_CACHE_MAX, ENTRY_CACHE_TTL, Inner, STATIC_DH_CACHE_MAX};
 
 /// Whether a dial failed because the server reset the request (the destination is not on it
-/// nor reachable through its mesh), rather than being refused by the destination.
+/// nor reachable through its mesh), rather than being refused by the destination. smux has no
+/// RST: a server resets an smux stream by closing it, so a stream that ends before any
+/// response counts as reset too (a destination that refuses answers with a signed error).
 pub(super) fn reset_by_server(e: &DialError) -> bool {
     matches!(
         e,
         DialError::Stream {
-            source: StreamError::Reset | StreamError::SessionClosed,
+            source: StreamError::Reset | StreamError::SessionClosed | StreamError::Eof,
             ..
         }
     )
