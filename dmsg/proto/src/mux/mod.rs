@@ -28,6 +28,8 @@ pub mod smux_frame;
 mod smux_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
 use std::time::Instant;
 

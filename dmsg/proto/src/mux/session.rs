@@ -14,6 +14,14 @@
 //! * Each stream's receive buffer is bounded by the window we granted; the reader's
 //!   consumption is returned as a window update once half the window has been read (not after
 //!   the peer's FIN).
+//! * Windows share a session budget ([`DEFAULT_SESSION_WINDOW`], see
+//!   [`YamuxSession::set_session_window`]): a stream's window is the budget divided by the open
+//!   streams, between [`MIN_STREAM_WINDOW`] and [`SessionConfig::recv_window`]. One stream gets
+//!   the whole `recv_window`; with many, each gets its share, so the data a session may hold
+//!   unread stays near the budget instead of growing with the stream count (the yamux initial
+//!   256 KiB per stream is the protocol's and cannot be taken back). Window updates bring a
+//!   stream back to its share (hashicorp's rule: `share - (buffered + window)`, sent once it
+//!   reaches half the share), so only the amounts we send change, never the wire format.
 //! * Frames for unknown or finished streams are dropped, as hashicorp does after a close.
 //! * A stream is *open* (counted) until it is reset or both sides sent FIN; its buffer lives
 //!   until its handle calls [`StreamMux::forget`].
@@ -37,6 +45,14 @@ use super::{
     StreamId, StreamMux, Transmit,
 };
 use crate::yamux::{self, Flags, FrameType, HEADER_LEN, Header};
+
+/// Data a session's streams may hold unread, all together, unless one stream's
+/// [`SessionConfig::recv_window`] is larger: 16 windows of 1 MiB, so up to 16 busy streams keep
+/// their full window and beyond that each gets an equal share of it.
+pub const DEFAULT_SESSION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Smallest window a stream's share of the session budget goes down to (half of it is one
+/// window update, 16 KiB: about one DMSG record per update).
+pub const MIN_STREAM_WINDOW: u32 = 32 * 1024;
 
 /// Limits and timers of one session. The node's values live in `dmsg::defaults` (with their
 /// reasons); [`Default`] gives the same numbers.
@@ -84,8 +100,8 @@ struct Stream {
     recv: VecDeque<Bytes>,
     /// Bytes the peer may still send before our next window update.
     recv_window: u32,
-    /// Bytes read since the last window update we sent.
-    consumed: u32,
+    /// Bytes in `recv`.
+    buffered: u32,
     /// Bytes we may still send.
     send_window: u32,
     remote_fin: bool,
@@ -118,6 +134,8 @@ pub struct YamuxSession {
     next_ping_id: u32,
     bytes_in: u64,
     bytes_out: u64,
+    /// Window budget shared by the streams ([`DEFAULT_SESSION_WINDOW`]).
+    session_window: u32,
 }
 
 impl YamuxSession {
@@ -141,6 +159,7 @@ impl YamuxSession {
             next_ping_id: 0,
             bytes_in: 0,
             bytes_out: 0,
+            session_window: DEFAULT_SESSION_WINDOW,
         }
     }
 
@@ -154,16 +173,32 @@ impl YamuxSession {
         self.queued
     }
 
-    /// Window we grant beyond yamux's initial one, sent with SYN and ACK.
-    fn extra_window(&self) -> u32 {
-        self.cfg.recv_window.saturating_sub(yamux::DEFAULT_WINDOW)
+    /// Sets the window budget the streams share (see the module doc); `u32::MAX` gives every
+    /// stream the whole [`SessionConfig::recv_window`]. Applies to window updates and streams
+    /// opened from now on.
+    pub fn set_session_window(&mut self, bytes: u32) {
+        self.session_window = bytes;
     }
 
-    fn new_stream(&self) -> Stream {
+    /// The window a stream gets now: its share of the session budget, within
+    /// [`MIN_STREAM_WINDOW`] and [`SessionConfig::recv_window`].
+    fn stream_share(&self) -> u32 {
+        let max = self.cfg.recv_window;
+        let share = self.session_window / (self.open.max(1).min(u32::MAX as usize) as u32);
+        share.max(MIN_STREAM_WINDOW).min(max)
+    }
+
+    /// Window we grant beyond yamux's initial one, sent with SYN and ACK.
+    fn extra_window(&self) -> u32 {
+        self.stream_share().saturating_sub(yamux::DEFAULT_WINDOW)
+    }
+
+    /// A new stream whose peer may send `yamux::DEFAULT_WINDOW + extra`.
+    fn new_stream(&self, extra: u32) -> Stream {
         Stream {
             recv: VecDeque::new(),
-            recv_window: self.cfg.recv_window,
-            consumed: 0,
+            recv_window: yamux::DEFAULT_WINDOW.saturating_add(extra),
+            buffered: 0,
             send_window: yamux::DEFAULT_WINDOW,
             remote_fin: false,
             local_fin: false,
@@ -226,11 +261,11 @@ impl YamuxSession {
                 self.control(FrameType::WindowUpdate, Flags::RST, id, 0);
                 return Ok(());
             }
-            let s = self.new_stream();
-            self.streams.insert(id, s);
             self.open += 1;
-            self.backlog.push_back(id);
             let extra = self.extra_window();
+            let s = self.new_stream(extra);
+            self.streams.insert(id, s);
+            self.backlog.push_back(id);
             self.control(FrameType::WindowUpdate, Flags::ACK, id, extra);
             self.events.push_back(Event::Incoming(id));
         }
@@ -250,6 +285,7 @@ impl YamuxSession {
                 });
             }
             s.recv_window -= n;
+            s.buffered += n;
             s.recv.push_back(body);
             self.bytes_in += u64::from(n);
             self.events.push_back(Event::Readable(id));
@@ -411,10 +447,10 @@ impl StreamMux for YamuxSession {
                 max: self.cfg.max_streams,
             });
         }
-        let s = self.new_stream();
-        self.streams.insert(id, s);
         self.open += 1;
         let extra = self.extra_window();
+        let s = self.new_stream(extra);
+        self.streams.insert(id, s);
         self.control(FrameType::WindowUpdate, Flags::SYN, id, extra);
         Ok(id)
     }
@@ -468,12 +504,13 @@ impl StreamMux for YamuxSession {
     }
 
     fn recv(&mut self, id: StreamId) -> Result<Recv, StreamError> {
-        let half = self.cfg.recv_window / 2;
+        let share = self.stream_share();
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown(id))?;
         if let Some(b) = s.recv.pop_front() {
-            s.consumed += b.len() as u32;
-            if s.consumed >= half && !s.remote_fin {
-                let delta = std::mem::take(&mut s.consumed);
+            s.buffered -= b.len() as u32;
+            // hashicorp's rule, with this stream's share of the session budget as its maximum.
+            let delta = share.saturating_sub(s.buffered.saturating_add(s.recv_window));
+            if delta >= share / 2 && !s.remote_fin {
                 s.recv_window += delta;
                 self.control(FrameType::WindowUpdate, Flags::NONE, id, delta);
             }
