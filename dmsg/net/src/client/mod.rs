@@ -476,6 +476,11 @@ async fn maintain(inner: Arc<Inner>) {
                             continue;
                         }
                         let _g = inner.dialing.lock().await;
+                        // An on-demand dial may have opened it while we waited: a second
+                        // session with one server makes it close the first (and its streams).
+                        if lock(&inner.sessions).contains_key(&pk) {
+                            continue;
+                        }
                         if connect_server(&inner, pk, &address, false).await.is_err() {
                             failed = true;
                         }

@@ -220,6 +220,10 @@ pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
             continue;
         };
         let _g = inner.dialing.lock().await;
+        // Held meanwhile (an on-demand dial): a second session would close that one.
+        if lock(&inner.sessions).contains_key(&to) {
+            continue;
+        }
         if super::connect_server(inner, to, &addr, false).await.is_ok() {
             tracing::info!(%from, %to, from_free, "moving to a less loaded DMSG server");
             let mut map = lock(&inner.sessions);
