@@ -12,7 +12,10 @@
 //! `SKYMESH_BENCH_ONLY=read|lookup|put` runs one part, `SKYMESH_BENCH_TRANSPORT=memory` runs the
 //! lookup network over libp2p's in-process memory transport instead of loopback TCP, so it
 //! can grow to thousands of nodes without file descriptors; the lookup part prints the
-//! process's RSS growth per node).
+//! process's RSS growth per node). `SKYMESH_BENCH_PUT_EARLY=1` puts the items right after the
+//! nodes spawn, while routing tables still fill, and reads them once tables settled; half of
+//! them from nodes that re-put after routing-table changes (the default) and half from nodes
+//! with `Config::reput_on_table_change` off, so both are measured in the same network).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -165,8 +168,51 @@ async fn bench_idle_rss(n: usize) {
     );
 }
 
+/// Puts 100 items from random nodes, all at once (item `k` from a node with `k % 2 == i % 2`
+/// when `split`); returns (writer key, item number, acks).
+async fn put_items(nodes: &[(SecKey, Node)], split: bool) -> Vec<(keys::PubKey, usize, u32)> {
+    let puts = (0..100).map(|k| {
+        let (sk, nd) = loop {
+            let i = rand::random_range(0..nodes.len());
+            if !split || i % 2 == k % 2 {
+                break &nodes[i];
+            }
+        };
+        async move {
+            let report = nd
+                .put(salt(&format!("lookup-{k}")), b"v".to_vec())
+                .await
+                .unwrap();
+            (sk.pubkey(), k, report.acks)
+        }
+    });
+    futures::future::join_all(puts).await
+}
+
+/// Placement and lookup figures of one group of items.
+#[derive(Default)]
+struct Figures {
+    copies: Vec<f64>,
+    in_closest: Vec<f64>,
+    reqs: Vec<f64>,
+    rounds: Vec<f64>,
+    hops: Vec<f64>,
+    lat: Vec<f64>,
+    missing: usize,
+}
+
+/// Which half of the items a figure is about (`SKYMESH_BENCH_PUT_EARLY`).
+fn group_name(k: usize, split: bool) -> &'static str {
+    match (split, k % 2) {
+        (false, _) => "all items",
+        (true, 0) => "put early, re-put on table change (default)",
+        (true, _) => "put early, re-put off (before)",
+    }
+}
+
 async fn bench_lookup(n: usize) {
     let memory = std::env::var("SKYMESH_BENCH_TRANSPORT").is_ok_and(|t| t == "memory");
+    let early = std::env::var("SKYMESH_BENCH_PUT_EARLY").is_ok_and(|t| t == "1");
     println!(
         "lookup network: spawning {n} nodes (all regular, server mode) over {} ...",
         if memory {
@@ -204,6 +250,10 @@ async fn bench_lookup(n: usize) {
         c.bootstrap_interval = Duration::from_secs(30 * 60);
         // Reads run one at a time, so each reader's hop count bounds its depth (dhtnode::hops).
         c.measure_lookup_hops = true;
+        // Early puts: odd nodes are the baseline without re-puts.
+        if early && i % 2 == 1 {
+            c.reput_on_table_change = false;
+        }
         if let Some(q) = std::env::var("SKYMESH_BENCH_QUORUM")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -223,6 +273,12 @@ async fn bench_lookup(n: usize) {
         }
     }
     let n = nodes.len();
+    let early_puts = if early {
+        println!("putting 100 items now, while routing tables fill ...");
+        Some(put_items(&nodes, true).await)
+    } else {
+        None
+    };
     // Let routing tables settle, as in a network that has been running: every 5 s, look at the
     // same 50 random nodes until each holds at least min(20, n-1) peers and their mean table
     // size has grown by less than 2 % over the last 15 s (at most 300 s).
@@ -265,19 +321,14 @@ async fn bench_lookup(n: usize) {
         rss.saturating_sub(rss_before) as f64 / n as f64
     );
 
-    // 100 items put from random nodes, each read by random other nodes with a lookup only.
-    let items = 100;
-    let mut writers = Vec::new();
-    let mut acks = Vec::new();
-    for k in 0..items {
-        let (sk, nd) = nodes.choose(&mut rng).unwrap();
-        let report = nd
-            .put(salt(&format!("lookup-{k}")), b"v".to_vec())
-            .await
-            .unwrap();
-        acks.push(f64::from(report.acks));
-        writers.push((sk.pubkey(), k));
-    }
+    // 100 items put from random nodes (unless put early), each read by random other nodes with
+    // a lookup only.
+    let put = match early_puts {
+        Some(p) => p,
+        None => put_items(&nodes, false).await,
+    };
+    let acks: Vec<f64> = put.iter().map(|p| f64::from(p.2)).collect();
+    let writers: Vec<(keys::PubKey, usize)> = put.iter().map(|p| (p.0, p.1)).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     summary("  put acks per item", "", acks);
     // Where the copies landed: holders per item, and how many of the item's true k closest
@@ -311,19 +362,13 @@ async fn bench_lookup(n: usize) {
         }
         placement.push((holders, in_closest));
     }
-    summary(
-        "  copies per item",
-        "",
-        placement.iter().map(|p| f64::from(p.0)).collect(),
-    );
-    summary(
-        "  copies among the item's true 20 closest nodes",
-        "",
-        placement.iter().map(|p| f64::from(p.1)).collect(),
-    );
-    let (mut reqs, mut rounds, mut hops, mut lat) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut missing = 0;
+    let split = early;
+    let mut groups: std::collections::BTreeMap<&str, Figures> = Default::default();
+    for ((_, k), p) in writers.iter().zip(&placement) {
+        let g = groups.entry(group_name(*k, split)).or_default();
+        g.copies.push(f64::from(p.0));
+        g.in_closest.push(f64::from(p.1));
+    }
     // Each item is read by `SKYMESH_BENCH_READERS` (default 5) random nodes, so that the p99
     // stands on 500 lookups rather than on the two worst of 100.
     let readers: usize = std::env::var("SKYMESH_BENCH_READERS")
@@ -336,6 +381,7 @@ async fn bench_lookup(n: usize) {
         .flat_map(|w| std::iter::repeat_n(w, readers))
         .collect();
     for (i, (pk, k)) in reads {
+        let g = groups.entry(group_name(*k, split)).or_default();
         let (_, reader) = nodes.choose(&mut rng).unwrap();
         let t = Instant::now();
         let Ok(Ok(out)) = tokio::time::timeout(
@@ -344,7 +390,7 @@ async fn bench_lookup(n: usize) {
         )
         .await
         else {
-            missing += 1;
+            g.missing += 1;
             println!(
                 "  item {k}: lookup failed; copies {} ({} among the 20 closest)",
                 placement[i].0, placement[i].1
@@ -367,32 +413,41 @@ async fn bench_lookup(n: usize) {
             );
         }
         if out.item.is_none() {
-            missing += 1;
+            g.missing += 1;
             continue;
         }
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        reqs.push(f64::from(out.lookup_requests));
-        rounds.push(f64::from(out.lookup_rounds));
+        g.lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        g.reqs.push(f64::from(out.lookup_requests));
+        g.rounds.push(f64::from(out.lookup_rounds));
         if let Some(h) = out.lookup_hops {
-            hops.push(f64::from(h));
+            g.hops.push(f64::from(h));
         }
     }
-    println!(
-        "lookups in a {n}-node network: {} found, {missing} missing",
-        lat.len()
-    );
-    summary("  lookup requests per read", "", reqs);
-    summary(
-        "  lookup rounds per read, estimated as ceil(requests/alpha=3)",
-        "",
-        rounds,
-    );
-    summary(
-        "  lookup hops per read, measured upper bound (hop of the answer completing the quorum)",
-        "",
-        hops,
-    );
-    summary("  lookup latency (incl. dials)", "ms", lat);
+    for (name, g) in groups {
+        println!(
+            "lookups in a {n}-node network, {name}: {} found, {} missing",
+            g.lat.len(),
+            g.missing
+        );
+        summary("  copies per item", "", g.copies);
+        summary(
+            "  copies among the item's true 20 closest nodes",
+            "",
+            g.in_closest,
+        );
+        summary("  lookup requests per read", "", g.reqs);
+        summary(
+            "  lookup rounds per read, estimated as ceil(requests/alpha=3)",
+            "",
+            g.rounds,
+        );
+        summary(
+            "  lookup hops per read, measured upper bound (hop of the answer completing the quorum)",
+            "",
+            g.hops,
+        );
+        summary("  lookup latency (incl. dials)", "ms", g.lat);
+    }
     for (_, nd) in &nodes {
         nd.shutdown().await;
     }

@@ -178,6 +178,10 @@ pub struct Config {
     /// [`crate::hops`]): an upper bound while the node runs one query at a time, so meant for
     /// benchmarks and diagnostics. Off by default (no cost then).
     pub measure_lookup_hops: bool,
+    /// Put our items again, to the peers a new closest-peers query finds, after the routing
+    /// table changed since the put (items put while tables fill; see `docs/scale.md`). On by
+    /// default; off only to measure what it fixes.
+    pub reput_on_table_change: bool,
     /// See [`DEFAULT_SYNC_INTERVAL`].
     pub sync_interval: Duration,
     /// See [`DEFAULT_SYNC_TIMEOUT`].
@@ -222,6 +226,7 @@ impl Config {
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             measure_lookup_hops: false,
+            reput_on_table_change: true,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
             max_sync_requests_per_peer: DEFAULT_MAX_SYNC_REQUESTS_PER_PEER,

@@ -175,6 +175,10 @@ pub struct Metrics {
     pub inbound_puts: Family<OutcomeLabel, Counter>,
     /// Own items re-signed and re-put by the republish timer, by salt.
     pub republished: Family<SaltLabel, Counter>,
+    /// Re-put rounds after routing-table changes (closest-peers queries run again).
+    pub reput_rounds: Counter,
+    /// Copies sent by re-put rounds (peers that newly entered an item's closest set).
+    pub reput_copies: Counter,
     /// Inbound kad requests dropped by the per-peer limit (the peer is disconnected).
     pub kad_requests_limited: Counter,
     /// Read latency by path.
@@ -193,6 +197,8 @@ impl Default for Metrics {
             gets: Family::default(),
             inbound_puts: Family::default(),
             republished: Family::default(),
+            reput_rounds: Counter::default(),
+            reput_copies: Counter::default(),
             kad_requests_limited: Counter::default(),
             lookup_seconds: Family::new_with_constructor(latency_histogram),
             sync: SyncMetrics::default(),
@@ -230,6 +236,16 @@ impl Metrics {
             "republished",
             "Own items re-put by the republish timer by salt",
             m.republished.clone(),
+        );
+        r.register(
+            "reput_rounds",
+            "Re-put rounds run after routing-table changes",
+            m.reput_rounds.clone(),
+        );
+        r.register(
+            "reput_copies",
+            "Copies sent by re-put rounds to peers new in an item's closest set",
+            m.reput_copies.clone(),
         );
         r.register(
             "lookup_seconds",

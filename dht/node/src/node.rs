@@ -24,6 +24,7 @@
 //! | `read` | pure: one read (full nodes, fallback lookup, quorum, hops) |
 //! | `put` | pure: one put (full-node leg, closest-peers query, closest leg, acks) |
 //! | `republish` | pure: which own and delegated items are due |
+//! | `reput` | pure: puts followed up after routing-table changes |
 //! | `pull` | pure: sync sessions (paging pipeline, cursors, join and repair) |
 //! | `push` | pure: push queues and batches in flight |
 //! | `penalties` | pure: peers refused for breaking the sync protocol |
@@ -40,6 +41,9 @@
 //!   [`Config::query_timeout`]; a full node that fails a read or a put is skipped by both for
 //!   `FULL_NODE_BACKOFF` (60 s). The answer counts acknowledgements (kad acks a PutRecord even
 //!   when the receiver's filter drops the record, so this counts *deliveries*, not stores).
+//!   A put of ours is followed up (`reput`): after 16 routing-table insertions and 15 s the
+//!   closest-peers query runs again and the item goes to the peers newly in its closest set,
+//!   until a round finds nobody new (items put while tables fill reach their true k closest).
 //! - **get**: the known full nodes (up to [`Config::read_fanout`]) are asked directly over
 //!   `/skymesh/get/1` (one round trip); every answer is checked against the target and verified;
 //!   the first valid copy answers the read (the local copy wins with a higher seq). If no full
@@ -97,6 +101,7 @@ pub mod put;
 #[doc(hidden)]
 pub mod read;
 mod republish;
+mod reput;
 mod swarm;
 mod syncing;
 mod verify;
@@ -107,6 +112,7 @@ use handle::Command;
 use put::Put;
 use read::Read;
 use republish::Republisher;
+use reput::Reputs;
 use swarm::{Behaviour, BehaviourEvent, strip_p2p};
 
 pub use handle::{
@@ -158,6 +164,10 @@ struct Actor {
     put_queries: HashMap<QueryId, (u64, put::Leg)>,
     /// kad closest-peers queries → put.
     closest_queries: HashMap<QueryId, u64>,
+    /// Own puts followed until the routing table settles (see `reput`).
+    reputs: Reputs,
+    /// kad closest-peers queries of re-put rounds → item.
+    reput_queries: HashMap<QueryId, Target>,
     /// Reads in progress, by our own id, with where their answer goes.
     reads: HashMap<u64, (Read, oneshot::Sender<ReadOutcome>)>,
     read_requests: HashMap<OutboundRequestId, u64>,
@@ -187,6 +197,7 @@ enum Input {
     Bootstrap,
     Advert,
     Republish,
+    Reput,
     Verified(verify::VerifiedPage),
     Ingest,
     /// Ingestion waited for room in the store's disk queue; look again.
@@ -253,6 +264,8 @@ impl Actor {
             puts: HashMap::new(),
             put_queries: HashMap::new(),
             closest_queries: HashMap::new(),
+            reputs: Reputs::new(),
+            reput_queries: HashMap::new(),
             reads: HashMap::new(),
             read_requests: HashMap::new(),
             read_queries: HashMap::new(),
@@ -297,7 +310,9 @@ impl Actor {
             self.cfg.sync_interval,
         );
         let mut push_timer = tokio::time::interval(push::PUSH_TICK);
+        let mut reput_timer = tokio::time::interval(reput::REPUT_TICK);
         for t in [
+            &mut reput_timer,
             &mut advert,
             &mut republish,
             &mut metrics,
@@ -317,6 +332,7 @@ impl Actor {
                 _ = tokio::time::sleep_until(next_bootstrap) => Input::Bootstrap,
                 _ = advert.tick() => Input::Advert,
                 _ = republish.tick() => Input::Republish,
+                _ = reput_timer.tick(), if !self.reputs.is_empty() => Input::Reput,
                 Some(page) = self.sync.next_verified() => Input::Verified(page),
                 _ = std::future::ready(()), if ingest_now => Input::Ingest,
                 _ = tokio::time::sleep(INGEST_WAIT), if ingest_wait => Input::IngestWait,
@@ -345,6 +361,7 @@ impl Actor {
                     self.fetch_adverts();
                 }
                 Input::Republish => self.republish(),
+                Input::Reput => self.reput_tick(),
                 Input::Verified(page) => self.page_verified(page),
                 Input::Ingest => self.ingest_tick(),
                 Input::IngestWait => {}

@@ -56,6 +56,9 @@ impl Actor {
             }
         }
         self.republisher.on_put(subject, writer, &salt, now.mono);
+        if self.cfg.reput_on_table_change {
+            self.reputs.on_put(target, now.mono);
+        }
         let record = Record::new(istore::record_key(&target), bytes);
         let report = PutReport {
             target: target.to_hex(),
@@ -86,6 +89,9 @@ impl Actor {
         let kad = &mut self.swarm.behaviour_mut().kad;
         match action {
             PutAction::PutTo { leg, peers } => {
+                if let Ok(target) = istore::target_of(&p.record.key) {
+                    self.reputs.on_sent(&target, &peers);
+                }
                 let q = kad.put_record_to(p.record.clone(), peers.into_iter(), Quorum::All);
                 self.put_queries.insert(q, (op, leg));
             }
@@ -96,8 +102,12 @@ impl Actor {
         }
     }
 
-    /// The closest-peers query `id` of a put ended with `peers`.
+    /// The closest-peers query `id` of a put (or a re-put round) ended with `peers`.
     pub(super) fn on_closest_peers(&mut self, id: QueryId, peers: Vec<PeerId>) {
+        if let Some(target) = self.reput_queries.remove(&id) {
+            self.reput_found(target, &peers);
+            return;
+        }
         let Some(op) = self.closest_queries.remove(&id) else {
             return;
         };
@@ -148,6 +158,46 @@ impl Actor {
             }
             PutReply::None => {}
         }
+    }
+
+    // ---- re-puts after routing-table changes (see `reput`) ------------------------------
+
+    /// Runs the closest-peers query again for the followed puts that are due.
+    pub(super) fn reput_tick(&mut self) {
+        for target in self.reputs.due(self.now.mono) {
+            if self.store().get(&target).is_none() {
+                self.reputs.forget(&target);
+                continue;
+            }
+            self.metrics.reput_rounds.inc();
+            let key = istore::record_key(&target);
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(key.to_vec());
+            self.reput_queries.insert(q, target);
+        }
+    }
+
+    /// A re-put round's query found `peers`: the item (as stored now) goes to the new ones.
+    fn reput_found(&mut self, target: Target, peers: &[PeerId]) {
+        let local = self.local_peer;
+        let Some(new) = self.reputs.on_closest(&target, peers, local) else {
+            return;
+        };
+        let Some(item) = self.store().get(&target) else {
+            self.reputs.forget(&target);
+            return;
+        };
+        self.metrics.reput_copies.inc_by(new.len() as u64);
+        let record = Record::new(istore::record_key(&target), item.encode());
+        // Nobody waits for the answer (the query id maps to nothing: `on_put_done` ignores it).
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record_to(record, new.into_iter(), Quorum::All);
     }
 
     // ---- reads ----------------------------------------------------------------------------

@@ -172,6 +172,9 @@ impl Actor {
                 }
                 _ => {}
             },
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } => self.reputs.on_table_change(),
             kad::Event::ModeChanged { new_mode } => {
                 tracing::info!(mode = %new_mode, "kad mode changed");
             }
