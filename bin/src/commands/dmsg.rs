@@ -203,10 +203,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
         file = Some(f);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    // `dmsg get` is one transfer: one thread runs it without waking others (on the
+    // multi-thread runtime a third of its CPU went to futex wake-ups between workers).
+    let rt = match &args.cmd {
+        Cmd::Get(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("tokio runtime")?;
     rt.block_on(async move {
         match args.cmd {
             Cmd::Server(_) => match file {
