@@ -214,6 +214,50 @@ fn decoder_refuses_malformed_input() {
     assert!(Item::sign(&a, salt("x"), 1, vec![0; MAX_VALUE_LEN_LIMIT + 1]).is_err());
 }
 
+/// The bulk-transfer decoder leaves the signer key's point check to the signature check, which
+/// refuses such an item; everything else it checks as `decode` does.
+#[test]
+fn decode_for_verification_defers_only_the_signer_point_check() {
+    let a = sk("alice");
+    let it = Item::sign(&a, salt("ab"), 9, b"xyz".to_vec()).unwrap();
+    let b = it.encode();
+    assert_eq!(Item::decode_for_verification(&b).unwrap(), it);
+    for cut in 0..b.len() {
+        assert!(Item::decode_for_verification(&b[..cut]).is_err(), "{cut}");
+    }
+    // Bytes 2..35 are the key: x = 5 is not on the curve.
+    let mut off = b.clone();
+    off[2] = 0x02;
+    off[3..35].copy_from_slice(&[0u8; 32]);
+    off[34] = 5;
+    assert!(matches!(
+        Item::decode(&off),
+        Err(DecodeError::Key { field: "pk", .. })
+    ));
+    let deferred = Item::decode_for_verification(&off).unwrap();
+    assert!(deferred.verify_signature().is_err());
+    assert!(dht::rules::verify(&dht::Config::default(), deferred).is_err());
+    // A prefix byte that no compressed key has is refused either way.
+    let mut bad_prefix = b.clone();
+    bad_prefix[2] = 0x05;
+    assert!(Item::decode(&bad_prefix).is_err());
+    assert!(
+        Item::decode_for_verification(&bad_prefix)
+            .unwrap()
+            .verify_signature()
+            .is_err()
+    );
+    // A writer item's subject key is checked at decode time by both.
+    let d = Item::sign_for(&sk("writer"), a.pubkey(), salt("ab"), 9, b"xyz".to_vec()).unwrap();
+    let mut w = d.encode();
+    w[3..35].copy_from_slice(&[0u8; 32]);
+    w[34] = 5;
+    assert!(matches!(
+        Item::decode_for_verification(&w),
+        Err(DecodeError::Key { field: "pk", .. })
+    ));
+}
+
 #[test]
 fn seq_clock_never_goes_backwards() {
     let mut c = SeqClock::new(0);

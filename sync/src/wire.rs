@@ -24,9 +24,10 @@
 //! ```
 //!
 //! `item` is the binary item encoding of `dht::Item` (≤ [`MAX_ITEM_BYTES`]); it is decoded by
-//! [`dht::Item::decode`] here, so a message that decodes holds only well-formed items. Nothing
-//! about an item is trusted yet: signatures, values and seqs are the acceptance rules' job
-//! (`dht::rules`), applied by whoever stores them.
+//! [`dht::Item::decode_for_verification`] here, so a message that decodes holds only
+//! well-formed items. Nothing about an item is trusted yet: signatures (which also prove the
+//! signer key a curve point), values and seqs are the acceptance rules' job (`dht::rules`),
+//! applied by whoever stores them.
 //!
 //! **Cursor.** `(epoch, cursor)` is a position in the *serving* store's change sequence
 //! (`dht::Cursor`), not an item seq. The epoch names one incarnation of that sequence (the
@@ -433,7 +434,8 @@ impl<'a> Reader<'a> {
                 }
             }
             let bytes = self.take(len, "item")?;
-            let item = Item::decode(bytes).map_err(|source| DecodeError::Item { index, source })?;
+            let item = Item::decode_for_verification(bytes)
+                .map_err(|source| DecodeError::Item { index, source })?;
             items.push(item);
         }
         Ok(items)

@@ -190,7 +190,9 @@ pub struct Config {
     pub max_sync_requests_per_peer: u32,
     /// See [`DEFAULT_PUSH_QUEUE`].
     pub push_queue: usize,
-    /// Threads verifying a pulled sync page's signatures; 0 (default): one per core.
+    /// Threads verifying a pulled sync page's signatures; 0 (default): one per core. Two pages
+    /// of a session are in verification at once (each on this many threads, sharing the cores)
+    /// so the threads never wait between pages; with 1, one page at a time on one thread.
     pub verify_threads: usize,
 }
 

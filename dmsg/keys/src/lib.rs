@@ -123,6 +123,15 @@ impl PubKey {
         Ok(PubKey(arr))
     }
 
+    /// Takes 33 bytes as a key *without* checking that they are a point on the curve (the check
+    /// costs a field square root, ~4 µs). Only for a key whose signature is checked next by
+    /// [`PubKey::verify`]: that check recovers the signer's key and compares bytes, so bytes
+    /// that are not a valid point never verify anything, and a key that verified something is
+    /// a valid point. Anything else (ECDH, dialling) must use [`PubKey::from_bytes`].
+    pub fn from_array_unvalidated(arr: [u8; PUBKEY_LEN]) -> PubKey {
+        PubKey(arr)
+    }
+
     /// Like [`PubKey::from_bytes`] but maps 33 zero bytes to [`PubKey::NULL`].
     pub fn from_bytes_or_null(b: &[u8]) -> Result<PubKey, KeyError> {
         if b.len() == PUBKEY_LEN && b.iter().all(|&x| x == 0) {

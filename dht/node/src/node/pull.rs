@@ -6,7 +6,8 @@
 //! runs the verification stage and the store, and reports back.
 //!
 //! - At most [`MAX_ACTIVE_SESSIONS`] sessions run; each holds at most [`MAX_HELD_PAGES`] pages
-//!   (the next page is requested while it holds at most one).
+//!   (the next page is requested while it holds fewer), of which at most [`MAX_VERIFYING`] are
+//!   in the verification stage at once; results are taken back in page order.
 //! - The cursor is saved once a page is fully ingested (one per (peer, salt filter), at most
 //!   [`MAX_CURSORS`]); a later session resumes from it.
 //! - A cancelled session still verifies and ingests what it received; a finished one (done,
@@ -28,7 +29,7 @@ use super::{SyncRequest, SyncStatus};
 use crate::error::SyncError;
 
 /// Sync sessions running at once (admin requests, join, repair); further requests get
-/// [`SyncError::Busy`]. Each has one page (≤ ~8 MiB) in flight.
+/// [`SyncError::Busy`]. Each holds at most [`MAX_HELD_PAGES`] pages (≤ 4 MiB of items each).
 pub const MAX_ACTIVE_SESSIONS: usize = 4;
 
 /// Finished sessions kept for status queries (oldest dropped first).
@@ -37,8 +38,13 @@ pub const MAX_FINISHED_SESSIONS: usize = 32;
 /// Saved cursors, one per (full node, salt filter); bounded like the full-node table.
 const MAX_CURSORS: usize = MAX_FULL_NODES;
 
-/// Pages a session holds at most: the next page is requested only while it holds at most one.
-const MAX_HELD_PAGES: usize = 2;
+/// Pages a session holds at most (received, in the verification stage, being ingested): the
+/// next page is requested only while it holds fewer.
+const MAX_HELD_PAGES: usize = 3;
+
+/// Pages of a session in the verification stage at once: while one is checked the next is
+/// queued there already, so the verifier threads never wait for the actor between pages.
+pub(crate) const MAX_VERIFYING: usize = 2;
 
 /// Salt filters whose last completed sync is remembered (for [`crate::Node::holds_dataset`]).
 const MAX_COMPLETE_FILTERS: usize = 16;
@@ -80,13 +86,14 @@ struct Session {
     requesting: bool,
     /// Pages received so far; numbers the page sent to the verification stage.
     page_no: u64,
-    /// Received pages waiting for the verification stage (which verifies one page of a session
-    /// at a time), with their cursors, in arrival order. At most one by the held-pages bound.
+    /// Received pages waiting for the verification stage (which takes [`MAX_VERIFYING`] pages
+    /// of a session at a time), with their cursors, in arrival order.
     waiting: VecDeque<(Vec<Item>, SyncCursor)>,
-    /// The page being verified: its number and cursor.
-    verifying: Option<(u64, SyncCursor)>,
-    /// Verified items not yet put into the store. With `waiting` and `verifying`, at most two
-    /// pages are held ([`Session::held`]): the next page is requested only while one is.
+    /// The pages in the verification stage, in page order: number, cursor and, once back (in
+    /// any order), the stage's result (`None` inside: verification itself failed).
+    verifying: VecDeque<InStage>,
+    /// Verified items not yet put into the store. With `waiting` and `verifying`, at most
+    /// [`MAX_HELD_PAGES`] pages are held ([`Session::held`]).
     backlog: VecDeque<Checked>,
     /// Pages with items in `backlog`.
     backlog_pages: usize,
@@ -99,8 +106,16 @@ struct Session {
 impl Session {
     /// Pages received and not fully ingested (waiting, being verified, in the backlog).
     fn held(&self) -> usize {
-        self.waiting.len() + usize::from(self.verifying.is_some()) + self.backlog_pages
+        self.waiting.len() + self.verifying.len() + self.backlog_pages
     }
+}
+
+/// A page in the verification stage.
+struct InStage {
+    page: u64,
+    cursor: SyncCursor,
+    /// The stage's answer once back: `Some(None)` when verification itself failed.
+    result: Option<Option<Vec<Checked>>>,
 }
 
 /// Verdicts of the store on a chunk of received items.
@@ -233,7 +248,7 @@ impl Pulls {
                 requesting: false,
                 page_no: 0,
                 waiting: VecDeque::new(),
-                verifying: None,
+                verifying: VecDeque::new(),
                 backlog: VecDeque::new(),
                 backlog_pages: 0,
                 backlog_cursor: None,
@@ -281,7 +296,7 @@ impl Pulls {
         s.finished = Some(now);
         // Late verification results find `verifying` empty and are dropped.
         s.waiting.clear();
-        s.verifying = None;
+        s.verifying.clear();
         s.backlog.clear();
         s.backlog_pages = 0;
         s.requesting = false;
@@ -457,44 +472,63 @@ impl Pulls {
     }
 
     /// The next page of session `id` for the verification stage (its number and items),
-    /// unless one is being verified.
-    pub fn next_to_verify(&mut self, id: u64) -> Option<(u64, Vec<Item>)> {
+    /// unless `in_stage` (at most [`MAX_VERIFYING`]) are there already.
+    pub fn next_to_verify(&mut self, id: u64, in_stage: usize) -> Option<(u64, Vec<Item>)> {
         let s = self.sessions.get_mut(&id)?;
-        if s.verifying.is_some() || s.finished.is_some() {
+        if s.verifying.len() >= in_stage.min(MAX_VERIFYING) || s.finished.is_some() {
             return None;
         }
         let (items, cursor) = s.waiting.pop_front()?;
         s.page_no += 1;
-        s.verifying = Some((s.page_no, cursor));
+        s.verifying.push_back(InStage {
+            page: s.page_no,
+            cursor,
+            result: None,
+        });
         Some((s.page_no, items))
     }
 
-    /// A page back from the verification stage: into the session's backlog, if the session
-    /// still waits for it. After [`Verified::Queued`], verify the next page and step.
+    /// A page back from the verification stage: kept until the pages before it are back too,
+    /// then (in page order) into the session's backlog, if the session still waits for it.
+    /// After [`Verified::Queued`], verify the next pages and step.
     pub fn on_verified(&mut self, v: VerifiedPage) -> Verified {
         let Some(s) = self.sessions.get_mut(&v.session) else {
             return Verified::Dropped;
         };
-        let cursor = match s.verifying {
-            Some((page, cursor)) if page == v.page && s.finished.is_none() => cursor,
-            // A finished session's, or a page it no longer waits for: dropped.
-            _ => return Verified::Dropped,
+        // A finished session's, or a page it no longer waits for: dropped.
+        let slot = s
+            .verifying
+            .iter_mut()
+            .find(|x| x.page == v.page && x.result.is_none());
+        let Some(slot) = slot.filter(|_| s.finished.is_none()) else {
+            return Verified::Dropped;
         };
-        s.verifying = None;
-        let Some(items) = v.items else {
-            s.puller.handle_failure("verifying a page failed");
-            return Verified::Failed;
-        };
-        if items.is_empty() && s.backlog.is_empty() {
-            // Nothing to ingest: the page is done now.
-            s.saved = cursor;
-            Verified::Queued(Some((s.peer, s.puller.salt().cloned(), cursor)))
-        } else {
-            s.backlog.extend(items);
-            s.backlog_pages += 1;
-            s.backlog_cursor = Some(cursor);
-            Verified::Queued(None)
+        slot.result = Some(v.items);
+        let mut save = None;
+        while s.verifying.front().is_some_and(|x| x.result.is_some()) {
+            let Some(InStage {
+                cursor,
+                result: Some(items),
+                ..
+            }) = s.verifying.pop_front()
+            else {
+                break;
+            };
+            let Some(items) = items else {
+                s.puller.handle_failure("verifying a page failed");
+                return Verified::Failed;
+            };
+            if items.is_empty() && s.backlog.is_empty() {
+                // Nothing to ingest: the page is done now.
+                s.saved = cursor;
+                save = Some((s.peer, s.puller.salt().cloned(), cursor));
+            } else {
+                s.backlog.extend(items);
+                s.backlog_pages += 1;
+                s.backlog_cursor = Some(cursor);
+            }
         }
+        Verified::Queued(save)
     }
 
     /// Sessions with verified items waiting for the store.

@@ -15,18 +15,18 @@
 //!      every item, split over all cores, and hands back one [`dht::VerifiedItem`] or
 //!      [`dht::Unverified`] per item, in page order (an item the store holds
 //!      identically is skipped, as `admit` skips `Unchanged` ones), through a bounded channel
-//!      ([`super::verify::VERIFIED_QUEUE`]) that the actor loop polls. One page per session is verified at a
-//!      time (a page that arrives meanwhile waits, unverified, for its turn), so results come
-//!      back in page order;
+//!      ([`super::verify::VERIFIED_QUEUE`]) that the actor loop polls. Two pages per session are
+//!      in the stage at once ([`super::pull::MAX_VERIFYING`]), so the verifier threads go on to
+//!      the next page without waiting for the actor; results are taken back in page order;
 //!   2. *ingest*: the actor puts the verified backlog into the store [`super::pull::INGEST_CHUNK`] items per
 //!      loop turn through [`ItemStore::insert_verified`] (`dht::rules::admit_verified`: seq,
 //!      quota, capacity; value and signature are not checked twice), so the swarm keeps serving.
 //!      An item that failed verification goes through the full [`ItemStore::insert`] instead,
 //!      which refuses it exactly as before (the same error, counted `invalid` when the item is
 //!      invalid in itself): the peer is penalised and the session aborted after that chunk;
-//!   3. the next page is requested as soon as the session holds at most one page (received,
-//!      being verified or being ingested): at most two pages held per session, at most
-//!      [`super::pull::MAX_ACTIVE_SESSIONS`] sessions.
+//!   3. the next page is requested as soon as the session holds fewer than three pages
+//!      (received, being verified or being ingested): at most three pages held per session, at
+//!      most [`super::pull::MAX_ACTIVE_SESSIONS`] sessions.
 //!
 //!   The cursor is saved once a page is fully ingested; a cancelled session still verifies and
 //!   ingests what it received first, a finished (failed, penalised) one drops it, late
@@ -318,12 +318,22 @@ impl Actor {
         }
     }
 
-    /// Sends the session's waiting page to the verification stage unless one is there already.
-    /// An empty page skips the stage.
+    /// Sends the session's waiting pages to the verification stage while it has room for them:
+    /// [`super::pull::MAX_VERIFYING`] pages, or one when `Config::verify_threads` is 1 (so
+    /// verification never takes more than the one thread the operator allowed).
     fn start_verify(&mut self, id: u64) {
-        let Some((page, items)) = self.sync.pulls.next_to_verify(id) else {
-            return;
+        let in_stage = if self.sync.verify_threads == 1 {
+            1
+        } else {
+            super::pull::MAX_VERIFYING
         };
+        while let Some((page, items)) = self.sync.pulls.next_to_verify(id, in_stage) {
+            self.verify_one(id, page, items);
+        }
+    }
+
+    /// Sends page `page` of session `id` to the verification stage. An empty page skips it.
+    fn verify_one(&mut self, id: u64, page: u64, items: Vec<Item>) {
         if items.is_empty() {
             self.page_verified(VerifiedPage {
                 session: id,

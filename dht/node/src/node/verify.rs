@@ -4,13 +4,14 @@
 //! the full `ItemStore::insert` (see `syncing.rs`).
 use dht::{Item, Unverified, VerifiedItem};
 
-use super::pull::MAX_ACTIVE_SESSIONS;
+use super::pull::{MAX_ACTIVE_SESSIONS, MAX_VERIFYING};
 
-/// Capacity of the channel that brings verified pages back to the actor. At most one page per
-/// session is being verified ([`MAX_ACTIVE_SESSIONS`] sessions), so this is rarely full; when it
-/// is, the verification thread waits (never the actor, which always polls the channel). A result
-/// whose session was finished or cancelled meanwhile is dropped on arrival.
-pub(super) const VERIFIED_QUEUE: usize = MAX_ACTIVE_SESSIONS;
+/// Capacity of the channel that brings verified pages back to the actor. At most
+/// [`MAX_VERIFYING`] pages per session are being verified ([`MAX_ACTIVE_SESSIONS`] sessions), so
+/// this is never full; were it, the verification thread would wait (never the actor, which
+/// always polls the channel). A result whose session was finished or cancelled meanwhile is
+/// dropped on arrival.
+pub(super) const VERIFIED_QUEUE: usize = MAX_ACTIVE_SESSIONS * MAX_VERIFYING;
 
 /// A received item after the verification stage.
 pub(super) enum Checked {
@@ -44,10 +45,15 @@ fn check_one(cfg: &dht::Config, item: Item, held: bool) -> Checked {
     }
 }
 
+/// Items a verifier thread takes at a time: ~1 ms of checks, so threads that share their
+/// cores with the actor (or each other) still finish a page within ~1 ms of each other instead
+/// of one waiting on another's statically assigned half.
+const VERIFY_CHUNK: usize = 32;
+
 /// Verifies `items` (each paired with "identical to the stored item", which skips it) with
-/// [`dht::rules::verify`] on `threads` threads (0: one per core): one scoped thread per chunk
-/// of `len / threads`, the calling thread taking the first chunk. Results keep the page order.
-/// Blocking: run it off the actor (`spawn_blocking`).
+/// [`dht::rules::verify`] on `threads` threads (0: one per core): the calling thread and
+/// `threads - 1` scoped threads take chunks of [`VERIFY_CHUNK`] items from a shared queue until
+/// it is empty. Results keep the page order. Blocking: run it off the actor (`spawn_blocking`).
 pub(super) fn verify_page(
     cfg: &dht::Config,
     items: Vec<(Item, bool)>,
@@ -58,31 +64,42 @@ pub(super) fn verify_page(
         n => n,
     };
     // Below ~64 items per thread, spawning costs more than it saves.
-    let chunks = threads.min(items.len() / 64).max(1);
+    let threads = threads.min(items.len() / 64).max(1);
     let check_all = |part: Vec<(Item, bool)>| -> Vec<Checked> {
         part.into_iter()
             .map(|(item, held)| check_one(cfg, item, held))
             .collect()
     };
-    if chunks == 1 {
+    if threads == 1 {
         return check_all(items);
     }
-    let per = items.len().div_ceil(chunks);
-    let mut parts: Vec<Vec<(Item, bool)>> = Vec::with_capacity(chunks);
+    let len = items.len();
+    let mut chunks: Vec<(usize, Vec<(Item, bool)>)> = Vec::with_capacity(len / VERIFY_CHUNK + 1);
     let mut rest = items;
-    while rest.len() > per {
-        let tail = rest.split_off(per);
-        parts.push(rest);
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(VERIFY_CHUNK));
+        chunks.push((chunks.len(), rest));
         rest = tail;
     }
-    parts.push(rest);
-    std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts
-            .map(|part| scope.spawn(move || check_all(part)))
-            .collect();
-        let mut out = check_all(first);
+    // Taken from the back: the last chunks are checked first, and the merge below re-sorts.
+    let queue = std::sync::Mutex::new(chunks);
+    let work = || {
+        let mut done: Vec<(usize, Vec<Checked>)> = Vec::new();
+        loop {
+            // A poisoned lock means another verifier panicked; its panic reaches the caller.
+            let next = match queue.lock() {
+                Ok(mut q) => q.pop(),
+                Err(_) => None,
+            };
+            let Some((i, part)) = next else {
+                return done;
+            };
+            done.push((i, check_all(part)));
+        }
+    };
+    let mut parts: Vec<(usize, Vec<Checked>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut out = work();
         for h in handles {
             match h.join() {
                 Ok(v) => out.extend(v),
@@ -92,7 +109,13 @@ pub(super) fn verify_page(
             }
         }
         out
-    })
+    });
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::with_capacity(len);
+    for (_, part) in parts {
+        out.extend(part);
+    }
+    out
 }
 
 #[cfg(test)]

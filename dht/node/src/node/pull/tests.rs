@@ -58,7 +58,7 @@ fn pages_flow_through_verify_and_ingest_and_the_cursor_is_saved() {
         p.on_page(id, page(items[..2].to_vec(), 2, true)).unwrap(),
         2
     );
-    let (n1, first) = p.next_to_verify(id).unwrap();
+    let (n1, first) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     assert_eq!(first, items[..2].to_vec());
     // One page held: the next is fetched meanwhile.
     assert_eq!(request(p.step(id, t0)).cursor, 2);
@@ -66,15 +66,17 @@ fn pages_flow_through_verify_and_ingest_and_the_cursor_is_saved() {
         p.on_page(id, page(items[2..].to_vec(), 4, false)).unwrap(),
         2
     );
+    // Two pages in the verification stage at once.
+    let (n2, second) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
+    assert_eq!(second, items[2..].to_vec());
     assert!(
-        p.next_to_verify(id).is_none(),
-        "one page verified at a time"
+        p.next_to_verify(id, MAX_VERIFYING).is_none(),
+        "nothing else waits"
     );
     assert!(matches!(
         p.on_verified(verified(id, n1, &first)),
         Verified::Queued(None)
     ));
-    let (n2, second) = p.next_to_verify(id).unwrap();
     assert!(p.ingest_pending());
     assert_eq!(p.ingesting(), vec![id]);
     assert_eq!(p.take_chunk(id).unwrap().len(), 2);
@@ -133,7 +135,7 @@ fn sessions_are_bounded_and_cancel_keeps_what_was_received() {
     request(p.step(id, t0));
     let items = crate::testing::signed_items("pull-cancel", 1, 1, 8);
     p.on_page(id, page(items.clone(), 1, true)).unwrap();
-    let (n, _) = p.next_to_verify(id).unwrap();
+    let (n, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     assert!(p.cancel(id));
     assert!(!p.cancel(id + 100));
     // Still verifying: not finished yet, and no new request.
@@ -168,7 +170,7 @@ fn a_finished_session_drops_late_results_and_invalid_items_abort() {
         .unwrap();
     request(p.step(id, t0));
     p.on_page(id, page(items.clone(), 2, true)).unwrap();
-    let (n, _) = p.next_to_verify(id).unwrap();
+    let (n, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     assert!(matches!(
         p.on_verified(verified(id, n + 1, &items)),
         Verified::Dropped
@@ -224,7 +226,7 @@ fn the_sync_timer_joins_then_repairs_round_robin() {
     );
     request(p.step(id, t0));
     p.on_page(id, page(Vec::new(), 0, false)).unwrap();
-    let (n, _) = p.next_to_verify(id).unwrap();
+    let (n, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     let Verified::Queued(Some(save)) = p.on_verified(verified(id, n, &[])) else {
         panic!("an empty page is done at once");
     };
@@ -255,7 +257,7 @@ fn a_paging_violation_drops_held_pages_and_keeps_what_was_ingested() {
         .unwrap();
     assert_eq!(request(p.step(id, t0)).cursor, 0);
     p.on_page(id, page(items.clone(), 50, true)).unwrap();
-    let (n1, _) = p.next_to_verify(id).unwrap();
+    let (n1, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     assert_eq!(
         request(p.step(id, t0)).cursor,
         50,
@@ -296,7 +298,7 @@ fn a_paging_violation_drops_held_pages_and_keeps_what_was_ingested() {
         .unwrap();
     request(p.step(id, t0));
     p.on_page(id, page(items.clone(), 50, true)).unwrap();
-    let (n1, _) = p.next_to_verify(id).unwrap();
+    let (n1, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
     assert_eq!(request(p.step(id, t0)).cursor, 50);
     assert!(matches!(
         p.on_verified(verified(id, n1, &items)),
@@ -333,4 +335,60 @@ fn a_paging_violation_drops_held_pages_and_keeps_what_was_ingested() {
         .start(peer, SyncRequest::default(), Kind::Request, t1)
         .unwrap();
     assert_eq!(request(p.step(again, t1)).cursor, 50);
+}
+
+/// Pages come back from the verification stage in any order and go into the backlog in page
+/// order; at most `MAX_VERIFYING` are in the stage and `MAX_HELD_PAGES` held.
+#[test]
+fn verified_pages_are_taken_back_in_page_order() {
+    let mut p = Pulls::default();
+    let t0 = Instant::now();
+    let items = crate::testing::signed_items("pull-order", 3, 1, 8);
+    let id = p
+        .start(PeerId::random(), SyncRequest::default(), Kind::Request, t0)
+        .unwrap();
+    let mut numbers = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let req = request(p.step(id, t0));
+        assert_eq!(req.cursor, i as u64);
+        p.on_page(id, page(vec![item.clone()], i as u64 + 1, true))
+            .unwrap();
+        if let Some((n, _)) = p.next_to_verify(id, MAX_VERIFYING) {
+            numbers.push(n);
+        }
+    }
+    assert_eq!(numbers.len(), MAX_VERIFYING, "the third page waits");
+    assert!(matches!(p.step(id, t0), Step::Idle), "three pages held");
+    // The second page is back first: kept, nothing to ingest yet.
+    assert!(matches!(
+        p.on_verified(verified(id, numbers[1], &items[1..2])),
+        Verified::Queued(None)
+    ));
+    assert!(!p.ingest_pending());
+    assert!(matches!(
+        p.on_verified(verified(id, numbers[1], &items[1..2])),
+        Verified::Dropped
+    ));
+    // Then the first: both go into the backlog, in page order.
+    assert!(matches!(
+        p.on_verified(verified(id, numbers[0], &items[..1])),
+        Verified::Queued(None)
+    ));
+    let chunk = p.take_chunk(id).unwrap();
+    let got: Vec<&Item> = chunk
+        .iter()
+        .map(|c| match c {
+            Checked::Held(item) => item,
+            _ => panic!("not held"),
+        })
+        .collect();
+    assert_eq!(got, vec![&items[0], &items[1]]);
+    // The third page enters the stage; a failed verification fails the session.
+    let (n3, _) = p.next_to_verify(id, MAX_VERIFYING).unwrap();
+    let failed = VerifiedPage {
+        session: id,
+        page: n3,
+        items: None,
+    };
+    assert!(matches!(p.on_verified(failed), Verified::Failed));
 }
