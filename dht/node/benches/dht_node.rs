@@ -362,10 +362,9 @@ async fn bench_lookup(n: usize) {
         }
         placement.push((holders, in_closest));
     }
-    let split = early;
     let mut groups: std::collections::BTreeMap<&str, Figures> = Default::default();
     for ((_, k), p) in writers.iter().zip(&placement) {
-        let g = groups.entry(group_name(*k, split)).or_default();
+        let g = groups.entry(group_name(*k, early)).or_default();
         g.copies.push(f64::from(p.0));
         g.in_closest.push(f64::from(p.1));
     }
@@ -381,7 +380,7 @@ async fn bench_lookup(n: usize) {
         .flat_map(|w| std::iter::repeat_n(w, readers))
         .collect();
     for (i, (pk, k)) in reads {
-        let g = groups.entry(group_name(*k, split)).or_default();
+        let g = groups.entry(group_name(*k, early)).or_default();
         let (_, reader) = nodes.choose(&mut rng).unwrap();
         let t = Instant::now();
         let Ok(Ok(out)) = tokio::time::timeout(
