@@ -404,34 +404,6 @@ impl Client {
     }
 }
 
-/// What [`connect_unless_held`] found or did.
-enum Connected {
-    /// A session with the server was held already (opened by another dial meanwhile).
-    Held(Arc<ClientSession>),
-    /// A session was opened.
-    Opened(Arc<ClientSession>),
-}
-
-/// Opens a session with `server` unless one is held, under the dial lock: a second session with
-/// one server makes it close the first (and its streams), so every dial checks again once it
-/// holds the lock. `addr` (the server's address, or why not to dial) is awaited only when a
-/// session is to be opened.
-async fn connect_unless_held(
-    inner: &Arc<Inner>,
-    server: PubKey,
-    on_demand: bool,
-    addr: impl std::future::Future<Output = Result<String, DialError>>,
-) -> Result<Connected, DialError> {
-    let _g = inner.dialing.lock().await;
-    if let Some(s) = lock(&inner.sessions).get(&server) {
-        return Ok(Connected::Held(s.clone()));
-    }
-    let addr = addr.await?;
-    connect_server(inner, server, &addr, on_demand)
-        .await
-        .map(Connected::Opened)
-}
-
 async fn connect_server(
     inner: &Arc<Inner>,
     server: PubKey,
@@ -503,9 +475,13 @@ async fn maintain(inner: Arc<Inner>) {
                         if lock(&inner.sessions).contains_key(&pk) {
                             continue;
                         }
-                        // An on-demand dial may open it while we wait for the lock.
-                        let addr = std::future::ready(Ok(address));
-                        if connect_unless_held(&inner, pk, false, addr).await.is_err() {
+                        let _g = inner.dialing.lock().await;
+                        // An on-demand dial may have opened it while we waited: a second
+                        // session with one server makes it close the first (and its streams).
+                        if lock(&inner.sessions).contains_key(&pk) {
+                            continue;
+                        }
+                        if connect_server(&inner, pk, &address, false).await.is_err() {
                             failed = true;
                         }
                     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use keys::PubKey;
 
 use super::streams::{dial_on, reset_by_server};
-use super::{Client, ClientSession, Connected, Inner, choose, connect_unless_held};
+use super::{Client, ClientSession, Inner, choose, connect_server};
 use crate::error::{DialError, DiscError};
 use crate::lock;
 use crate::stream::DmsgStream;
@@ -94,16 +94,17 @@ pub(super) async fn open_session(
     inner: &Arc<Inner>,
     server: PubKey,
 ) -> Result<Arc<ClientSession>, DialError> {
-    let addr = async {
-        if lock(&inner.sessions).len() >= inner.cfg.max_sessions {
-            return Err(DialError::NoSession { pk: server });
-        }
-        let e = inner.disc.entry(server).await.map_err(DialError::Disc)?;
-        e.server
-            .map(|s| s.address)
-            .ok_or(DialError::Disc(DiscError::NotFound { pk: server }))
-    };
-    match connect_unless_held(inner, server, true, addr).await? {
-        Connected::Held(s) | Connected::Opened(s) => Ok(s),
+    let _g = inner.dialing.lock().await;
+    if let Some(s) = lock(&inner.sessions).get(&server) {
+        return Ok(s.clone());
     }
+    if lock(&inner.sessions).len() >= inner.cfg.max_sessions {
+        return Err(DialError::NoSession { pk: server });
+    }
+    let e = inner.disc.entry(server).await.map_err(DialError::Disc)?;
+    let addr = e
+        .server
+        .map(|s| s.address)
+        .ok_or(DialError::Disc(DiscError::NotFound { pk: server }))?;
+    connect_server(inner, server, &addr, true).await
 }

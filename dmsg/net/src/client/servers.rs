@@ -219,9 +219,12 @@ pub(super) async fn rebalance(inner: &Arc<Inner>, want: usize) -> bool {
         let Some((to, addr)) = best else {
             continue;
         };
-        // Held meanwhile (an on-demand dial): nothing to move to.
-        let opened = super::connect_unless_held(inner, to, false, std::future::ready(Ok(addr)));
-        if let Ok(super::Connected::Opened(_)) = opened.await {
+        let _g = inner.dialing.lock().await;
+        // Held meanwhile (an on-demand dial): a second session would close that one.
+        if lock(&inner.sessions).contains_key(&to) {
+            continue;
+        }
+        if super::connect_server(inner, to, &addr, false).await.is_ok() {
             tracing::info!(%from, %to, from_free, "moving to a less loaded DMSG server");
             let mut map = lock(&inner.sessions);
             if map.get(&from).is_some_and(|s| Arc::ptr_eq(s, &sess)) {
