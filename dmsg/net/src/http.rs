@@ -132,39 +132,24 @@ async fn request(
     Ok((resp.into_body(), total, conn_task))
 }
 
-/// Reads `body` to its end, handing each data chunk to `sink` and then reporting (bytes so
-/// far, `total`) to `progress`; returns the body length.
-async fn drain_body(
-    body: &mut hyper::body::Incoming,
-    total: Option<u64>,
-    mut progress: impl FnMut(u64, Option<u64>),
-    mut sink: impl AsyncFnMut(&[u8]) -> std::io::Result<()>,
-) -> Result<u64, HttpError> {
-    let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(HttpError::Http)?;
-        if let Ok(data) = frame.into_data() {
-            sink(&data).await.map_err(HttpError::Write)?;
-            n += data.len() as u64;
-            progress(n, total);
-        }
-    }
-    Ok(n)
-}
-
 /// Fetches `url` through `client` and writes the body to `out`; returns the body length.
 /// `progress` is called with (bytes so far, content length if known).
 pub async fn fetch<W: AsyncWrite + Unpin>(
     client: &Client,
     url: &str,
     out: &mut W,
-    progress: impl FnMut(u64, Option<u64>),
+    mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<u64, HttpError> {
     let (mut body, total, conn_task) = request(client, url).await?;
-    let n = drain_body(&mut body, total, progress, async |d: &[u8]| {
-        out.write_all(d).await
-    })
-    .await?;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(HttpError::Http)?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data).await.map_err(HttpError::Write)?;
+            n += data.len() as u64;
+            progress(n, total);
+        }
+    }
     out.flush().await.map_err(HttpError::Write)?;
     drop(conn_task);
     Ok(n)
@@ -179,21 +164,27 @@ pub async fn fetch_to_file(
     client: &Client,
     url: &str,
     path: &Path,
-    progress: impl FnMut(u64, Option<u64>),
+    mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<u64, HttpError> {
     use std::io::Write;
     let (mut body, total, conn_task) = request(client, url).await?;
     let mut file = std::fs::File::create(path).map_err(HttpError::Write)?;
     let multi = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
-    let write = async |d: &[u8]| {
-        if multi {
-            tokio::task::block_in_place(|| file.write_all(d))
-        } else {
-            file.write_all(d)
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(HttpError::Http)?;
+        if let Ok(data) = frame.into_data() {
+            n += data.len() as u64;
+            if multi {
+                tokio::task::block_in_place(|| file.write_all(&data))
+            } else {
+                file.write_all(&data)
+            }
+            .map_err(HttpError::Write)?;
+            progress(n, total);
         }
-    };
-    let n = drain_body(&mut body, total, progress, write).await?;
+    }
     file.flush().map_err(HttpError::Write)?;
     drop(conn_task);
     Ok(n)
