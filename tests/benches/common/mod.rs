@@ -1,0 +1,3 @@
+//! Helpers shared by the benches of this crate.
+
+pub mod floors;
