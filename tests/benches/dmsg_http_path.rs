@@ -28,15 +28,15 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// utime + stime of `pid`, seconds.
-fn cpu_of(pid: u32) -> f64 {
+/// utime + stime of `pid` in seconds, and its minor page faults.
+fn cpu_of(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces) start at ") ".
     let rest = &stat[stat.rfind(") ").unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): utime is field 14, stime field 15.
+    // rest[0] is field 3 (state): minflt is field 10, utime field 14, stime field 15.
     let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / TICKS
+    (ticks as f64 / TICKS, f[7].parse().unwrap())
 }
 
 fn spawn(name: &str, args: &[&str]) -> Proc {
@@ -45,13 +45,14 @@ fn spawn(name: &str, args: &[&str]) -> Proc {
     Proc::spawn(name, &mut cmd).unwrap()
 }
 
-/// Runs `dmsg get` to completion inside a shell that reports its children's CPU time:
-/// returns (wall seconds, CPU seconds of `get`).
-fn timed_get(disc: &str, url: &str, out: &Path) -> (f64, f64) {
+/// Runs `dmsg get` to completion inside a shell that reports its children's CPU time and
+/// minor page faults: returns (wall seconds, CPU seconds of `get`, its minor faults).
+fn timed_get(disc: &str, url: &str, out: &Path) -> (f64, f64, u64) {
+    // After `set --`, $1 is field 3: cminflt is field 11, cutime 16, cstime 17.
     let script = r#""$0" dmsg get --disc "$1" --out "$2" "$3" >/dev/null || exit 3
 read -r stat < /proc/$$/stat
 set -- ${stat##*\) }
-echo "${14} ${15}""#;
+echo "${14} ${15} ${9}""#;
     let start = Instant::now();
     let o = Command::new("bash")
         .args(["-c", script])
@@ -67,7 +68,7 @@ echo "${14} ${15}""#;
         .split_whitespace()
         .map(|t| t.parse().unwrap())
         .collect();
-    (wall, (ticks[0] + ticks[1]) as f64 / TICKS)
+    (wall, (ticks[0] + ticks[1]) as f64 / TICKS, ticks[2])
 }
 
 struct Run {
@@ -75,6 +76,8 @@ struct Run {
     server: f64,
     http: f64,
     get: f64,
+    /// Minor page faults per MiB: server, http, get.
+    faults: [f64; 3],
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -161,15 +164,15 @@ fn main() {
 
     println!("DMSG-HTTP path, {mb} MiB, real processes on loopback ({runs} runs)");
     println!(
-        "{:>4} {:>9} {:>9} {:>13} {:>13} {:>13}",
+        "{:>4} {:>9} {:>9} {:>13} {:>13} {:>13}   minor page faults per MiB (server/http/get)",
         "run", "wall s", "MB/s", "server CPU-s/GiB", "http CPU-s/GiB", "get CPU-s/GiB"
     );
     let mut all = Vec::new();
     for i in 0..runs {
         let _ = std::fs::remove_file(&out);
-        let (s0, h0) = (cpu_of(server.child.id()), cpu_of(http.child.id()));
-        let (wall, get_cpu) = timed_get(&disc, &url, &out);
-        let (s1, h1) = (cpu_of(server.child.id()), cpu_of(http.child.id()));
+        let ((s0, sf0), (h0, hf0)) = (cpu_of(server.child.id()), cpu_of(http.child.id()));
+        let (wall, get_cpu, get_faults) = timed_get(&disc, &url, &out);
+        let ((s1, sf1), (h1, hf1)) = (cpu_of(server.child.id()), cpu_of(http.child.id()));
         let got = std::fs::read(&out).unwrap();
         assert!(got == data, "run {i}: the file arrived damaged");
         let r = Run {
@@ -177,28 +180,39 @@ fn main() {
             server: (s1 - s0) / gib,
             http: (h1 - h0) / gib,
             get: get_cpu / gib,
+            faults: [
+                (sf1 - sf0) as f64 / mb as f64,
+                (hf1 - hf0) as f64 / mb as f64,
+                get_faults as f64 / mb as f64,
+            ],
         };
         println!(
-            "{:>4} {:>9.2} {:>9.0} {:>13.2} {:>13.2} {:>13.2}",
+            "{:>4} {:>9.2} {:>9.0} {:>13.2} {:>13.2} {:>13.2}   {:.1} / {:.1} / {:.1}",
             i + 1,
             r.wall,
             (mb as f64 * 1.048_576) / r.wall,
             r.server,
             r.http,
-            r.get
+            r.get,
+            r.faults[0],
+            r.faults[1],
+            r.faults[2]
         );
         all.push(r);
     }
     let m = |f: fn(&Run) -> f64| median(all.iter().map(f).collect());
     let wall = m(|r| r.wall);
     println!(
-        "{:>4} {:>9.2} {:>9.0} {:>13.2} {:>13.2} {:>13.2}",
+        "{:>4} {:>9.2} {:>9.0} {:>13.2} {:>13.2} {:>13.2}   {:.1} / {:.1} / {:.1}",
         "med",
         wall,
         (mb as f64 * 1.048_576) / wall,
         m(|r| r.server),
         m(|r| r.http),
-        m(|r| r.get)
+        m(|r| r.get),
+        m(|r| r.faults[0]),
+        m(|r| r.faults[1]),
+        m(|r| r.faults[2])
     );
     println!(
         "target: server ≤ 0.40, each endpoint ≤ 1.00 CPU-s/GiB; Go reference: server ≈ 4.0, \

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use dmsg_proto::mux::{
     Event, MAX_HEADER_LEN, MuxSession, OpenError, PingError, SessionConfig, SmuxConfig, StreamId,
     StreamMux, Transmit,
@@ -50,6 +50,7 @@ use tokio::task::JoinHandle;
 pub use dmsg_proto::mux::{CloseReason, Protocol, Side};
 pub use stream::{MuxStream, RecvHalf, SendHalf};
 
+mod bufpool;
 mod stream;
 
 use crate::defaults::*;
@@ -465,8 +466,9 @@ async fn read_frames(sh: &Shared, rd: OwnedReadHalf, initial: Bytes) -> Result<(
             r.map_err(ReadEnd::Protocol)?
         };
         if len > 0 {
-            // Read straight into the body's own buffer (large bodies bypass the BufReader).
-            let mut body = BytesMut::with_capacity(len);
+            // Read straight into the body's own buffer (large bodies bypass the BufReader),
+            // reused from earlier bodies of its size (bufpool: no fresh pages per frame).
+            let mut body = bufpool::POOL.take(len);
             while body.len() < len {
                 let want = len - body.len();
                 let n = rd
@@ -478,7 +480,7 @@ async fn read_frames(sh: &Shared, rd: OwnedReadHalf, initial: Bytes) -> Result<(
                 }
             }
             let mut g = sh.lock();
-            let r = g.proto.handle_body(body.freeze());
+            let r = g.proto.handle_body(bufpool::POOL.freeze(body));
             sh.drive(&mut g);
             r.map_err(ReadEnd::Protocol)?;
         }
