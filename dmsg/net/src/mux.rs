@@ -30,7 +30,7 @@
 //! `max_streams` open streams and [`DEFAULT_ACCEPT_BACKLOG`] un-accepted ones (beyond: RST),
 //! queued output ≤ [`DEFAULT_WRITE_HARD_LIMIT`] (local writers wait at
 //! [`DEFAULT_WRITE_HIGH_WATER`]), incoming stream ids of the peer's parity and increasing.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,7 +40,7 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes};
 use dmsg_proto::mux::{
     Event, MAX_HEADER_LEN, MuxSession, OpenError, PingError, SessionConfig, SmuxConfig, StreamId,
-    StreamMux, Transmit,
+    StreamMux,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -52,6 +52,7 @@ pub use stream::{MuxStream, RecvHalf, SendHalf};
 
 mod bufpool;
 mod stream;
+mod writer;
 
 use crate::defaults::*;
 use crate::error::StreamError;
@@ -134,7 +135,7 @@ struct Inner {
     proto: Proto,
     wakers: HashMap<StreamId, Wakers>,
     /// Writers held at the high-water mark.
-    write_waiters: Vec<Waker>,
+    write_waiters: VecDeque<Waker>,
     accept_waker: Option<Waker>,
     /// The reader task has ended: [`Session::accept`] answers `None` once the backlog is empty
     /// (as long as the reader runs, a stream may still arrive).
@@ -268,7 +269,7 @@ impl Session {
             inner: Mutex::new(Inner {
                 proto,
                 wakers: HashMap::new(),
-                write_waiters: Vec::new(),
+                write_waiters: VecDeque::new(),
                 accept_waker: None,
                 reader_done: false,
                 ping_wait: None,
@@ -280,7 +281,7 @@ impl Session {
             rx_notify: Notify::new(),
         });
         let reader = tokio::spawn(read_loop(shared.clone(), rd, initial));
-        let writer = tokio::spawn(write_loop(shared.clone(), wr));
+        let writer = tokio::spawn(writer::write_loop(shared.clone(), wr));
         let keepalive = tokio::spawn(keepalive_loop(shared.clone()));
         Session {
             shared,
@@ -488,89 +489,6 @@ async fn read_frames(sh: &Shared, rd: OwnedReadHalf, initial: Bytes) -> Result<(
             return Ok(());
         }
     }
-}
-
-/// Most frames handed to one `writev` call (each is a header and maybe a body: two slices;
-/// Linux takes up to 1024 slices per call).
-const WRITE_BATCH_FRAMES: usize = 64;
-/// Most bytes gathered for one `writev` call.
-const WRITE_BATCH_BYTES: usize = 512 * 1024;
-
-async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf) {
-    loop {
-        // Made per batch: an idle session keeps no batch buffer (it would cost 3 KB each).
-        let mut batch: Vec<Transmit> = Vec::new();
-        let mut bytes = 0;
-        {
-            let mut g = sh.lock();
-            if g.proto.is_closed() {
-                break;
-            }
-            while batch.len() < WRITE_BATCH_FRAMES && bytes < WRITE_BATCH_BYTES {
-                let Some(t) = g.proto.poll_transmit() else {
-                    break;
-                };
-                bytes += t.len();
-                batch.push(t);
-            }
-        }
-        if batch.is_empty() {
-            tokio::select! {
-                _ = sh.tx_notify.notified() => {}
-                _ = wait_closed(&sh) => {}
-            }
-            continue;
-        }
-        // Headers and bodies leave from their own buffers (no copy), and a data frame never
-        // goes out as a lone 12-byte header segment followed by its body.
-        let ok = write_batch(&mut wr, &batch).await.is_ok();
-        drop(batch);
-        let mut g = sh.lock();
-        g.proto.on_transmitted(bytes);
-        if !ok {
-            g.proto.close(CloseReason::Io);
-            sh.drive(&mut g);
-            break;
-        }
-        if !g.proto.write_blocked() {
-            for w in g.write_waiters.drain(..) {
-                w.wake();
-            }
-        }
-    }
-    // Flush what is still queued (FIN/RST of a local close), then close the socket.
-    let batch: Vec<Transmit> = {
-        let mut g = sh.lock();
-        std::iter::from_fn(|| g.proto.poll_transmit()).collect()
-    };
-    if !batch.is_empty() {
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            write_batch(&mut wr, &batch),
-        )
-        .await;
-    }
-    let _ = wr.shutdown().await;
-}
-
-/// Writes every frame of `batch` (vectored, partial writes resumed).
-async fn write_batch(wr: &mut OwnedWriteHalf, batch: &[Transmit]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
-    for t in batch {
-        slices.push(io::IoSlice::new(t.header()));
-        if !t.body.is_empty() {
-            slices.push(io::IoSlice::new(&t.body));
-        }
-    }
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = wr.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        io::IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
 }
 
 async fn wait_closed(sh: &Shared) {

@@ -266,3 +266,72 @@ async fn ping_round_trip_and_goaway_closes() {
     assert!(sess.accept().await.is_none());
     let _raw = peer.await.unwrap();
 }
+
+/// 64 streams each write 1 MiB at once (16× the 4 MiB queue high-water mark, so writers wait
+/// for the queue and are woken a few at a time as frames leave): every stream delivers all of
+/// its bytes, in order, and none is left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_writers_past_the_high_water_mark_all_finish() {
+    const STREAMS: usize = 64;
+    const EACH: usize = 1 << 20;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dialled = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (accepted, _) = l.accept().await.unwrap();
+    let (rd, wr) = dialled.into_split();
+    let client = Session::new(Side::Client, rd, wr, Bytes::new(), MuxConfig::default());
+    let (rd, wr) = accepted.into_split();
+    let server = Session::new(Side::Server, rd, wr, Bytes::new(), MuxConfig::default());
+    let readers = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut s = server.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::with_capacity(EACH + 1);
+                s.read_to_end(&mut got).await.unwrap();
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.unwrap());
+        }
+        (server, all)
+    });
+    let mut writers = Vec::new();
+    for i in 0..STREAMS {
+        let mut s = client.open().unwrap();
+        writers.push(tokio::spawn(async move {
+            let data: Vec<u8> = (0..EACH).map(|k| (k * 31 + i) as u8).collect();
+            for chunk in data.chunks(64 * 1024) {
+                s.write_all(chunk).await.unwrap();
+            }
+            s.shutdown().await.unwrap();
+            // Keep the stream until the reader has everything.
+            s
+        }));
+    }
+    let held = tokio::time::timeout(T, async {
+        let mut held = Vec::new();
+        for w in writers {
+            held.push(w.await.unwrap());
+        }
+        held
+    })
+    .await
+    .expect("a writer was left waiting");
+    let (_server, all) = tokio::time::timeout(T, readers).await.unwrap().unwrap();
+    assert_eq!(all.len(), STREAMS);
+    for got in &all {
+        assert_eq!(got.len(), EACH);
+        // Each stream's bytes are one writer's pattern, in order.
+        let i = (0..STREAMS)
+            .find(|&i| got[0] == (i as u8))
+            .expect("a known writer");
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(k, &b)| b == (k * 31 + i) as u8)
+        );
+    }
+    drop(held);
+}

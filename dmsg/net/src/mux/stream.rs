@@ -40,7 +40,7 @@ fn poll_credit(
         }
         Ok(Credit::QueueFull) => {
             if !g.write_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                g.write_waiters.push(cx.waker().clone());
+                g.write_waiters.push_back(cx.waker().clone());
             }
             Poll::Pending
         }
