@@ -15,11 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::floors::Floors;
+use common::{TICKS, proc_stat};
 use keys::SecKey;
 use skymesh_tests::{Proc, free_port, payload, skymesh_bin, wait_port};
-
-/// Clock ticks per second of `/proc/PID/stat` times (Linux: `USER_HZ`, 100 everywhere).
-const TICKS: f64 = 100.0;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -30,13 +28,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// utime + stime of `pid` in seconds, and its minor page faults.
 fn cpu_of(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): minflt is field 10, utime field 14, stime field 15.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    (ticks as f64 / TICKS, f[7].parse().unwrap())
+    proc_stat(&format!("/proc/{pid}/stat"))
 }
 
 fn spawn(name: &str, args: &[&str]) -> Proc {

@@ -59,6 +59,17 @@ fn rate(n: f64, d: Duration) -> f64 {
     n / d.as_secs_f64()
 }
 
+/// Items per second of the fastest of three runs of `run` over `n` items.
+fn best_rate_of_3(n: usize, run: impl Fn()) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            rate(n as f64, t.elapsed())
+        })
+        .fold(0.0, f64::max)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -87,15 +98,12 @@ async fn main() {
     let verify_rate = rate(sample.len() as f64, t.elapsed());
     println!("baseline: rules::validate (one core): {verify_rate:.0} items/s");
     // The best of three runs: a stricter bound than one run slowed by a neighbour.
-    let sig_rate = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            for item in sample {
-                item.verify_signature().unwrap();
-            }
-            rate(sample.len() as f64, t.elapsed())
-        })
-        .fold(0.0, f64::max);
+    let check = |items: &[Item]| {
+        for item in items {
+            item.verify_signature().unwrap();
+        }
+    };
+    let sig_rate = best_rate_of_3(sample.len(), || check(sample));
     println!(
         "baseline: Item::verify_signature (one thread, best of 3): {sig_rate:.0} items/s; 200000 items/s needs >= {:.1} cores of signature checks alone",
         200_000.0 / sig_rate
@@ -109,21 +117,13 @@ async fn main() {
     );
     // What the cores give when all of them check signatures at once and do nothing else (best
     // of 3): if this is below the bound, the machine itself does not scale to its core count.
-    let all_cores = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for part in sample.chunks(sample.len().div_ceil(cores)) {
-                    s.spawn(move || {
-                        for item in part {
-                            item.verify_signature().unwrap();
-                        }
-                    });
-                }
-            });
-            rate(sample.len() as f64, t.elapsed())
-        })
-        .fold(0.0, f64::max);
+    let all_cores = best_rate_of_3(sample.len(), || {
+        std::thread::scope(|s| {
+            for part in sample.chunks(sample.len().div_ceil(cores)) {
+                s.spawn(move || check(part));
+            }
+        });
+    });
     println!(
         "measured: {cores} threads checking signatures at once (nothing else running, best of 3): {all_cores:.0} items/s = {:.1} % of the bound",
         100.0 * all_cores / bound

@@ -23,11 +23,34 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 /// utime + stime of the calling thread, seconds.
 fn thread_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    super::proc_stat("/proc/thread-self/stat").0
+}
+
+/// Runs `job` on a thread of its own; returns that thread's CPU seconds for it.
+fn cpu_of_thread(job: impl FnOnce() + Send + 'static) -> f64 {
+    std::thread::spawn(move || {
+        let t0 = thread_cpu();
+        job();
+        thread_cpu() - t0
+    })
+    .join()
+    .unwrap()
+}
+
+/// Copies `from` into `to` in 64 KiB reads until `from` ends, then drops `to` (closing a
+/// socket); returns the bytes copied.
+fn copy_all(mut from: impl Read, mut to: impl Write) -> usize {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        match from.read(&mut buf).unwrap() {
+            0 => return total,
+            n => {
+                to.write_all(&buf[..n]).unwrap();
+                total += n;
+            }
+        }
+    }
 }
 
 fn best(f: impl Fn() -> f64) -> f64 {
@@ -53,15 +76,8 @@ fn send(mut s: TcpStream, bytes: usize) {
 }
 
 /// Reads `s` to its end, discarding; returns the bytes read.
-fn drain(mut s: TcpStream) -> usize {
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0;
-    loop {
-        match s.read(&mut buf).unwrap() {
-            0 => return total,
-            n => total += n,
-        }
-    }
+fn drain(s: TcpStream) -> usize {
+    copy_all(s, std::io::sink())
 }
 
 /// CPU-s per GiB of a thread relaying `bytes` from one loopback socket to another.
@@ -70,21 +86,9 @@ fn tcp_relay(bytes: usize) -> f64 {
     let (dst_in, dst_out) = pair();
     let tx = std::thread::spawn(move || send(src_out, bytes));
     let rx = std::thread::spawn(move || drain(dst_in));
-    let cpu = std::thread::spawn(move || {
-        let (mut from, mut to) = (src_in, dst_out);
-        let mut buf = vec![0u8; CHUNK];
-        let t0 = thread_cpu();
-        loop {
-            match from.read(&mut buf).unwrap() {
-                0 => break,
-                n => to.write_all(&buf[..n]).unwrap(),
-            }
-        }
-        drop(to);
-        thread_cpu() - t0
-    })
-    .join()
-    .unwrap();
+    let cpu = cpu_of_thread(move || {
+        copy_all(src_in, dst_out);
+    });
     tx.join().unwrap();
     assert_eq!(rx.join().unwrap(), bytes);
     cpu / (bytes as f64 / GIB)
@@ -96,21 +100,9 @@ fn socket_to_file(bytes: usize, path: &Path) -> f64 {
     let (inn, out) = pair();
     let tx = std::thread::spawn(move || send(out, bytes));
     let target = path.to_path_buf();
-    let cpu = std::thread::spawn(move || {
-        let t0 = thread_cpu();
-        let mut file = std::fs::File::create(&target).unwrap();
-        let (mut inn, mut buf) = (inn, vec![0u8; CHUNK]);
-        loop {
-            match inn.read(&mut buf).unwrap() {
-                0 => break,
-                n => file.write_all(&buf[..n]).unwrap(),
-            }
-        }
-        drop(file);
-        thread_cpu() - t0
-    })
-    .join()
-    .unwrap();
+    let cpu = cpu_of_thread(move || {
+        copy_all(inn, std::fs::File::create(&target).unwrap());
+    });
     tx.join().unwrap();
     assert_eq!(std::fs::metadata(path).unwrap().len(), bytes as u64);
     cpu / (bytes as f64 / GIB)
@@ -121,22 +113,10 @@ fn file_to_socket(path: &Path) -> f64 {
     let bytes = std::fs::metadata(path).unwrap().len() as usize;
     let (inn, out) = pair();
     let rx = std::thread::spawn(move || drain(inn));
-    let path = path.to_path_buf();
-    let cpu = std::thread::spawn(move || {
-        let t0 = thread_cpu();
-        let mut file = std::fs::File::open(&path).unwrap();
-        let (mut out, mut buf) = (out, vec![0u8; CHUNK]);
-        loop {
-            match file.read(&mut buf).unwrap() {
-                0 => break,
-                n => out.write_all(&buf[..n]).unwrap(),
-            }
-        }
-        drop(out);
-        thread_cpu() - t0
-    })
-    .join()
-    .unwrap();
+    let source = path.to_path_buf();
+    let cpu = cpu_of_thread(move || {
+        copy_all(std::fs::File::open(&source).unwrap(), out);
+    });
     assert_eq!(rx.join().unwrap(), bytes);
     cpu / (bytes as f64 / GIB)
 }
