@@ -102,11 +102,15 @@ fn messages_wait_for_a_visor_that_was_never_online_and_arrive_once() {
     let deploy = deploy(dir, &[(keys[0].clone(), p2p[0]), (keys[1].clone(), p2p[1])]);
     let f0 = full(dir, &deploy, "full-0", &keys[0], p2p[0]);
     let mut f1 = full(dir, &deploy, "full-1", &keys[1], p2p[1]);
+    // Both full nodes list both servers before the sender starts, so the sender's first list of
+    // mailbox servers (whichever full node answers it) holds both.
+    for f in [&f0, &f1] {
+        poll("both servers published", DEADLINE, || {
+            get_json(f.http, "/dmsg-discovery/all_servers")
+                .filter(|v| v.as_array().is_some_and(|a| a.len() == 2))
+        });
+    }
     let alice = visor(dir, &deploy, "alice", &SecKey::generate(), Some(&f0));
-    poll("alice knows both servers", DEADLINE, || {
-        get_json(f0.http, "/dmsg-discovery/all_servers")
-            .filter(|v| v.as_array().is_some_and(|a| a.len() == 2))
-    });
     let bob = SecKey::generate(); // never online yet
     let mut ids = Vec::new();
     for i in 0..3 {

@@ -45,6 +45,10 @@ pub const MESH_TRIES: u32 = 4;
 pub const FALLBACK_RENEW: Duration = Duration::from_secs(20);
 /// How long the list of published servers is reused between sends.
 pub const SERVER_LIST_TTL: Duration = Duration::from_secs(10);
+/// How long a list with fewer servers than a send wants copies on is reused: while a visor
+/// starts, its first list may hold only the servers that had published by then, and ten
+/// seconds of sends stored once each would be ten seconds of needless risk.
+pub const SHORT_SERVER_LIST_TTL: Duration = Duration::from_secs(1);
 /// Sent messages remembered in memory (oldest dropped beyond it).
 pub const MAX_SENT: usize = 10_000;
 
@@ -285,12 +289,24 @@ impl MailboxAgent {
     }
 }
 
+/// Whether a list of `len` published servers fetched `age` ago may serve a lookup that wants
+/// `copies` of them: an empty list never, a short one for [`SHORT_SERVER_LIST_TTL`], a full one
+/// for [`SERVER_LIST_TTL`].
+fn list_reusable(age: Duration, len: usize, copies: usize) -> bool {
+    let ttl = if len < copies {
+        SHORT_SERVER_LIST_TTL
+    } else {
+        SERVER_LIST_TTL
+    };
+    len > 0 && age < ttl
+}
+
 /// The mailbox servers of `pk`: the `copies` closest published servers plus its delegated
 /// servers.
 async fn servers_for(inner: &Inner, pk: PubKey, copies: usize) -> Vec<PubKey> {
     let cached = lock(&inner.servers)
         .as_ref()
-        .filter(|(t, v)| t.elapsed() < SERVER_LIST_TTL && !v.is_empty())
+        .filter(|(t, v)| list_reusable(t.elapsed(), v.len(), copies))
         .map(|(_, v)| v.clone());
     let all = match cached {
         Some(v) => v,
@@ -521,4 +537,21 @@ fn mark_delivered(inner: &Inner, by: &PubKey, payload: &[u8]) {
     }
     drop(f);
     inner.changed.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_server_list_is_fetched_again_sooner() {
+        let s = Duration::from_millis(500);
+        assert!(list_reusable(s, 2, MAILBOX_COPIES));
+        assert!(list_reusable(s, 1, MAILBOX_COPIES));
+        assert!(!list_reusable(s, 0, MAILBOX_COPIES));
+        let late = SHORT_SERVER_LIST_TTL + s;
+        assert!(list_reusable(late, 2, MAILBOX_COPIES));
+        assert!(!list_reusable(late, 1, MAILBOX_COPIES));
+        assert!(!list_reusable(SERVER_LIST_TTL, 2, MAILBOX_COPIES));
+    }
 }
