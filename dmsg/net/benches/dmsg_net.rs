@@ -48,6 +48,9 @@ fn main() {
         let (disc, server) = setup().await;
         let url = format!("http://{}", disc.local_addr());
         let ty = throughput(&url, Protocol::Yamux).await;
+        if env_usize("DMSG_BENCH_RELAY_ONLY", 0) != 0 {
+            return; // for profiling the yamux relay alone
+        }
         let ts = throughput(&url, Protocol::Smux).await;
         let dy = dial_latency(&url, Protocol::Yamux).await;
         let ds = dial_latency(&url, Protocol::Smux).await;
@@ -60,7 +63,9 @@ fn main() {
         drop(server);
         drop(disc);
     });
-    rt.block_on(rss_per_session());
+    if env_usize("DMSG_BENCH_RELAY_ONLY", 0) == 0 {
+        rt.block_on(rss_per_session());
+    }
 }
 
 async fn setup() -> (DiscServer, Server) {

@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 pub use dmsg_proto::mux::{CloseReason, Protocol, Side};
 pub use stream::{MuxStream, RecvHalf, SendHalf};
 
-mod bufpool;
+pub(crate) mod bufpool;
 mod stream;
 mod writer;
 

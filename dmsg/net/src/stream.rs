@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::StreamError;
 use crate::mux::MuxStream;
+use crate::mux::bufpool::POOL;
 use crate::transport::SessionCrypto;
 
 /// Seals `obj` as one record with the session keys and sends it on `ms`.
@@ -97,8 +98,8 @@ impl std::fmt::Debug for PortGuard {
 /// Reads check strictly consecutive nonces ([`ReplayPolicy::Strict`]; Go writers always send
 /// consecutive nonces), so a relay cannot drop or reorder records unnoticed.
 ///
-/// Copies per byte: a write seals straight into the outgoing buffer (one copy, reused
-/// allocation); a read decrypts each record straight into the caller's buffer (one copy) when
+/// Copies per byte: a write seals straight into the outgoing buffer (one copy, into a buffer
+/// of the process's frame pool, `mux::bufpool`); a read decrypts each record straight into the caller's buffer (one copy) when
 /// it fits, else into a one-record buffer. Records split across yamux frames are reassembled in
 /// `partial` (at most one record, 4096 bytes).
 pub struct DmsgStream {
@@ -116,8 +117,6 @@ pub struct DmsgStream {
     failed: Option<StreamError>,
     /// Sealed records not yet handed to the mux (window or queue full).
     out: Bytes,
-    /// Sealing buffer; its allocation is reused once the mux has written the previous batch.
-    wbuf: BytesMut,
     local: Addr,
     remote: Addr,
     _port: Option<PortGuard>,
@@ -185,7 +184,6 @@ impl DmsgStream {
             plain_pos: 0,
             failed: None,
             out: Bytes::new(),
-            wbuf: BytesMut::new(),
             local,
             remote,
             _port: port,
@@ -374,12 +372,13 @@ impl AsyncWrite for DmsgStream {
             Poll::Pending => return Poll::Pending,
         };
         let n = want.min(plaintext_within(window)).max(1);
-        // Reclaims the previous allocation when the mux has released it.
-        this.wbuf.reserve(sealed_len(n));
+        // Sealed into a pooled buffer that goes back to the pool once the mux has written it:
+        // a fresh 64 KiB allocation per write faulted its pages in again after every heap trim.
+        let mut sealed = POOL.take(sealed_len(n));
         this.sealer
-            .seal_write(&buf[..n], &mut this.wbuf)
+            .seal_write(&buf[..n], &mut sealed)
             .map_err(|e| io::Error::other(StreamError::Record(e)))?;
-        this.out = this.wbuf.split().freeze();
+        this.out = POOL.freeze(sealed);
         // Fits the window; only a session queue filled by other streams meanwhile can hold
         // some back (then it leaves with the next read, write or flush).
         let _ = this.poll_drain(cx);
