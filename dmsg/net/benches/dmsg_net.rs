@@ -3,6 +3,8 @@
 //!
 //! * single-stream relay throughput client → server → client, with yamux sessions and with
 //!   smux sessions (both clients on the same multiplexer), and the smux/yamux ratio;
+//! * the machine's floor for that relay, measured in the same run (`common/relay_floor.rs`:
+//!   sealing and opening the records, and the same bytes through a bare loopback TCP relay);
 //! * stream dial latency (request, KK, accept) over established sessions, p50/p99, yamux and
 //!   smux;
 //! * new sessions per second accepted by one server (XK + yamux set-up);
@@ -18,6 +20,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/relay_floor.rs"]
+mod relay_floor;
 
 use common::{cpu_secs, env_usize};
 use std::time::{Duration, Instant};
@@ -47,11 +51,19 @@ fn main() {
     rt.block_on(async {
         let (disc, server) = setup().await;
         let url = format!("http://{}", disc.local_addr());
-        let ty = throughput(&url, Protocol::Yamux).await;
+        let (ty, cpu_y) = throughput(&url, Protocol::Yamux).await;
         if env_usize("DMSG_BENCH_RELAY_ONLY", 0) != 0 {
             return; // for profiling the yamux relay alone
         }
-        let ts = throughput(&url, Protocol::Smux).await;
+        let floor = relay_floor::RelayFloor::measure(env_usize("DMSG_BENCH_MB", 512) << 20);
+        println!(
+            "relay floor on this machine (same run, best of 3): records sealed + opened {:.2} + A→relay→B over loopback TCP {:.2} = {:.2} CPU-s per GiB; the yamux relay above is {:.2}x it   target ≤ 1.5 CPU-s per GiB",
+            floor.records,
+            floor.sockets,
+            floor.total(),
+            cpu_y / floor.total()
+        );
+        let (ts, _) = throughput(&url, Protocol::Smux).await;
         let dy = dial_latency(&url, Protocol::Yamux).await;
         let ds = dial_latency(&url, Protocol::Smux).await;
         println!(
@@ -98,8 +110,8 @@ async fn clients(url: &str, protocol: Protocol) -> (Client, Client) {
     (a, b)
 }
 
-/// Relay throughput in MB/s.
-async fn throughput(url: &str, protocol: Protocol) -> f64 {
+/// Relay throughput in MB/s, and CPU-s per GiB (dialer, server and listener together).
+async fn throughput(url: &str, protocol: Protocol) -> (f64, f64) {
     let (a, b) = clients(url, protocol).await;
     let mut l = b.listen(80).unwrap();
     let total = env_usize("DMSG_BENCH_MB", 512) * 1024 * 1024;
@@ -130,14 +142,15 @@ async fn throughput(url: &str, protocol: Protocol) -> f64 {
     let cpu = cpu_secs() - c0;
     assert_eq!(got, total);
     let mbs = total as f64 / secs / 1e6;
+    let cpu_per_gib = cpu / (total as f64 / (1u64 << 30) as f64);
     println!(
         "[{protocol}] relay throughput, 1 stream A→server→B: {:.0} MB/s ({} MiB in {:.2} s; {:.2} CPU-s per GiB for A, server and B together)   Go ≈ 90 MB/s (≈ 18 CPU-s per GiB: 13.4 clients + 4.7 server), target ≥ 800 MB/s",
         mbs,
         total >> 20,
         secs,
-        cpu / (total as f64 / (1u64 << 30) as f64)
+        cpu_per_gib
     );
-    mbs
+    (mbs, cpu_per_gib)
 }
 
 /// Dial latency p50 in ms.
