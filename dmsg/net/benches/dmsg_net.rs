@@ -48,12 +48,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // DMSG_BENCH_RELAY_ONLY=1: only the yamux relay, for profiling it.
+    let relay_only = env_usize("DMSG_BENCH_RELAY_ONLY", 0) != 0;
     rt.block_on(async {
         let (disc, server) = setup().await;
         let url = format!("http://{}", disc.local_addr());
         let (ty, cpu_y) = throughput(&url, Protocol::Yamux).await;
-        if env_usize("DMSG_BENCH_RELAY_ONLY", 0) != 0 {
-            return; // for profiling the yamux relay alone
+        if relay_only {
+            return;
         }
         let floor = relay_floor::RelayFloor::measure(env_usize("DMSG_BENCH_MB", 512) << 20);
         println!(
@@ -75,7 +77,7 @@ fn main() {
         drop(server);
         drop(disc);
     });
-    if env_usize("DMSG_BENCH_RELAY_ONLY", 0) == 0 {
+    if !relay_only {
         rt.block_on(rss_per_session());
     }
 }

@@ -99,8 +99,8 @@ impl std::fmt::Debug for PortGuard {
 /// consecutive nonces), so a relay cannot drop or reorder records unnoticed.
 ///
 /// Copies per byte: a write seals straight into the outgoing buffer (one copy, into a buffer
-/// of the process's frame pool, `mux::bufpool`); a read decrypts each record straight into the caller's buffer (one copy) when
-/// it fits, else into a one-record buffer. Records split across yamux frames are reassembled in
+/// of the process's frame pool, `mux::bufpool`); a read decrypts each record straight into the
+/// caller's buffer (one copy) when it fits, else into a one-record buffer. Records split across yamux frames are reassembled in
 /// `partial` (at most one record, 4096 bytes).
 pub struct DmsgStream {
     ms: MuxStream,

@@ -35,15 +35,12 @@ pub(super) async fn write_loop(sh: Arc<Shared>, mut wr: OwnedWriteHalf) {
                 bytes += t.len();
                 batch.push(t);
             }
+            // Nothing queued: any writer still waiting (one woken before did not write) goes.
+            if batch.is_empty() && !g.proto.write_blocked() {
+                g.write_waiters.drain(..).for_each(Waker::wake);
+            }
         }
         if batch.is_empty() {
-            // Nothing queued: any writer still waiting (one woken before did not write) goes.
-            {
-                let mut g = sh.lock();
-                if !g.proto.write_blocked() {
-                    g.write_waiters.drain(..).for_each(Waker::wake);
-                }
-            }
             tokio::select! {
                 _ = sh.tx_notify.notified() => {}
                 _ = wait_closed(&sh) => {}
